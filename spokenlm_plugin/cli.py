@@ -1,0 +1,69 @@
+"""The ``spokenlm`` command: git-style subcommands, one per standalone pipeline step.
+
+Each subcommand lives in its stage's module, which defines ``configure_parser(parser)`` and
+``run(args) -> int | None``. Modules are imported only when their subcommand runs, so
+``spokenlm --help`` stays fast. User errors (:class:`SpokenLMError`) print as one line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from typing import Sequence
+
+from .errors import SpokenLMError
+
+#: subcommand -> (module, one-line help). Order is the pipeline's order.
+SUBCOMMANDS: dict[str, tuple[str, str]] = {
+    "synth-corpus": ("spokenlm_plugin.synth.corpus", "synthesize the embedded aligned speech corpus"),
+    "synth-pairs": ("spokenlm_plugin.synth.pairs", "synthesize lexical / syntactic minimal pairs + gold.csv"),
+    "manifest": ("spokenlm_plugin.data.manifest", "fairseq manifest (TSV) from a folder of audio"),
+    "labels": ("spokenlm_plugin.data.labels", "50 Hz frame phone labels + dict.phn.txt from alignments"),
+    "subset": ("spokenlm_plugin.data.subset", "speaker-balanced limited-supervision subset by duration"),
+    "items": ("spokenlm_plugin.data.items", "ABX item file (triphone / phoneme) from alignments"),
+    "convert-hubert": ("spokenlm_plugin.finetune.convert", "torchaudio / Hugging Face HuBERT weights -> fairseq checkpoint"),
+    "dump-features": ("spokenlm_plugin.units.features", "dump HuBERT features of a layer to .npy/.len shards"),
+    "kmeans": ("spokenlm_plugin.units.kmeans", "fit k-means (faiss) and assign units (.km)"),
+    "abx": ("spokenlm_plugin.units.abx", "ABX error of features or units (fastabx)"),
+    "unit-quality": ("spokenlm_plugin.units.quality", "phone purity, cluster purity and PNMI of units"),
+    "lm-data": ("spokenlm_plugin.ulm.data", "units (.km) -> fairseq binarized LM dataset with a fixed dictionary"),
+    "lm-score": ("spokenlm_plugin.ulm.score", "score utterances with a unit LM; sWUGGY / sBLIMP accuracy"),
+    "demo": ("spokenlm_plugin.demo.pipeline", "run the whole pipeline on the embedded synthetic corpus"),
+}
+
+
+def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="spokenlm",
+        description="Spoken language modeling on phoneme-aware speech units (fairseq plugin).",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    wanted = next((a for a in argv if not a.startswith("-")), None)
+    for name, (module, help_) in SUBCOMMANDS.items():
+        p = sub.add_parser(name, help=help_, description=help_)
+        # Only the chosen subcommand's module is imported (fairseq and torch are slow to load).
+        if name == wanted:
+            mod = importlib.import_module(module)
+            mod.configure_parser(p)
+            p.set_defaults(_run=mod.run)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(argv)
+    args = parser.parse_args(argv)
+    try:
+        code = args._run(args)
+    except SpokenLMError as e:
+        print(f"spokenlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"spokenlm {args.command}: interrupted (completed outputs are kept; rerun to resume)", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,83 @@
+"""Every fix that makes fairseq 0.12 run on the modern stack, in one place.
+
+Applied once, when :mod:`spokenlm_plugin` is imported (directly, or through
+``fairseq-train --user-dir spokenlm_plugin``). Each patch is narrow: it touches only the fairseq
+function that breaks and leaves the rest of torch / torchaudio untouched.
+
+1. torch >= 2.6 ``torch.load`` defaults to ``weights_only=True``; fairseq checkpoints pickle an
+   ``argparse.Namespace`` and omegaconf objects, so every reload (resume, ``fairseq-generate``,
+   ``load_model_ensemble_and_task``) fails with "Unsupported global". fairseq's checkpoint module
+   gets a ``torch`` whose ``load`` defaults to ``weights_only=False`` (a fairseq checkpoint is a
+   trusted file the user points at, exactly as before torch 2.6).
+2. torchaudio >= 2.9 removed ``sox_effects``, which ``fairseq.data.audio.audio_utils.convert_waveform``
+   imports on every call (so ``get_waveform`` always fails). It is replaced by an equivalent built on
+   ``torchaudio.functional`` (resampling, channel averaging, peak normalisation).
+"""
+
+from __future__ import annotations
+
+import types
+from typing import Any
+
+import numpy as np
+import torch
+
+_APPLIED = False
+
+
+class _TorchWithTrustedLoad(types.ModuleType):
+    """A stand-in for the ``torch`` module inside fairseq's checkpoint code."""
+
+    def __init__(self) -> None:
+        super().__init__("torch")
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(torch, name)
+
+    @staticmethod
+    def load(f: Any, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("weights_only", False)
+        return torch.load(f, *args, **kwargs)
+
+
+def convert_waveform(
+    waveform: np.ndarray | torch.Tensor,
+    sample_rate: int,
+    normalize_volume: bool = False,
+    to_mono: bool = False,
+    to_sample_rate: int | None = None,
+) -> tuple[np.ndarray | torch.Tensor, int]:
+    """Drop-in for fairseq's ``convert_waveform`` (channels x length in, same type out)."""
+    import torchaudio.functional as F
+
+    is_np = isinstance(waveform, np.ndarray)
+    wav = torch.from_numpy(waveform) if is_np else waveform
+    changed = False
+    if normalize_volume:
+        peak = wav.abs().max()
+        if peak > 0:
+            wav = wav / peak
+        changed = True
+    if to_sample_rate is not None and to_sample_rate != sample_rate:
+        wav = F.resample(wav.float(), sample_rate, to_sample_rate)
+        sample_rate = to_sample_rate
+        changed = True
+    if to_mono and wav.shape[0] > 1:
+        wav = wav.mean(dim=0, keepdim=True)
+        changed = True
+    if not changed:
+        return waveform, sample_rate
+    return (wav.numpy() if is_np else wav), sample_rate
+
+
+def apply() -> None:
+    """Apply the patches (idempotent)."""
+    global _APPLIED
+    if _APPLIED:
+        return
+    import fairseq.checkpoint_utils
+    import fairseq.data.audio.audio_utils as audio_utils
+
+    fairseq.checkpoint_utils.torch = _TorchWithTrustedLoad()
+    audio_utils.convert_waveform = convert_waveform
+    _APPLIED = True

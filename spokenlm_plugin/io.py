@@ -1,0 +1,129 @@
+"""Small I/O helpers shared by every stage: atomic writes and manifest files.
+
+Outputs are written to a temporary name in the same folder and renamed when complete, so an
+interrupted run never leaves a truncated file that looks finished.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Iterator, Sequence
+
+from .errors import ManifestError
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
+    """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, mode, **kwargs) as f:
+            yield f
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` for writers that want a file name
+    (soundfile, numpy, torch.save); rename it onto ``path`` on success."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@dataclass(frozen=True)
+class ManifestRow:
+    """One utterance of a fairseq audio manifest."""
+
+    relpath: str
+    num_samples: int
+
+    @property
+    def utt_id(self) -> str:
+        """The audio file's stem: the key that joins manifests, alignments and features."""
+        return Path(self.relpath).name.split(".")[0]
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """A fairseq audio manifest: a root folder, then ``relative/path<TAB>num_samples`` rows."""
+
+    root: Path
+    rows: tuple[ManifestRow, ...]
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def path(self, row: ManifestRow) -> Path:
+        return self.root / row.relpath
+
+    @property
+    def utt_ids(self) -> list[str]:
+        return [r.utt_id for r in self.rows]
+
+
+def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> Manifest:
+    """Read a fairseq manifest; raise :class:`ManifestError` naming the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: manifest not found")
+    lines = path.read_text().splitlines()
+    if not lines:
+        raise ManifestError(f"{path}: empty manifest (expected the audio root on the first line)")
+    root = Path(lines[0].strip())
+    rows = []
+    seen: dict[str, int] = {}
+    for lineno, line in enumerate(lines[1:], start=2):
+        if not line.strip():
+            continue
+        parts = line.split("\t")
+        if len(parts) != 2 or not parts[1].strip().isdigit():
+            raise ManifestError(
+                f"{path}:{lineno}: expected 'relative/path<TAB>num_samples', got {line!r}"
+            )
+        row = ManifestRow(parts[0], int(parts[1]))
+        if row.utt_id in seen:
+            raise ManifestError(
+                f"{path}:{lineno}: utterance id {row.utt_id!r} already on line {seen[row.utt_id]}; "
+                "file stems must be unique"
+            )
+        seen[row.utt_id] = lineno
+        if check_files and not (root / row.relpath).is_file():
+            raise ManifestError(f"{path}:{lineno}: audio file {root / row.relpath} does not exist")
+        rows.append(row)
+    return Manifest(root=root, rows=tuple(rows))
+
+
+def write_manifest(path: str | os.PathLike, root: str | os.PathLike, rows: Sequence[ManifestRow]) -> None:
+    """Write a fairseq manifest atomically."""
+    with atomic_write(path) as f:
+        f.write(f"{Path(root).resolve()}\n")
+        for r in rows:
+            f.write(f"{r.relpath}\t{r.num_samples}\n")
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """Lines of a text file without their newline (a missing file is a ManifestError)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: file not found")
+    return path.read_text().splitlines()
