@@ -12,10 +12,15 @@ function that breaks and leaves the rest of torch / torchaudio untouched.
 2. torchaudio >= 2.9 removed ``sox_effects``, which ``fairseq.data.audio.audio_utils.convert_waveform``
    imports on every call (so ``get_waveform`` always fails). It is replaced by an equivalent built on
    ``torchaudio.functional`` (resampling, channel averaging, peak normalisation).
+3. fairseq-fixed 0.12.3.1's ``data_utils.batch_by_size`` drops the last batch when its size is not a
+   multiple of ``required_batch_size_multiple`` (default 8): up to 7 utterances of every split, the
+   validation and test sets included, silently vanish (a split of fewer than 8 becomes "empty"). The
+   remainder is put back as a final batch, as fairseq 0.12.2 did.
 """
 
 from __future__ import annotations
 
+import inspect
 import types
 from typing import Any
 
@@ -70,6 +75,24 @@ def convert_waveform(
     return (wav.numpy() if is_np else wav), sample_rate
 
 
+def _keep_remainder(batch_by_size: Any) -> Any:
+    signature = inspect.signature(batch_by_size)
+
+    def batch_by_size_keeping_remainder(indices: Any, *args: Any, **kwargs: Any) -> list[np.ndarray]:
+        batches = list(batch_by_size(indices, *args, **kwargs))
+        if signature.bind(indices, *args, **kwargs).arguments.get("fixed_shapes") is not None:
+            return batches  # that path packs by shape and never had the drop
+        indices = np.asarray(indices if isinstance(indices, np.ndarray) else list(indices), dtype=np.int64)
+        covered = sum(len(b) for b in batches)
+        if covered < len(indices):
+            # batch_by_size walks the indices in order, so the dropped ones are the tail.
+            batches.append(indices[covered:])
+        return batches
+
+    batch_by_size_keeping_remainder.__wrapped__ = batch_by_size  # type: ignore[attr-defined]
+    return batch_by_size_keeping_remainder
+
+
 def apply() -> None:
     """Apply the patches (idempotent)."""
     global _APPLIED
@@ -77,7 +100,9 @@ def apply() -> None:
         return
     import fairseq.checkpoint_utils
     import fairseq.data.audio.audio_utils as audio_utils
+    import fairseq.data.data_utils as data_utils
 
     fairseq.checkpoint_utils.torch = _TorchWithTrustedLoad()
     audio_utils.convert_waveform = convert_waveform
+    data_utils.batch_by_size = _keep_remainder(data_utils.batch_by_size)
     _APPLIED = True

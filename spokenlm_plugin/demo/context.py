@@ -1,0 +1,73 @@
+"""What the demo's stages share: a context going in, a result (tables, plots) coming out.
+
+Each stage lives in ``spokenlm_plugin/demo/stage_<name>.py`` and defines
+``run(ctx: DemoContext) -> StageResult``. Stages run in pipeline order and hand files to later
+stages through ``ctx.artifacts`` (documented keys below), never through globals.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+#: Keys of ``DemoContext.artifacts`` and who sets them.
+ARTIFACT_KEYS = {
+    "corpus": "Path of the synthetic corpus (synth stage)",
+    "pairs": "Path of the lexical/syntactic minimal pairs (synth stage)",
+    "base_checkpoint": "Path of the small pretrained HuBERT (fairseq format)",
+    "finetuned_checkpoint": "Path of the phoneme fine-tuned checkpoint (finetune stage)",
+    "base_layer": "int, the layer of the base model used for units",
+    "finetuned_layer": "int, the layer of the fine-tuned model used for units",
+    "units": "dict name -> {'km_dir': Path (split.km files), 'centroids': Path (.npy), 'checkpoint': Path, "
+    "'layer': int|'logits', 'pairs_km_dir': Path} (units stage)",
+}
+
+
+@dataclass
+class Table:
+    """A table of the report."""
+
+    title: str
+    headers: Sequence[str]
+    rows: Sequence[Sequence[Any]]
+    note: str = ""
+
+    def to_markdown(self) -> str:
+        def fmt(v: Any) -> str:
+            return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+        lines = [f"**{self.title}**", "", "| " + " | ".join(self.headers) + " |",
+                 "|" + "---|" * len(self.headers)]
+        lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in self.rows]
+        if self.note:
+            lines += ["", self.note]
+        return "\n".join(lines)
+
+
+@dataclass
+class StageResult:
+    """What a stage contributes to the report."""
+
+    name: str
+    text: str = ""
+    tables: list[Table] = field(default_factory=list)
+    plots: list[Path] = field(default_factory=list)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+@dataclass
+class DemoContext:
+    """Inputs of a demo stage."""
+
+    work: Path
+    quick: bool = False
+    jobs: int = 2
+    artifacts: dict[str, Any] = field(default_factory=dict)
+    log: Callable[[str], None] = print
+
+    def stage_dir(self, name: str) -> Path:
+        d = self.work / name
+        d.mkdir(parents=True, exist_ok=True)
+        return d
