@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,14 +14,40 @@ REPO = Path(__file__).resolve().parents[1]
 #: Small corpus made by `spokenlm synth-corpus` (see tests/data/README.md); committed so tests
 #: need neither flite nor time to synthesize.
 CORPUS = REPO / "tests" / "data" / "corpus"
+PAIRS = REPO / "tests" / "data" / "pairs"
 VENV_BIN = Path(sys.executable).parent
 
 
+def _relocated_copy(src: Path, dst: Path) -> Path:
+    """Copy a committed data folder and point its manifests' root lines at the copy.
+
+    Manifests hold the absolute audio root of the machine that made them; a clone elsewhere (CI)
+    must rewrite it, exactly as a user moving a corpus would.
+    """
+    shutil.copytree(src, dst)
+    for manifest in dst.rglob("*.tsv"):
+        lines = manifest.read_text().splitlines()
+        old_root = Path(lines[0])
+        rel = next(p for p in [old_root, *old_root.parents] if p.name == src.name)
+        new_root = dst / old_root.relative_to(rel)
+        manifest.write_text("\n".join([str(new_root), *lines[1:]]) + "\n")
+    return dst
+
+
 @pytest.fixture(scope="session")
-def corpus_dir() -> Path:
-    """The committed synthetic corpus (read-only: copy before writing into it)."""
+def corpus_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session copy of the committed synthetic corpus, manifests pointing at the copy.
+
+    Shared by all tests of the session: treat it as read-only.
+    """
     assert (CORPUS / "corpus.json").is_file(), f"{CORPUS} missing: regenerate it (tests/data/README.md)"
-    return CORPUS
+    return _relocated_copy(CORPUS, tmp_path_factory.mktemp("data") / "corpus")
+
+
+@pytest.fixture(scope="session")
+def pairs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A session copy of the committed minimal pairs (tests/data/pairs), manifests relocated."""
+    return _relocated_copy(PAIRS, tmp_path_factory.mktemp("data") / "pairs")
 
 
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
