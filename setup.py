@@ -29,6 +29,6 @@ setup(
         "safetensors",
         "tqdm",
     ],
-    extras_require={"gpu": ["faiss-gpu-cu12"], "test": ["pytest"]},
+    extras_require={"gpu": ["faiss-gpu-cu12"], "test": ["pytest", "transformers==5.23.0"]},
     entry_points={"console_scripts": ["spokenlm=spokenlm_plugin.cli:main"]},
 )

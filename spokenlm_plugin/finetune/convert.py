@@ -1,0 +1,588 @@
+"""Import HuBERT weights saved by torchaudio or Hugging Face ``transformers`` as a fairseq checkpoint.
+
+The output has the layout of fairseq's ``hubert_base_ls960.pt``: ``cfg`` (the full fairseq config,
+with ``model`` = :class:`HubertConfig` ``_name: hubert`` and ``task`` = ``hubert_pretraining``),
+``model`` (a :class:`HubertModel` state dict) and ``task_state`` (the label dictionaries), so
+``fairseq.checkpoint_utils.load_model_ensemble_and_task``, fairseq's ``hubert_asr`` encoder (``w2v_path``)
+and the plugin's ``hubert_frame_cls`` load it like a checkpoint written by ``fairseq-hydra-train``. Its
+``task.data`` is empty (no training data belongs to it): pass ``arg_overrides={"data": ...}`` if a task
+must read data.
+
+Sources:
+
+- ``torchaudio``: ``torch.save(model.state_dict())`` of ``torchaudio.models.Wav2Vec2Model``
+  (``hubert_base()``, ``wav2vec2_model(...)``, a pipeline bundle's ``get_model()``; an ``aux``
+  CTC head is dropped) or of ``HuBERTPretrainModel`` (``hubert_pretrain_base()``...: its mask
+  embedding and final projection are kept). Layer sizes, kernel sizes, conv bias, extractor norm and
+  positional-conv shape are read from the tensor shapes. Three things are not in the shapes: the
+  number of attention heads, pre/post layer norm and the CNN strides. They come from ``config``
+  (a JSON file of ``torchaudio.models.wav2vec2_model`` keyword arguments, as used to build the model)
+  or else from the torchaudio factory named by ``arch`` (``base``/``large``/``xlarge`` =
+  ``hubert_base``/``hubert_large``/``hubert_xlarge``; by default the one with the state dict's width).
+- ``hf``: a ``save_pretrained`` folder of ``transformers.HubertModel`` (``config.json`` +
+  ``model.safetensors``, a sharded ``model.safetensors.index.json`` or ``pytorch_model.bin``), or a
+  single weights file with its ``config.json`` beside it (or given as ``config``). The architecture
+  comes from ``config.json``. ``HubertFor*`` checkpoints are accepted: their heads are dropped.
+
+What neither layout has is created as fairseq initialises it, with a fixed seed (so a conversion
+is reproducible): one label set ``km`` whose dictionary holds a single unit ``0``, its label
+embeddings, ``final_proj`` and, when the source has none, the mask embedding. Features do not depend
+on them; a torchaudio pretraining model's label embeddings are kept, as units ``0``..``K-1`` after
+fairseq's 4 special symbols. Training-time settings (dropouts, masking) are fairseq's defaults:
+fine-tuning configs override them. ``task.normalize`` (waveform standardisation, which fairseq's
+feature readers and fine-tuning apply from the checkpoint) follows fairseq's convention: on for the
+layer-norm CNN of HuBERT Large / X-Large, off for the group-norm CNN of HuBERT Base.
+"""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+import json
+import math
+import pickle
+import re
+import warnings
+import zipfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal, Mapping
+
+import torch
+from fairseq.data import Dictionary
+from fairseq.dataclass.configs import FairseqConfig
+from fairseq.models.hubert.hubert import HubertConfig, HubertModel
+from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+from omegaconf import OmegaConf
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_path
+
+Layout = Literal["torchaudio", "hf"]
+ExtractorMode = Literal["default", "layer_norm"]
+TorchaudioArch = Literal["base", "large", "xlarge"]
+
+SAMPLE_RATE = 16_000
+#: The label set the converted checkpoint declares (HuBERT's own k-means labels are called ``km``).
+LABEL_SET = "km"
+#: Seed of the parameters the sources lack, so converting twice gives the same file.
+INIT_SEED = 0
+#: HuBERT's CNN (kernel, stride) per layer, shared by every torchaudio and fairseq HuBERT.
+STANDARD_CNN = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2
+
+#: What a torchaudio state dict does not tell, per factory: (attention heads, layer_norm_first).
+_TORCHAUDIO_FACTORIES: dict[str, tuple[int, bool]] = {"base": (12, False), "large": (16, True), "xlarge": (16, True)}
+_FACTORY_BY_WIDTH = {768: "base", 1024: "large", 1280: "xlarge"}
+
+#: transformers' HubertConfig defaults for the fields read here (old config.json files omit some).
+_HF_DEFAULTS: dict[str, Any] = {
+    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
+    "hidden_act": "gelu", "feat_extract_norm": "group", "feat_extract_activation": "gelu",
+    "feat_proj_layer_norm": True, "layer_norm_eps": 1e-5,
+    "conv_dim": [512] * 7, "conv_kernel": [k for k, _ in STANDARD_CNN], "conv_stride": [s for _, s in STANDARD_CNN],
+    "conv_bias": False, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
+    "conv_pos_batch_norm": False, "do_stable_layer_norm": False,
+}
+#: transformers activation name -> fairseq's (same function).
+_HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear",
+                   "gelu_new": "gelu_accurate", "gelu_pytorch_tanh": "gelu_accurate"}
+#: Key prefixes of task heads (HubertForCTC, HubertForSequenceClassification): not encoder weights.
+_HF_HEADS = ("lm_head.", "projector.", "classifier.", "layer_weights")
+
+#: Canonical (= transformers) parameter name -> fairseq HubertModel name. The CNN norms are separate
+#: because their fairseq name depends on the extractor mode.
+_TO_FAIRSEQ: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r in (
+    (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.0.\2"),
+    (r"feature_projection\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
+    (r"feature_projection\.projection\.(weight|bias)", r"post_extract_proj.\1"),
+    (r"encoder\.pos_conv_embed\.conv\.(bias|weight_g|weight_v)", r"encoder.pos_conv.0.\1"),
+    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+    (r"encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.self_attn.\2_proj.\3"),
+    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
+    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
+    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
+    (r"masked_spec_embed", "mask_emb"),
+    (r"final_proj\.(weight|bias)", r"final_proj.\1"),
+))
+_CNN_NORM = re.compile(r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)")
+#: fairseq: GroupNorm is module 2 of the first CNN block; a LayerNorm sits inside module 2 of every block.
+_CNN_NORM_TO_FAIRSEQ: dict[str, str] = {"default": r"feature_extractor.conv_layers.\1.2.\2",
+                                        "layer_norm": r"feature_extractor.conv_layers.\1.2.1.\2"}
+#: Parameters a source may lack; they keep their seeded fairseq initialisation.
+_OPTIONAL = frozenset({"mask_emb", "final_proj.weight", "final_proj.bias", "label_embs_concat"})
+
+
+@dataclass(frozen=True)
+class HubertArch:
+    """The architecture of a HuBERT encoder, independent of any layout."""
+
+    extractor_mode: ExtractorMode
+    conv_layers: tuple[tuple[int, int, int], ...]  # (channels, kernel, stride)
+    conv_bias: bool
+    embed_dim: int
+    ffn_dim: int
+    num_layers: int
+    num_heads: int
+    conv_pos: int
+    conv_pos_groups: int
+    layer_norm_first: bool
+    activation_fn: str = "gelu"
+
+    @property
+    def label_rate(self) -> float:
+        """Frames per second of the CNN output (50 for HuBERT's 320-sample hop)."""
+        return SAMPLE_RATE / math.prod(s for _, _, s in self.conv_layers)
+
+    def describe(self) -> str:
+        norm = "pre-LN" if self.layer_norm_first else "post-LN"
+        return (f"{self.num_layers} layers x {self.embed_dim} ({self.num_heads} heads, ffn {self.ffn_dim}, {norm}, "
+                f"{self.activation_fn}), CNN {len(self.conv_layers)} layers {self.extractor_mode}, "
+                f"pos conv {self.conv_pos}/{self.conv_pos_groups}")
+
+
+@dataclass(frozen=True)
+class SourceWeights:
+    """A source's encoder weights under canonical (transformers) names, with their original keys."""
+
+    path: Path
+    layout: Layout
+    tensors: dict[str, tuple[str, torch.Tensor]]  # canonical name -> (key in the source, tensor)
+    arch: HubertArch
+    dropped: tuple[str, ...]  # source keys that are not part of a HuBERT encoder (task heads)
+
+
+@dataclass(frozen=True)
+class Conversion:
+    """What :func:`convert_hubert` wrote."""
+
+    out: Path
+    arch: HubertArch
+    normalize: bool
+    created: tuple[str, ...]  # fairseq parameters absent from the source (seeded initialisation)
+    dropped: tuple[str, ...]
+
+
+# ---------------------------------------------------------------------------------------- reading
+
+
+def _check_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping) or not obj:
+        raise CheckpointError(f"{path}: not a state dict (got {type(obj).__name__}); save model.state_dict()")
+    for key, value in obj.items():
+        if not isinstance(value, torch.Tensor):
+            raise CheckpointError(
+                f"{path}: entry {key!r} is a {type(value).__name__}, not a tensor: not a model state dict; "
+                "save model.state_dict()"
+            )
+    return dict(obj)
+
+
+def _torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: file not found")
+    with path.open("rb") as f:
+        legacy_pickle = f.read(1) == b"\x80"  # torch < 1.6 wrote a bare pickle, newer torch a zip file
+    if not (zipfile.is_zipfile(path) or legacy_pickle):
+        raise CheckpointError(f"{path}: not a file written by torch.save; save model.state_dict() with torch.save")
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise CheckpointError(
+            f"{path}: holds Python objects besides tensors (a pickled module, or a training checkpoint?); "
+            "save model.state_dict() (a fairseq checkpoint needs no conversion)"
+        ) from None
+    except (RuntimeError, EOFError, KeyError, ValueError) as e:
+        raise CheckpointError(f"{path}: unreadable torch file ({type(e).__name__}: {e}); is it truncated?") from None
+    return _check_state_dict(obj, path)
+
+
+def _safetensors(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        return _check_state_dict(load_file(path), path)
+    except (SafetensorError, OSError) as e:
+        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
+
+
+def _read_json(path: Path, what: str) -> dict[str, Any]:
+    if not path.is_file():
+        raise ConfigError(f"{path}: {what} not found")
+    try:
+        obj = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{path}: {what} is not valid JSON ({e})") from None
+    if not isinstance(obj, dict):
+        raise ConfigError(f"{path}: {what} must be a JSON object")
+    return obj
+
+
+def _rename_weight_norm(key: str) -> str:
+    # torch's parametrized weight norm (newer torchaudio / transformers) stores g and v as original0/1.
+    return key.replace(".parametrizations.weight.original0", ".weight_g").replace(
+        ".parametrizations.weight.original1", ".weight_v")
+
+
+def _canonical_torchaudio(state: dict[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
+    renames = {"mask_generator.mask_embedding": "masked_spec_embed",
+               "logit_generator.final_proj.weight": "final_proj.weight",
+               "logit_generator.final_proj.bias": "final_proj.bias",
+               "logit_generator.label_embeddings": "label_embeddings"}
+    out: dict[str, tuple[str, torch.Tensor]] = {}
+    dropped = []
+    for key, value in state.items():
+        # A pipeline bundle's get_model() may wrap the Wav2Vec2Model as .model (waveform normalisation);
+        # HuBERTPretrainModel holds it as .wav2vec2.
+        name = key.removeprefix("model.")
+        name = renames.get(name, name).removeprefix("wav2vec2.")
+        if name.startswith("aux."):  # the CTC head of a fine-tuned Wav2Vec2Model
+            dropped.append(key)
+            continue
+        if name.startswith("encoder.feature_projection."):
+            name = name.removeprefix("encoder.")
+        elif name.startswith("encoder.transformer."):
+            name = "encoder." + name.removeprefix("encoder.transformer.")
+        out[_rename_weight_norm(name)] = (key, value)
+    return out, dropped
+
+
+def _canonical_hf(state: dict[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
+    out: dict[str, tuple[str, torch.Tensor]] = {}
+    dropped = []
+    for key, value in state.items():
+        if key.startswith(_HF_HEADS):
+            dropped.append(key)
+            continue
+        out[_rename_weight_norm(key.removeprefix("hubert."))] = (key, value)
+    return out, dropped
+
+
+def _shape(tensors: dict[str, tuple[str, torch.Tensor]], name: str, path: Path) -> tuple[int, ...]:
+    if name not in tensors:
+        raise CheckpointError(f"{path}: no {name!r} (under any of its layout's names): not a HuBERT state dict")
+    return tuple(tensors[name][1].shape)
+
+
+def _infer_from_shapes(tensors: dict[str, tuple[str, torch.Tensor]], path: Path) -> dict[str, Any]:
+    """Every architecture field the tensor shapes determine (strides and norms only partly)."""
+    conv_idx = sorted(int(m.group(1)) for k in tensors
+                      if (m := re.fullmatch(r"feature_extractor\.conv_layers\.(\d+)\.conv\.weight", k)))
+    if not conv_idx:
+        raise CheckpointError(f"{path}: no CNN weights (feature_extractor.conv_layers.*): not a HuBERT state dict")
+    if conv_idx != list(range(len(conv_idx))):
+        raise CheckpointError(f"{path}: CNN layers {conv_idx} are not numbered 0..{len(conv_idx) - 1}")
+    conv = []
+    for i in conv_idx:
+        out_ch, _, kernel = _shape(tensors, f"feature_extractor.conv_layers.{i}.conv.weight", path)
+        conv.append((out_ch, kernel))
+    biased = [f"feature_extractor.conv_layers.{i}.conv.bias" in tensors for i in conv_idx]
+    if any(biased) and not all(biased):
+        raise CheckpointError(f"{path}: only some CNN layers have a bias; fairseq needs all or none")
+    normed = [i for i in conv_idx if f"feature_extractor.conv_layers.{i}.layer_norm.weight" in tensors]
+    mode: ExtractorMode | None
+    if len(conv_idx) == 1 and normed == [0]:
+        mode = None  # one block: a group norm and a layer norm have the same shape
+    elif normed == [0]:
+        mode = "default"
+    elif normed == conv_idx:
+        mode = "layer_norm"
+    else:
+        raise CheckpointError(
+            f"{path}: CNN normalisation on layers {normed}; HuBERT has it on layer 0 only (group norm) or on all"
+        )
+    layer_idx = {int(m.group(1)) for k in tensors if (m := re.fullmatch(r"encoder\.layers\.(\d+)\..*", k))}
+    if not layer_idx:
+        raise CheckpointError(f"{path}: no transformer layers (encoder layers): not a HuBERT state dict")
+    embed_dim = _shape(tensors, "feature_projection.projection.weight", path)[0]
+    v_shape = _shape(tensors, "encoder.pos_conv_embed.conv.weight_v", path)
+    return {
+        "conv": conv, "conv_bias": all(biased), "extractor_mode": mode, "embed_dim": embed_dim,
+        "ffn_dim": _shape(tensors, "encoder.layers.0.feed_forward.intermediate_dense.weight", path)[0],
+        "num_layers": max(layer_idx) + 1, "conv_pos": v_shape[2], "conv_pos_groups": embed_dim // max(v_shape[1], 1),
+    }
+
+
+def _torchaudio_config(path: Path) -> dict[str, Any]:
+    """The keyword arguments of ``wav2vec2_model`` / ``hubert_pretrain_model`` in a JSON file."""
+    from torchaudio.models import hubert_pretrain_model, wav2vec2_model
+
+    config = _read_json(path, "torchaudio model config")
+    known = set(inspect.signature(wav2vec2_model).parameters) | set(inspect.signature(hubert_pretrain_model).parameters)
+    unknown = sorted(set(config) - known)
+    if unknown:
+        raise ConfigError(f"{path}: {unknown[0]!r} is not an argument of torchaudio.models.wav2vec2_model")
+    return config
+
+
+def read_torchaudio(path: str | Path, *, config: str | Path | None = None,
+                    arch: TorchaudioArch | None = None) -> SourceWeights:
+    """Read a torchaudio ``Wav2Vec2Model`` / ``HuBERTPretrainModel`` state dict (see the module docstring)."""
+    path = Path(path)
+    tensors, dropped = _canonical_torchaudio(_torch_state_dict(path))
+    shapes = _infer_from_shapes(tensors, path)
+    given = _torchaudio_config(Path(config)) if config is not None else {}
+    factory = arch or _FACTORY_BY_WIDTH.get(given.get("encoder_embed_dim", shapes["embed_dim"]))
+    heads, ln_first = _TORCHAUDIO_FACTORIES[factory] if factory else (None, None)
+    mode = {"group_norm": "default", "layer_norm": "layer_norm"}
+    if "extractor_mode" in given and given["extractor_mode"] not in mode:
+        raise ConfigError(f"{config}: extractor_mode must be 'group_norm' or 'layer_norm'")
+
+    standard_kernels = [k for _, k in shapes["conv"]] == [k for k, _ in STANDARD_CNN]
+    if given.get("extractor_conv_layer_config") is not None:
+        conv_layers = tuple(tuple(int(x) for x in layer) for layer in given["extractor_conv_layer_config"])
+    elif "extractor_conv_layer_config" in given or standard_kernels:
+        # torchaudio's default CNN (an explicit null in the config means the same)
+        conv_layers = tuple((ch, k, s) for (ch, _), (k, s) in zip(shapes["conv"], STANDARD_CNN))
+    else:
+        raise ConfigError(
+            f"{path}: CNN kernels {[k for _, k in shapes['conv']]} are not HuBERT's, so the strides are unknown; "
+            "pass --config with the model's extractor_conv_layer_config"
+        )
+    extractor_mode = mode[given["extractor_mode"]] if "extractor_mode" in given else shapes["extractor_mode"]
+    if extractor_mode is None and factory:
+        extractor_mode = "default" if factory == "base" else "layer_norm"
+    num_heads = given.get("encoder_num_heads", heads)
+    layer_norm_first = given.get("encoder_layer_norm_first", ln_first)
+    if num_heads is None or layer_norm_first is None or extractor_mode is None:
+        raise ConfigError(
+            f"{path}: a {shapes['embed_dim']}-dim model is none of torchaudio's hubert_base/large/xlarge, so its "
+            "attention heads and layer-norm order are unknown; pass --config (wav2vec2_model arguments as JSON) "
+            "or --arch"
+        )
+    return SourceWeights(
+        path=path, layout="torchaudio", tensors=tensors, dropped=tuple(dropped),
+        arch=HubertArch(
+            extractor_mode=extractor_mode, conv_layers=conv_layers,
+            conv_bias=bool(given.get("extractor_conv_bias", shapes["conv_bias"])),
+            embed_dim=int(given.get("encoder_embed_dim", shapes["embed_dim"])),
+            ffn_dim=int(given.get("encoder_ff_interm_features", shapes["ffn_dim"])),
+            num_layers=int(given.get("encoder_num_layers", shapes["num_layers"])),
+            num_heads=int(num_heads), layer_norm_first=bool(layer_norm_first),
+            conv_pos=int(given.get("encoder_pos_conv_kernel", shapes["conv_pos"])),
+            conv_pos_groups=int(given.get("encoder_pos_conv_groups", shapes["conv_pos_groups"])),
+        ),
+    )
+
+
+def _hf_arch(config: dict[str, Any], path: Path) -> HubertArch:
+    if config.get("model_type") != "hubert":
+        raise CheckpointError(f"{path}: model_type is {config.get('model_type')!r}, not 'hubert': not a HuBERT model")
+    get = {**_HF_DEFAULTS, **config}.__getitem__
+    unsupported = {
+        "feat_extract_activation": (get("feat_extract_activation") != "gelu",
+                                    "fairseq's CNN and positional conv use gelu"),
+        "feat_proj_layer_norm": (not get("feat_proj_layer_norm"), "fairseq always normalises the CNN output"),
+        "conv_pos_batch_norm": (bool(get("conv_pos_batch_norm")), "not supported by this converter"),
+        "layer_norm_eps": (get("layer_norm_eps") != 1e-5, "fairseq's layer norms use eps 1e-5"),
+        "hidden_act": (get("hidden_act") not in _HF_ACTIVATIONS, f"fairseq supports {sorted(_HF_ACTIVATIONS)}"),
+        "feat_extract_norm": (get("feat_extract_norm") not in ("group", "layer"), "expected 'group' or 'layer'"),
+    }
+    for field_, (bad, why) in unsupported.items():
+        if bad:
+            raise CheckpointError(f"{path}: {field_} = {get(field_)!r} cannot be converted ({why})")
+    dims, kernels, strides = get("conv_dim"), get("conv_kernel"), get("conv_stride")
+    if not len(dims) == len(kernels) == len(strides):
+        raise CheckpointError(f"{path}: conv_dim, conv_kernel and conv_stride have different lengths")
+    return HubertArch(
+        extractor_mode="default" if get("feat_extract_norm") == "group" else "layer_norm",
+        conv_layers=tuple((int(d), int(k), int(s)) for d, k, s in zip(dims, kernels, strides)),
+        conv_bias=bool(get("conv_bias")), embed_dim=int(get("hidden_size")), ffn_dim=int(get("intermediate_size")),
+        num_layers=int(get("num_hidden_layers")), num_heads=int(get("num_attention_heads")),
+        conv_pos=int(get("num_conv_pos_embeddings")), conv_pos_groups=int(get("num_conv_pos_embedding_groups")),
+        layer_norm_first=bool(get("do_stable_layer_norm")), activation_fn=_HF_ACTIVATIONS[get("hidden_act")],
+    )
+
+
+def _hf_weights(path: Path) -> dict[str, torch.Tensor]:
+    if path.is_file():
+        return _safetensors(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
+    if (path / "model.safetensors").is_file():
+        return _safetensors(path / "model.safetensors")
+    if (index := path / "model.safetensors.index.json").is_file():
+        shards = sorted(set(_read_json(index, "safetensors index").get("weight_map", {}).values()))
+        if not shards:
+            raise CheckpointError(f"{index}: empty weight_map")
+        return {k: v for shard in shards for k, v in _safetensors(path / shard).items()}
+    if (path / "pytorch_model.bin").is_file():
+        return _torch_state_dict(path / "pytorch_model.bin")
+    raise CheckpointError(
+        f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin; "
+        "pass a transformers save_pretrained folder or a weights file"
+    )
+
+
+def read_hf(path: str | Path, *, config: str | Path | None = None) -> SourceWeights:
+    """Read a transformers ``HubertModel`` (folder or weights file + ``config.json``)."""
+    path = Path(path)
+    if not path.exists():
+        raise CheckpointError(f"{path}: not found")
+    config_path = Path(config) if config is not None else (path if path.is_dir() else path.parent) / "config.json"
+    if config is None and not config_path.is_file():
+        raise CheckpointError(f"{config_path}: not found; pass the HubertModel's config.json with --config")
+    arch = _hf_arch(_read_json(config_path, "transformers config"), config_path)
+    tensors, dropped = _canonical_hf(_hf_weights(path))
+    return SourceWeights(path=path, layout="hf", tensors=tensors, arch=arch, dropped=tuple(dropped))
+
+
+# --------------------------------------------------------------------------------------- writing
+
+
+def _fairseq_name(name: str, mode: ExtractorMode) -> str | None:
+    if m := _CNN_NORM.fullmatch(name):
+        return m.expand(_CNN_NORM_TO_FAIRSEQ[mode])
+    for pattern, repl in _TO_FAIRSEQ:
+        if m := pattern.fullmatch(name):
+            return m.expand(repl)
+    return None
+
+
+def _configs(
+    arch: HubertArch, *, final_dim: int, normalize: bool, path: Path
+) -> tuple[HubertConfig, HubertPretrainingConfig]:
+    if arch.embed_dim % arch.num_heads:
+        raise ConfigError(f"{path}: {arch.num_heads} attention heads do not divide the model width {arch.embed_dim}")
+    if arch.conv_layers[-1][0] == arch.embed_dim:
+        # fairseq's HubertModel drops post_extract_proj when the widths match; both sources always have it.
+        raise CheckpointError(
+            f"{path}: CNN output width = model width = {arch.embed_dim}: fairseq's HubertModel has no feature "
+            "projection in that case, so this model cannot be represented"
+        )
+    model = HubertConfig(
+        _name="hubert", label_rate=arch.label_rate, extractor_mode=arch.extractor_mode,
+        encoder_layers=arch.num_layers, encoder_embed_dim=arch.embed_dim, encoder_ffn_embed_dim=arch.ffn_dim,
+        encoder_attention_heads=arch.num_heads, activation_fn=arch.activation_fn,
+        layer_norm_first=arch.layer_norm_first, conv_feature_layers=repr(list(arch.conv_layers)),
+        conv_bias=arch.conv_bias, conv_pos=arch.conv_pos, conv_pos_groups=arch.conv_pos_groups, final_dim=final_dim,
+    )
+    task = HubertPretrainingConfig(
+        _name="hubert_pretraining", data="", labels=[LABEL_SET], label_rate=arch.label_rate,
+        sample_rate=SAMPLE_RATE, normalize=normalize,
+    )
+    return model, task
+
+
+def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) -> tuple[dict[str, Any], tuple[str, ...]]:
+    """The fairseq checkpoint of ``source`` and the fairseq parameters it had to create.
+
+    Every source tensor must land on a fairseq parameter of the same shape, and every fairseq
+    encoder parameter must come from the source; anything else is a :class:`CheckpointError`
+    naming the source file and key.
+    """
+    arch, path = source.arch, source.path
+    tensors = dict(source.tensors)
+    labels = tensors.pop("label_embeddings", None)
+    if "final_proj.weight" in tensors:
+        final_dim = tensors["final_proj.weight"][1].shape[0]
+    elif labels is not None:
+        final_dim = labels[1].shape[1]
+    else:
+        final_dim = 0  # fairseq's default: the model width
+    normalize = arch.extractor_mode == "layer_norm" if normalize is None else normalize
+    model_cfg, task_cfg = _configs(arch, final_dim=final_dim, normalize=normalize, path=path)
+
+    dictionary = Dictionary()
+    for unit in range(labels[1].shape[0] if labels is not None else 1):
+        dictionary.add_symbol(str(unit))
+    with torch.random.fork_rng(), warnings.catch_warnings():
+        # fairseq builds the positional conv with the deprecated weight_norm (its names weight_g/v are the format).
+        warnings.filterwarnings("ignore", message=r"`torch.nn.utils.weight_norm` is deprecated", category=FutureWarning)
+        torch.manual_seed(INIT_SEED)
+        model = HubertModel(model_cfg, task_cfg, [dictionary])
+    target = model.state_dict()
+
+    mapped: dict[str, torch.Tensor] = {}
+    for name, (key, value) in tensors.items():
+        fairseq_name = _fairseq_name(name, arch.extractor_mode)
+        if fairseq_name is None:
+            raise CheckpointError(
+                f"{path}: unrecognised key {key!r}: not part of a {source.layout} HuBERT encoder"
+            )
+        if fairseq_name not in target:
+            raise CheckpointError(f"{path}: unexpected key {key!r} for a HuBERT of {arch.describe()}")
+        if value.shape != target[fairseq_name].shape:
+            raise CheckpointError(
+                f"{path}: {key!r} has shape {tuple(value.shape)}, expected {tuple(target[fairseq_name].shape)} "
+                f"for a HuBERT of {arch.describe()}"
+            )
+        mapped[fairseq_name] = value.to(target[fairseq_name].dtype)
+    if labels is not None:
+        key, value = labels
+        fresh = target["label_embs_concat"]
+        if value.shape[1] != fresh.shape[1]:
+            raise CheckpointError(f"{path}: {key!r} has width {value.shape[1]}, final_proj has {fresh.shape[1]}")
+        # torchaudio numbers units from 0; a fairseq Dictionary puts 4 special symbols first.
+        mapped["label_embs_concat"] = torch.cat([fresh[: dictionary.nspecial], value.to(fresh.dtype)])
+    missing = [k for k in target if k not in mapped and k not in _OPTIONAL]
+    if missing:
+        raise CheckpointError(
+            f"{path}: no weights for fairseq's {missing[0]!r} ({len(missing)} missing in all) in a HuBERT of "
+            f"{arch.describe()}: the state dict is incomplete or its architecture is not the one stated"
+        )
+    model.load_state_dict({**target, **mapped}, strict=True)
+    created = tuple(k for k in target if k not in mapped)
+
+    cfg = OmegaConf.to_container(
+        OmegaConf.structured(FairseqConfig(model=model_cfg, task=task_cfg)), resolve=True, enum_to_str=True
+    )
+    checkpoint = {
+        "args": None,
+        "cfg": cfg,
+        "model": model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "none",
+                               "lr_scheduler_state": {}, "num_updates": 0}],
+        "task_state": {"dictionaries": [dictionary]},
+        "extra_state": {"converted_from": {"layout": source.layout, "path": str(path.resolve()),
+                                           "created": list(created), "dropped": list(source.dropped)}},
+    }
+    return checkpoint, created
+
+
+def convert_hubert(src: str | Path, out: str | Path, *, layout: Layout, config: str | Path | None = None,
+                   arch: TorchaudioArch | None = None, normalize: bool | None = None) -> Conversion:
+    """Convert ``src`` (``layout``: ``torchaudio`` or ``hf``) into the fairseq checkpoint ``out``."""
+    if layout == "torchaudio":
+        source = read_torchaudio(src, config=config, arch=arch)
+    else:
+        if arch is not None:
+            raise ConfigError(f"{src}: --arch applies to torchaudio state dicts only; drop it (config.json gives the "
+                              "architecture)")
+        source = read_hf(src, config=config)
+    checkpoint, created = build_checkpoint(source, normalize=normalize)
+    out = Path(out)
+    with atomic_path(out) as tmp:
+        torch.save(checkpoint, tmp)
+    return Conversion(out=out, arch=source.arch, normalize=checkpoint["cfg"]["task"]["normalize"],
+                      created=created, dropped=source.dropped)
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--from", dest="layout", required=True, choices=["torchaudio", "hf"],
+                        help="layout of SRC: torchaudio state dict (torch.save) or transformers HubertModel")
+    parser.add_argument("src", metavar="SRC",
+                        help="torchaudio: a .pt state dict; hf: a save_pretrained folder or a weights file")
+    parser.add_argument("--out", required=True, help="fairseq checkpoint to write (.pt)")
+    parser.add_argument("--config", default=None,
+                        help="hf: config.json (default: in / beside SRC); torchaudio: JSON of the "
+                             "torchaudio.models.wav2vec2_model arguments the model was built with")
+    parser.add_argument("--arch", choices=sorted(_TORCHAUDIO_FACTORIES), default=None,
+                        help="torchaudio: factory (hubert_base/large/xlarge) giving the heads, layer-norm order "
+                             "and CNN strides that the shapes do not show (default: by model width)")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="set task.normalize (standardise waveforms); default: on for a layer-norm CNN "
+                             "(HuBERT Large / X-Large), off for a group-norm CNN (HuBERT Base)")
+
+
+def run(args: argparse.Namespace) -> int:
+    result = convert_hubert(args.src, args.out, layout=args.layout, config=args.config, arch=args.arch,
+                            normalize=args.normalize)
+    print(f"wrote {result.out}: HuBERT {result.arch.describe()}, normalize={result.normalize}")
+    if result.created:
+        print(f"  initialised (absent from {args.src}): {', '.join(result.created)}")
+    if result.dropped:
+        print(f"  ignored (task heads, not encoder weights): {', '.join(result.dropped)}")
+    return 0
