@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import sys
 from typing import Sequence
 
@@ -22,6 +23,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "labels": ("spokenlm_plugin.data.labels", "50 Hz frame phone labels + dict.phn.txt from alignments"),
     "subset": ("spokenlm_plugin.data.subset", "speaker-balanced limited-supervision subset by duration"),
     "items": ("spokenlm_plugin.data.items", "ABX item file (triphone / phoneme) from alignments"),
+    "pretrain-small": ("spokenlm_plugin.finetune.pretrain", "pretrain a small HuBERT on a synthetic corpus (fairseq hubert_pretraining)"),
     "convert-hubert": ("spokenlm_plugin.finetune.convert", "torchaudio / Hugging Face HuBERT weights -> fairseq checkpoint"),
     "dump-features": ("spokenlm_plugin.units.features", "dump HuBERT features of a layer to .npy/.len shards"),
     "kmeans": ("spokenlm_plugin.units.kmeans", "fit k-means (faiss) and assign units (.km)"),
@@ -29,6 +31,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "unit-quality": ("spokenlm_plugin.units.quality", "phone purity, cluster purity and PNMI of units"),
     "lm-data": ("spokenlm_plugin.ulm.data", "units (.km) -> fairseq binarized LM dataset with a fixed dictionary"),
     "lm-score": ("spokenlm_plugin.ulm.score", "score utterances with a unit LM; sWUGGY / sBLIMP accuracy"),
+    "lm-generate": ("spokenlm_plugin.ulm.generate", "continue unit prompts (.km) with fairseq-generate"),
     "demo": ("spokenlm_plugin.demo.pipeline", "run the whole pipeline on the embedded synthetic corpus"),
 }
 
@@ -50,8 +53,17 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
     return parser
 
 
+def _quiet_fairseq() -> None:
+    """fairseq logs every model config at INFO; a spokenlm command shows only its own progress."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    for name in ("fairseq", "fairseq_cli", "hydra"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _quiet_fairseq()
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:

@@ -1,0 +1,229 @@
+"""``spokenlm labels``: 50 Hz frame phone labels (``.phn``) and ``dict.phn.txt`` from alignments.
+
+Frame ``i`` covers ``[0.02 i, 0.02 (i + 1))`` s and is labelled with the phone at its centre
+``0.02 i + 0.01`` (a centre on a boundary belongs to the phone that starts there; uncovered time is
+SIL). The alignment gives ``ceil(50 t_end - 1/2)`` frames; HuBERT gives ``num_frames(num_samples)``.
+A difference of one frame is absorbed (the last label is dropped, or repeated); more is an error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+from ..errors import ConfigError, LabelMismatchError, ManifestError, SpokenLMError
+from ..io import ManifestRow, atomic_write, read_manifest, write_manifest
+from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
+from .alignments import FORMATS, Alignment, AlignmentFormat, Alignments, load_inventory, resolve_phones
+from .manifest import skipped_list_path
+
+#: Label frames per second (HuBERT's frame rate), exact.
+LABEL_RATE = Fraction(SAMPLE_RATE, HOP)
+
+
+def frames_before(t: Fraction, *, rate: Fraction = LABEL_RATE) -> int:
+    """Number of frames whose centre ``(i + 1/2) / rate`` lies before ``t``: ``ceil(rate t - 1/2)``."""
+    # Integer arithmetic on numerators and denominators: exact, and about 3x faster than Fraction operators.
+    num = 2 * rate.numerator * t.numerator - rate.denominator * t.denominator
+    return max(0, -(-num // (2 * rate.denominator * t.denominator)))
+
+
+def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
+    """The 50 Hz label of every HuBERT frame of an utterance of ``num_samples`` samples.
+
+    Raises :class:`LabelMismatchError` when the alignment and the audio differ by more than one frame.
+    """
+    n_align = frames_before(alignment.end)
+    labels = [SIL] * n_align
+    for s in alignment.segments:
+        a, b = frames_before(s.start), frames_before(s.end)
+        labels[a:b] = [s.phone] * (b - a)
+    expected = num_frames(num_samples)
+    if abs(n_align - expected) > 1:
+        raise LabelMismatchError(
+            f"{alignment.source}: utterance {alignment.utt_id!r} has {n_align} label frames "
+            f"(alignment ends at {float(alignment.end):.3f} s) but its audio has {expected} frames "
+            f"({num_samples} samples); check that the alignment belongs to this audio, or pass --skip-bad"
+        )
+    if n_align > expected:
+        labels = labels[:expected]
+    elif n_align < expected:
+        labels.append(labels[-1] if labels else SIL)
+    return labels
+
+
+def phone_sequence(labels: Sequence[str]) -> list[str]:
+    """CTC targets from frame labels: runs collapsed, then SIL dropped (a phone repeated across a
+    pause counts twice). Derived from the frames, so greedy decoding of perfect frame predictions
+    gives exactly this sequence."""
+    return [p for k, p in enumerate(labels) if p != SIL and (k == 0 or labels[k - 1] != p)]
+
+
+def write_dictionary(path: str | os.PathLike, inventory: Sequence[str], counts: Counter[str]) -> None:
+    """fairseq Dictionary file ``PHONE COUNT``, every inventory phone in inventory order (so the
+    class index of a phone never depends on which phones a split happens to contain)."""
+    with atomic_write(path) as f:
+        f.writelines(f"{p} {counts.get(p, 0)}\n" for p in inventory)
+
+
+@dataclass(frozen=True)
+class LabelsReport:
+    """What :func:`make_labels` wrote."""
+
+    labels: Path
+    dictionary: Path
+    sequence: Path | None
+    num_utterances: int
+    num_frames: int
+    skipped: tuple[tuple[str, str], ...]  # (utt_id, reason)
+    manifest: Path | None  # filtered manifest matching the labels, when rows were skipped
+
+
+def make_labels(
+    manifest: str | os.PathLike,
+    alignments: str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    fmt: AlignmentFormat,
+    frame_rate: float = 100,
+    inventory: str | os.PathLike | None = None,
+    sequence: bool = False,
+    skip_bad: bool = False,
+) -> LabelsReport:
+    """Write ``out_dir/<manifest stem>.phn`` (one line per manifest row) and ``out_dir/dict.phn.txt``.
+
+    Alignments are matched to rows by utterance id (the audio file's stem). With ``skip_bad``, rows
+    whose audio or alignment is missing or bad are left out and counted; the labels then match the
+    filtered manifest written as ``out_dir/<manifest stem>.tsv``.
+    """
+    manifest, out_dir = Path(manifest), Path(out_dir)
+    man = read_manifest(manifest)
+    phones = load_inventory(inventory)
+    source = Alignments(alignments, fmt, frame_rate=frame_rate)
+    stem = manifest.stem
+    kept: list[ManifestRow] = []
+    lines: list[str] = []
+    seqs: list[str] = []
+    counts: Counter[str] = Counter()
+    skipped: list[tuple[str, str]] = []
+    for lineno, row in enumerate(man.rows, start=2):
+        try:
+            if not man.path(row).is_file():
+                raise ManifestError(
+                    f"{manifest}:{lineno}: audio file {man.path(row)} does not exist; "
+                    "fix the manifest root or pass --skip-bad"
+                )
+            ali = resolve_phones(source.load(row.utt_id), phones)
+            labels = frame_labels(ali, row.num_samples)
+        except SpokenLMError as e:
+            if not skip_bad:
+                raise
+            skipped.append((row.utt_id, str(e)))
+            continue
+        kept.append(row)
+        lines.append(" ".join(labels))
+        counts.update(labels)
+        if sequence:
+            seqs.append(" ".join(phone_sequence(labels)))
+    if not kept:
+        raise LabelMismatchError(
+            f"{manifest}: none of its {len(man)} utterances could be labelled; the first problem: {skipped[0][1]}"
+        )
+
+    # out_dir/<stem>.tsv, when there is one, is always the manifest the labels belong to: written
+    # when rows were skipped, and refreshed (never left stale) when an earlier run had skipped some.
+    filtered = out_dir / f"{stem}.tsv"
+    same = filtered.resolve() == manifest.resolve()
+    if skipped and same:
+        raise ConfigError(
+            f"{manifest}: rows were skipped and the filtered manifest would overwrite it; choose another --out"
+        )
+    if not same and (skipped or filtered.exists()):
+        write_manifest(filtered, man.root, kept)
+    if skipped:
+        with atomic_write(skipped_list_path(filtered)) as f:
+            f.writelines(f"{utt}\t{reason}\n" for utt, reason in skipped)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            skipped_list_path(filtered).unlink()
+    labels_path = out_dir / f"{stem}.phn"
+    with atomic_write(labels_path) as f:
+        f.writelines(f"{line}\n" for line in lines)
+    seq_path = None
+    if sequence:
+        seq_path = out_dir / f"{stem}.phnseq"
+        with atomic_write(seq_path) as f:
+            f.writelines(f"{line}\n" for line in seqs)
+    dict_path = out_dir / "dict.phn.txt"
+    write_dictionary(dict_path, phones, counts)
+    return LabelsReport(
+        labels=labels_path,
+        dictionary=dict_path,
+        sequence=seq_path,
+        num_utterances=len(kept),
+        num_frames=sum(counts.values()),
+        skipped=tuple(skipped),
+        manifest=filtered if skipped else None,
+    )
+
+
+def add_alignment_arguments(parser: argparse.ArgumentParser) -> None:
+    """Options shared by ``labels`` and ``items``."""
+    parser.add_argument("--manifest", required=True, help="fairseq manifest (TSV) of the utterances")
+    parser.add_argument(
+        "--alignments",
+        required=True,
+        help="alignments: folder of MFA .TextGrid, frame file(s) 'utt_id<TAB>phone ...', or folder of .json",
+    )
+    parser.add_argument("--format", required=True, choices=FORMATS, help="alignment format")
+    parser.add_argument(
+        "--frame-rate", type=float, default=100, help="frames per second of --format frames (default: 100)"
+    )
+    parser.add_argument(
+        "--inventory",
+        metavar="FILE",
+        help="phone inventory, one phone per line (default: SIL + 39 stress-free ARPAbet)",
+    )
+    parser.add_argument(
+        "--skip-bad",
+        action="store_true",
+        help="leave out utterances whose audio or alignment is missing or bad, and count them",
+    )
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    add_alignment_arguments(parser)
+    parser.add_argument(
+        "--sequence", action="store_true", help="also write <stem>.phnseq (phones, repeats collapsed, no SIL) for CTC"
+    )
+    parser.add_argument("--out", required=True, help="output folder for <manifest stem>.phn and dict.phn.txt")
+
+
+def run(args: argparse.Namespace) -> int:
+    report = make_labels(
+        args.manifest,
+        args.alignments,
+        args.out,
+        fmt=args.format,
+        frame_rate=args.frame_rate,
+        inventory=args.inventory,
+        sequence=args.sequence,
+        skip_bad=args.skip_bad,
+    )
+    extra = f" and {report.sequence}" if report.sequence else ""
+    print(
+        f"wrote {report.labels}{extra}: {report.num_utterances} utterances, {report.num_frames} frames; "
+        f"{report.dictionary}"
+    )
+    if report.skipped:
+        print(
+            f"skipped {len(report.skipped)} utterances (listed in {skipped_list_path(report.manifest)}); "
+            f"the labels match the filtered manifest {report.manifest}, not {args.manifest}"
+        )
+    return 0

@@ -1,0 +1,157 @@
+"""`spokenlm items`: hand-written expected item files, and fastabx accepting (and scoring) what we write."""
+
+from __future__ import annotations
+
+import json
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from spokenlm_plugin.cli import main
+from spokenlm_plugin.data.items import HEADER, fastabx_slice, format_time, make_items
+from spokenlm_plugin.errors import AlignmentError
+from spokenlm_plugin.io import ManifestRow, write_manifest
+from spokenlm_plugin.phones import INVENTORY, num_frames
+from tests.test_data_labels import textgrid_long
+
+# u1 (1 s, 49 frames): K is 5 ms long (no frame centre); T and AE-as-triphone end at 1.0 s, past the
+# 49th frame. u2 (0.6 s): a gap between K and AA, which therefore has no triphone context.
+U1 = [(0, 0.2, "sil"), (0.2, 0.3, "HH"), (0.3, 0.45, "AH0"), (0.45, 0.5, "L"), (0.5, 0.7, "OW1"),
+      (0.7, 0.8, "sp"), (0.8, 0.805, "K"), (0.805, 0.9, "AE1"), (0.9, 1.0, "T")]
+U2 = [(0, 0.1, ""), (0.1, 0.2, "K"), (0.3, 0.4, "AA1"), (0.4, 0.5, "R"), (0.5, 0.6, "")]
+
+EXPECTED_TRIPHONE = f"""{HEADER}
+u1 0.2 0.5 AH HH L spkA
+u1 0.3 0.7 L AH OW spkA
+"""
+EXPECTED_PHONEME = f"""{HEADER}
+u1 0.2 0.3 HH SIL AH spkA
+u1 0.3 0.45 AH HH L spkA
+u1 0.45 0.5 L AH OW spkA
+u1 0.5 0.7 OW L SIL spkA
+u1 0.805 0.9 AE K T spkA
+u2 0.1 0.2 K SIL SIL spkB
+u2 0.3 0.4 AA SIL R spkB
+u2 0.4 0.5 R AA SIL spkB
+"""
+
+
+@pytest.fixture
+def tiny(tmp_path: Path) -> tuple[Path, Path]:
+    """Manifest + MFA TextGrids of u1 and u2 (with gaps allowed in an interval tier as missing intervals)."""
+    write_manifest(tmp_path / "train.tsv", tmp_path / "audio",
+                   [ManifestRow("spkA/u1.flac", 16000), ManifestRow("spkB/u2.flac", 9600)])
+    for utt, phones in (("u1", U1), ("u2", U2)):
+        (tmp_path / "tg").mkdir(exist_ok=True)
+        (tmp_path / "tg" / f"{utt}.TextGrid").write_text(
+            textgrid_long(phones[-1][1], {"words": [(0, phones[-1][1], "")], "phones": phones}))
+    return tmp_path / "train.tsv", tmp_path / "tg"
+
+
+def test_triphone_items_hand_written(tiny, tmp_path: Path, capsys) -> None:
+    manifest, tg = tiny
+    assert num_frames(16000) == 49
+    assert main(["items", "--manifest", str(manifest), "--alignments", str(tg), "--format", "textgrid",
+                 "--out", str(tmp_path / "t.item")]) == 0
+    assert (tmp_path / "t.item").read_text() == EXPECTED_TRIPHONE
+    # AE (K, T) spans 0.8 - 1.0 s: its last frame (49) does not exist.
+    out = capsys.readouterr().out
+    assert "2 triphone items; left out 0 shorter than one 20 ms frame and 1 ending after the last frame" in out
+
+
+def test_phoneme_items_hand_written(tiny, tmp_path: Path) -> None:
+    manifest, tg = tiny
+    counts = make_items(manifest, tg, tmp_path / "p.item", fmt="textgrid", kind="phoneme")
+    assert (tmp_path / "p.item").read_text() == EXPECTED_PHONEME
+    assert (counts.written, counts.short, counts.beyond_end) == (8, 1, 1)  # K (5 ms) short, T past the end
+
+
+def test_slicing_rule_and_time_format() -> None:
+    from fractions import Fraction
+
+    assert fastabx_slice("0.8", "0.805") == (40, 40)  # no frame: left out
+    assert fastabx_slice("0.805", "0.815") == (40, 41)  # holds centre 0.81: one frame
+    assert fastabx_slice("0.2", "0.5") == (10, 25)
+    times = ("0", "0.37", "1", "12.5", "1/3")
+    assert [format_time(Fraction(x)) for x in times] == ["0", "0.37", "1", "12.5", "0.333333"]
+
+
+def test_missing_alignment_and_speaker_from_prefix(tiny, tmp_path: Path) -> None:
+    manifest, tg = tiny
+    (tg / "u2.TextGrid").unlink()
+    with pytest.raises(AlignmentError, match="no alignment for utterance 'u2'"):
+        make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid")
+    assert not (tmp_path / "x.item").exists()
+    counts = make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid", skip_bad=True, speaker_from="prefix")
+    assert counts.skipped_utterances == 1 and counts.written == 2
+    assert (tmp_path / "x.item").read_text().splitlines()[1] == "u1 0.2 0.5 AH HH L u1"
+
+
+# ---------------------------------------------------------------------------------------- fastabx
+
+
+def synth_alignments(tmp_path: Path) -> Path:
+    """Two speakers x 3 utterances of 'HH AH L OW / HH EH L OW / B IH T / B AH T' with random durations."""
+    rng = random.Random(0)
+    words = [["HH", "AH", "L", "OW"], ["HH", "EH", "L", "OW"], ["B", "IH", "T"], ["B", "AH", "T"]]
+    rows = []
+    (tmp_path / "ali").mkdir()
+    for spk in ("spkA", "spkB"):
+        for k in range(3):
+            utt = f"{spk}_{k}"
+            t, phones = 0.0, [[0.0, 0.15, "SIL"]]
+            t = 0.15
+            for w in rng.sample(words, len(words)):
+                for p in w:
+                    # A 20 ms grid keeps boundaries off the frame centres, where fastabx's closed
+                    # [onset, offset] would take one frame of the neighbour (and the error would not be 0).
+                    d = rng.randint(2, 6) / 50
+                    phones.append([round(t, 2), round(t + d, 2), p])
+                    t = round(t + d, 2)
+                phones.append([t, round(t + 0.1, 2), "SIL"])
+                t = round(t + 0.1, 2)
+            n = int(t * 16000)
+            (tmp_path / "audio" / spk).mkdir(parents=True, exist_ok=True)
+            sf.write(tmp_path / "audio" / spk / f"{utt}.flac", np.zeros(n, dtype="float32"), 16000)
+            (tmp_path / "ali" / f"{utt}.json").write_text(json.dumps(
+                {"utt_id": utt, "speaker": spk, "text": "", "sample_rate": 16000, "num_samples": n, "words": [],
+                 "phones": phones}))
+            rows.append(ManifestRow(f"{spk}/{utt}.flac", n))
+    write_manifest(tmp_path / "dev.tsv", tmp_path / "audio", rows)
+    return tmp_path / "dev.tsv"
+
+
+def test_fastabx_scores_our_items_on_one_hot_phone_features(tmp_path: Path) -> None:
+    """One-hot features of our own 50 Hz labels: fastabx must read the items, slice inside the
+    features, and find every phone contrast (error 0); features blind to the phone score chance."""
+    import torch
+    from fastabx import zerospeech_abx
+
+    manifest = synth_alignments(tmp_path)
+    assert main(["labels", "--manifest", str(manifest), "--alignments", str(tmp_path / "ali"), "--format", "json",
+                 "--out", str(tmp_path / "lab")]) == 0
+    index = {p: i for i, p in enumerate(INVENTORY)}
+    rng = np.random.default_rng(0)
+    utts = [line.split("\t")[0].split("/")[1].split(".")[0] for line in manifest.read_text().splitlines()[1:]]
+    for utt, line in zip(utts, (tmp_path / "lab" / "dev.phn").read_text().splitlines()):
+        onehot = np.eye(len(INVENTORY), dtype="float32")[[index[p] for p in line.split()]]
+        for name, feats in (("good", onehot + 0.01 * rng.random(onehot.shape, dtype="float32")),
+                            ("blind", rng.random(onehot.shape, dtype="float32"))):
+            (tmp_path / name).mkdir(exist_ok=True)
+            np.save(tmp_path / name / f"{utt}.npy", feats)
+
+    def load(path: str | Path) -> torch.Tensor:
+        return torch.from_numpy(np.load(path))
+
+    for kind, context in (("triphone", "within"), ("phoneme", "any")):
+        item = tmp_path / f"dev.{kind}.item"
+        make_items(manifest, tmp_path / "ali", item, fmt="json", kind=kind)
+        assert item.read_text().splitlines()[0] == HEADER
+        kwargs = dict(max_size_group=10, max_x_across=5, context=context, frequency=50, feature_maker=load,
+                      extension=".npy", progress=False)
+        for speaker in ("within", "across"):
+            assert zerospeech_abx(item, tmp_path / "good", speaker=speaker, **kwargs) == 0.0
+        assert zerospeech_abx(item, tmp_path / "blind", speaker="within", **kwargs) > 0.2
