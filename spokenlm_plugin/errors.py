@@ -46,3 +46,7 @@ class ConfigError(SpokenLMError):
 
 class MissingToolError(SpokenLMError):
     """A system library or program (e.g. flite, espeak-ng) is not installed."""
+
+
+class TrainingError(SpokenLMError):
+    """A fairseq training or evaluation run (a subprocess) failed."""

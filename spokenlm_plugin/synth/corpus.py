@@ -1,0 +1,441 @@
+"""``spokenlm synth-corpus``: a multi-speaker, phone-aligned synthetic speech corpus.
+
+WordNet example sentences are spoken by flite speakers (:mod:`.speakers`) and split into
+train / valid / test by speaker *and* by sentence: valid and test speakers and sentences never
+occur in train. Layout of ``DIR``::
+
+    audio/<split>/<speaker>/<utt_id>.flac      16 kHz mono; utt_id = <speaker>_<sentence index>
+    alignments/<utt_id>.json                   words and phones (ARPAbet-39 + SIL) in seconds
+    manifests/<split>.tsv                      fairseq manifests (spokenlm manifest)
+    labels/<split>.phn, <split>.phnseq, dict.phn.txt   (spokenlm labels)
+    transcripts/<split>.wrd                    words, one line per manifest row
+    items/<split>.{triphone,phoneme}.item      ABX items (spokenlm items)
+    corpus.json                                metadata; written last (the corpus is complete)
+
+Each split is the shortest prefix of a fixed, seeded sequence of (speaker, sentence) pairs whose
+audio reaches its share of ``--hours``. The sequence does not depend on ``--hours`` or ``--jobs``,
+so a rerun (after an interrupt, or with more hours) reuses every finished utterance; with fewer
+hours, the utterances beyond the new prefixes are deleted. Utterance audio depends only on
+(speaker, sentence), not on the seed, the order of synthesis or ``--jobs``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import concurrent.futures as cf
+import json
+import math
+import multiprocessing
+import random
+import re
+import sys
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator, Literal, Sequence
+
+from ..errors import ConfigError, SpokenLMError
+from ..io import atomic_write, read_manifest
+from ..phones import SAMPLE_RATE
+from .flite import Flite
+from .speakers import VOICES, Speaker, speakers_for
+from .text import Sentence, load_sentences, shuffled
+from .utterance import completed_num_samples, save_utterance
+
+Split = Literal["train", "valid", "test"]
+SPLITS: tuple[Split, ...] = ("train", "valid", "test")
+#: Speakers held out of train, per split.
+HELD_OUT_SPEAKERS: dict[Split, int] = {"test": 2, "valid": 1}
+ITEM_KINDS = ("triphone", "phoneme")
+#: Duration assumed for an utterance before any is done (WordNet sentences average about 3 s).
+_TYPICAL_SECONDS = 3.0
+#: Stems of the files this tool writes; only such files are ever removed from DIR.
+_UTT_ID = re.compile(r"[a-z0-9]+-[a-z]_\d{5}")
+
+
+@dataclass(frozen=True)
+class Job:
+    """One utterance to synthesize."""
+
+    utt_id: str
+    split: Split
+    speaker: Speaker
+    sentence: Sentence
+    audio_path: Path
+    alignment_path: Path
+
+
+# --------------------------------------------------------------------------- planning
+
+
+def assign_speakers(speakers: Sequence[Speaker], *, seed: int) -> dict[Split, list[Speaker]]:
+    """Hold out 2 test and 1 valid speaker, from different voices when possible.
+
+    A voice gives up a variant only while it keeps another one for train (if any voice can).
+    """
+    needed = sum(HELD_OUT_SPEAKERS.values()) + 1
+    if len(speakers) < needed:
+        raise ConfigError(
+            f"--voices/--speakers-per-voice: {len(speakers)} speakers, need at least {needed} "
+            "(2 test, 1 valid, 1 train); add voices or speakers per voice"
+        )
+    rng = random.Random(seed)
+    by_voice: dict[str, list[Speaker]] = {}
+    for s in speakers:
+        by_voice.setdefault(s.voice, []).append(s)
+    voices = list(by_voice)
+    rng.shuffle(voices)
+    held_out: list[Speaker] = []
+    for slot in range(HELD_OUT_SPEAKERS["test"] + HELD_OUT_SPEAKERS["valid"]):
+        order = voices[slot % len(voices) :] + voices[: slot % len(voices)]
+        voice = next((v for v in order if len(by_voice[v]) >= 2), None) or next(v for v in order if by_voice[v])
+        chosen = rng.choice(by_voice[voice])
+        by_voice[voice].remove(chosen)
+        held_out.append(chosen)
+    n_test = HELD_OUT_SPEAKERS["test"]
+    return {
+        "train": [s for s in speakers if s not in held_out],
+        "valid": held_out[n_test:],
+        "test": held_out[:n_test],
+    }
+
+
+def assign_sentences(
+    sentences: Sequence[Sentence], *, seed: int, valid_fraction: float, test_fraction: float
+) -> dict[Split, list[Sentence]]:
+    """Disjoint sentence pools: a seeded shuffle cut into test, valid and train."""
+    order = shuffled(list(sentences), seed=seed)
+    n_test = max(1, round(len(order) * test_fraction))
+    n_valid = max(1, round(len(order) * valid_fraction))
+    return {
+        "test": order[:n_test],
+        "valid": order[n_test : n_test + n_valid],
+        "train": order[n_test + n_valid :],
+    }
+
+
+def planned_jobs(out_dir: Path, split: Split, speakers: Sequence[Speaker], sentences: Sequence[Sentence]) -> Iterator[Job]:
+    """The split's fixed utterance sequence: sentences in pool order, speakers round robin; each pass
+    over the pool shifts the speakers by one, so no (speaker, sentence) pair repeats."""
+    n_spk, n_sent = len(speakers), len(sentences)
+    for k in range(n_spk * n_sent):
+        rounds, j = divmod(k, n_sent)
+        spk, sentence = speakers[(j + rounds) % n_spk], sentences[j]
+        utt_id = f"{spk.id}_{sentence.index:05d}"
+        yield Job(
+            utt_id=utt_id,
+            split=split,
+            speaker=spk,
+            sentence=sentence,
+            audio_path=out_dir / "audio" / split / spk.id / f"{utt_id}.flac",
+            alignment_path=out_dir / "alignments" / f"{utt_id}.json",
+        )
+
+
+# --------------------------------------------------------------------------- synthesis
+
+_ENGINE: Flite | None = None
+
+
+def _init_worker(lib_dir: str | None) -> None:
+    global _ENGINE
+    _ENGINE = Flite(lib_dir)
+
+
+def _synthesize(job: Job) -> int:
+    """Synthesize and save one utterance (in a worker); returns its number of samples."""
+    assert _ENGINE is not None, "worker not initialised"
+    synthesis = _ENGINE.synthesize(job.sentence.text, job.speaker)
+    save_utterance(
+        synthesis,
+        audio_path=job.audio_path,
+        alignment_path=job.alignment_path,
+        utt_id=job.utt_id,
+        speaker=job.speaker.id,
+        text=job.sentence.text,
+    )
+    return synthesis.num_samples
+
+
+class _InlineExecutor(cf.Executor):
+    """Runs each job at submission, in this process (``--jobs 1``)."""
+
+    def submit(self, fn, /, *args, **kwargs) -> cf.Future:
+        future: cf.Future = cf.Future()
+        future.set_result(fn(*args, **kwargs))
+        return future
+
+
+@dataclass
+class _Progress:
+    """Audio hours done and synthesis speed, printed at most every few seconds."""
+
+    every_s: float = 5.0
+    synthesized_s: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+    last: float = field(default_factory=time.monotonic)
+
+    def report(self, split: str, done_s: float, budget_s: float, n: int, reused: int, *, force: bool = False) -> None:
+        now = time.monotonic()
+        if not force and now - self.last < self.every_s:
+            return
+        self.last = now
+        speed = self.synthesized_s / max(now - self.started, 1e-9)
+        print(
+            f"synth-corpus: {split}: {done_s / 3600:.3f}/{budget_s / 3600:.3f} h of audio, {n} utterances "
+            f"({reused} from an earlier run); {self.synthesized_s / 3600:.3f} h synthesized at {speed:.1f}x real time",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def synthesize_split(
+    jobs: Iterator[Job], *, split: Split, budget_s: float, executor: cf.Executor, window: int, progress: _Progress
+) -> list[tuple[Job, int]]:
+    """The shortest prefix of ``jobs`` reaching ``budget_s`` seconds, synthesizing what is missing.
+
+    Jobs run ``window`` at a time in order; results are consumed in order, so the prefix (and the
+    corpus) does not depend on the number of processes.
+    """
+    selected: list[tuple[Job, int]] = []
+    pending: deque[tuple[Job, cf.Future | int]] = deque()
+    done_s, reused = 0.0, 0
+    exhausted = False
+    while done_s < budget_s:
+        # Queue jobs while the queue is short and, by the mean duration so far, still needed:
+        # running far past the budget would synthesize utterances that are then thrown away.
+        mean_s = done_s / len(selected) if selected else _TYPICAL_SECONDS
+        while not exhausted and len(pending) < window and (not pending or done_s + len(pending) * mean_s < budget_s):
+            job = next(jobs, None)
+            if job is None:
+                exhausted = True
+                break
+            existing = completed_num_samples(job.audio_path, job.alignment_path)
+            pending.append((job, existing if existing is not None else executor.submit(_synthesize, job)))
+        if not pending:
+            raise ConfigError(
+                f"--hours: the {split} split ran out of (speaker, sentence) pairs after "
+                f"{done_s / 3600:.2f} h; ask for fewer hours or more voices / speakers per voice"
+            )
+        job, result = pending.popleft()
+        if isinstance(result, int):
+            num_samples = result
+            reused += 1
+        else:
+            num_samples = result.result()
+            progress.synthesized_s += num_samples / SAMPLE_RATE
+        selected.append((job, num_samples))
+        done_s += num_samples / SAMPLE_RATE
+        progress.report(split, done_s, budget_s, len(selected), reused)
+    for _, result in pending:
+        if isinstance(result, cf.Future):
+            result.cancel()
+    # Jobs already running finish; their files lie beyond the prefix and are removed by cleanup.
+    cf.wait([r for _, r in pending if isinstance(r, cf.Future)])
+    progress.report(split, done_s, budget_s, len(selected), reused, force=True)
+    return selected
+
+
+def _is_temporary(path: Path) -> bool:
+    # io.atomic_write / atomic_path names: ".<name>.<random or pid>.tmp[<suffix>]".
+    return path.name.startswith(".") and ".tmp" in path.name
+
+
+def remove_stale(out_dir: Path, keep: dict[str, Split]) -> int:
+    """Delete utterances of this tool that are not in the corpus (beyond a split's prefix, in another
+    split, from an earlier larger run) and temporary files of an interrupted run; returns how many."""
+    removed = 0
+    for path in (out_dir / "audio").glob("*/*/*"):
+        stem = path.name.split(".")[0]
+        if _is_temporary(path):
+            path.unlink()
+        elif path.suffix == ".flac" and _UTT_ID.fullmatch(stem) and keep.get(stem) != path.parts[-3]:
+            path.unlink()
+            removed += 1
+    for path in (out_dir / "alignments").glob("*"):
+        stem = path.name.split(".")[0]
+        if _is_temporary(path):
+            path.unlink()
+        elif path.suffix == ".json" and _UTT_ID.fullmatch(stem) and stem not in keep:
+            path.unlink()
+            removed += 1
+    for folder in (out_dir / "audio").glob("*/*"):
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
+    return removed
+
+
+# --------------------------------------------------------------------------- derived files
+
+
+def run_subcommand(*argv: str) -> None:
+    """Run a data-preparation subcommand in-process; its errors end the corpus build."""
+    from .. import cli
+
+    code = cli.main(list(argv))
+    if code != 0:
+        raise SpokenLMError(f"spokenlm {' '.join(argv)}: failed with exit code {code} (message above)")
+
+
+def write_transcripts(manifest: Path, out: Path, alignments: Path) -> None:
+    """``out``: the words of each manifest row's alignment, in manifest order."""
+    rows = read_manifest(manifest).rows
+    with atomic_write(out) as f:
+        for row in rows:
+            record = json.loads((alignments / f"{row.utt_id}.json").read_text())
+            f.write(" ".join(w for _, _, w in record["words"]) + "\n")
+
+
+def prepare_split(out_dir: Path, split: Split) -> None:
+    """Manifest, frame labels, phone sequences, transcripts and ABX items of one split."""
+    manifest = out_dir / "manifests" / f"{split}.tsv"
+    alignments = out_dir / "alignments"
+    run_subcommand("manifest", str(out_dir / "audio" / split), "--out", str(manifest), "--ext", "flac")
+    run_subcommand(
+        "labels", "--manifest", str(manifest), "--alignments", str(alignments), "--format", "json",
+        "--sequence", "--out", str(out_dir / "labels"),
+    )
+    write_transcripts(manifest, out_dir / "transcripts" / f"{split}.wrd", alignments)
+    for kind in ITEM_KINDS:
+        run_subcommand(
+            "items", "--manifest", str(manifest), "--alignments", str(alignments), "--format", "json",
+            "--kind", kind, "--out", str(out_dir / "items" / f"{split}.{kind}.item"),
+        )
+
+
+# --------------------------------------------------------------------------- the command
+
+
+def build_corpus(
+    out_dir: str | Path,
+    *,
+    hours: float,
+    voices: Sequence[str] = VOICES,
+    speakers_per_voice: int = 4,
+    seed: int = 0,
+    jobs: int = 2,
+    valid_fraction: float = 0.1,
+    test_fraction: float = 0.1,
+    flite_lib_dir: str | None = None,
+) -> dict:
+    """Synthesize (or complete) the corpus in ``out_dir``; returns the metadata written to corpus.json."""
+    if not (math.isfinite(hours) and hours > 0):
+        raise ConfigError(f"--hours: {hours} is not a positive number of hours")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: {jobs} must be at least 1")
+    for name, value in (("--valid-fraction", valid_fraction), ("--test-fraction", test_fraction)):
+        if not 0 < value < 0.5:
+            raise ConfigError(f"{name}: {value} must be between 0 and 0.5")
+    out_dir = Path(out_dir)
+    Flite(flite_lib_dir)  # fail now, with the install hint, rather than in a worker
+    speakers = speakers_for(list(voices), per_voice=speakers_per_voice)
+    split_speakers = assign_speakers(speakers, seed=seed)
+    sentences = load_sentences()
+    split_sentences = assign_sentences(sentences, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    share = {"train": 1 - valid_fraction - test_fraction, "valid": valid_fraction, "test": test_fraction}
+
+    progress = _Progress()
+    selected: dict[Split, list[tuple[Job, int]]] = {}
+    if jobs == 1:
+        _init_worker(flite_lib_dir)
+        executor: cf.Executor = _InlineExecutor()
+    else:
+        # fork: workers start at once (spawn would re-import torch and fairseq, ~8 s each); each
+        # loads its own flite voices, since flite keeps per-process state.
+        executor = cf.ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(flite_lib_dir,)
+        )
+    with executor:
+        for split in SPLITS:
+            selected[split] = synthesize_split(
+                planned_jobs(out_dir, split, split_speakers[split], split_sentences[split]),
+                split=split,
+                budget_s=hours * 3600 * share[split],
+                executor=executor,
+                window=2 * jobs,
+                progress=progress,
+            )
+    keep = {job.utt_id: split for split, chosen in selected.items() for job, _ in chosen}
+    removed = remove_stale(out_dir, keep)
+    if removed:
+        print(f"synth-corpus: removed {removed} utterance files that are not part of this corpus", file=sys.stderr)
+
+    # train last: labels/dict.phn.txt then holds the training counts.
+    for split in ("valid", "test", "train"):
+        prepare_split(out_dir, split)
+
+    metadata = {
+        "engine": "flite",
+        "text": "WordNet 3.0 example sentences",
+        "seed": seed,
+        "hours_requested": hours,
+        "voices": list(voices),
+        "speakers_per_voice": speakers_per_voice,
+        "sample_rate": SAMPLE_RATE,
+        "speakers": {s.id: {**s.as_dict(), "split": split} for split in SPLITS for s in split_speakers[split]},
+        "splits": {
+            split: {
+                "speakers": [s.id for s in split_speakers[split]],
+                "utterances": len(selected[split]),
+                "sentences": len({job.sentence.index for job, _ in selected[split]}),
+                "seconds": round(sum(n for _, n in selected[split]) / SAMPLE_RATE, 3),
+                "hours": round(sum(n for _, n in selected[split]) / SAMPLE_RATE / 3600, 4),
+            }
+            for split in SPLITS
+        },
+        "synthesis_seconds": round(time.monotonic() - progress.started, 1),
+    }
+    with atomic_write(out_dir / "corpus.json") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    return metadata
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--out", required=True, metavar="DIR",
+        help="corpus folder; rerun to resume (finished utterances are kept; fewer --hours trims the corpus)",
+    )
+    parser.add_argument("--hours", type=float, required=True, metavar="H", help="total hours of audio over train + valid + test")
+    parser.add_argument(
+        "--voices", nargs="+", default=list(VOICES), choices=VOICES, metavar="VOICE",
+        help=f"flite voices, from {' '.join(VOICES)} (default: all)",
+    )
+    parser.add_argument(
+        "--speakers-per-voice", type=int, default=4, metavar="N",
+        help="speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 6)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S", help="seed of the speaker and sentence splits and order (default: 0)"
+    )
+    parser.add_argument("--jobs", type=int, default=2, metavar="N", help="synthesis processes (default: 2)")
+    parser.add_argument(
+        "--valid-fraction", type=float, default=0.1, metavar="F", help="share of hours and sentences for valid (default: 0.1)"
+    )
+    parser.add_argument(
+        "--test-fraction", type=float, default=0.1, metavar="F", help="share of hours and sentences for test (default: 0.1)"
+    )
+    parser.add_argument(
+        "--flite-lib-dir", metavar="DIR", help="folder holding libflite.so.1 and the voices (default: $SPOKENLM_FLITE_LIBDIR, else the system's)"
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    meta = build_corpus(
+        args.out,
+        hours=args.hours,
+        voices=args.voices,
+        speakers_per_voice=args.speakers_per_voice,
+        seed=args.seed,
+        jobs=args.jobs,
+        valid_fraction=args.valid_fraction,
+        test_fraction=args.test_fraction,
+        flite_lib_dir=args.flite_lib_dir,
+    )
+    parts = ", ".join(
+        f"{split} {s['hours']:.3f} h ({s['utterances']} utterances, {len(s['speakers'])} speakers)"
+        for split, s in meta["splits"].items()
+    )
+    print(f"wrote {args.out}: {parts}")
+    return 0
