@@ -55,9 +55,12 @@ def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
 
 def _quiet_fairseq() -> None:
     """fairseq logs every model config at INFO; a spokenlm command shows only its own progress."""
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    for name in ("fairseq", "fairseq_cli", "hydra"):
+    root = logging.getLogger()
+    if not root.handlers:
+        logging.basicConfig(format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    # hydra's config composition (inside fairseq) can leave the root logger at DEBUG.
+    root.setLevel(logging.INFO)
+    for name in ("fairseq", "fairseq_cli", "hydra", "matplotlib", "PIL"):
         logging.getLogger(name).setLevel(logging.WARNING)
 
 

@@ -21,6 +21,8 @@ ARTIFACT_KEYS = {
     "finetuned_layer": "int, the layer of the fine-tuned model used for units",
     "units": "dict name -> {'km_dir': Path (split.km files), 'centroids': Path (.npy), 'checkpoint': Path, "
     "'layer': int|'logits', 'pairs_km_dir': Path} (units stage)",
+    "ulm": "dict with 'checkpoint' (the LM used for continuation), 'units', 'prompts' and "
+    "'continuations' (.km files) (ulm stage)",
 }
 
 

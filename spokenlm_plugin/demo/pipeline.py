@@ -114,8 +114,8 @@ def render_report(results: Sequence[StageResult], *, out: Path, quick: bool) -> 
         Table(
             title="Stages",
             headers=["stage", "seconds"],
-            rows=[[r.name, round(r.seconds, 1)] for r in results]
-            + [["total", round(sum(r.seconds for r in results), 1)]],
+            rows=[[r.name, round(r.seconds)] for r in results]
+            + [["total", round(sum(r.seconds for r in results))]],
         ).to_markdown(),
         "",
     ]

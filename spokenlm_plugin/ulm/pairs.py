@@ -1,0 +1,210 @@
+"""sWUGGY / sBLIMP accuracies (ZeroSpeech 2021 sLM21) from per-utterance LM scores.
+
+A ``gold.csv`` lists every utterance (``filename``, without folder nor extension) with the pair
+it belongs to. Rows are paired by explicit keys, never by file order:
+
+lexical (sWUGGY)
+    columns ``id, filename, voice, frequency, correct`` (+ ``word``, ``phones``, ``length`` in
+    the real sLM21 files); the word (``correct`` 1) and the non-word (``correct`` 0) of a pair
+    share ``(voice, id)``. A pair scores 1 if the word's score is higher, 0.5 on a tie, else 0;
+    scores are averaged over the voices of an ``id``, then over ids ("all"). "in-vocab" keeps the
+    ids whose word has ``frequency >= 1`` (``frequency`` 0 is the out-of-vocabulary band, as the
+    sLM21 leaderboard's ``oov``).
+syntactic (sBLIMP)
+    columns ``id, filename, voice, type, subtype, correct``; a pair shares
+    ``(type, subtype, id, voice)``; averaged over voices, then over ``(type, subtype, id)``.
+
+This follows ``zerospeech2021`` (``lexical.py``, ``syntactic.py``, ``leaderboard.py``) and the
+``zerospeech/benchmarks`` package, which merges words and non-words on ``(voice, id)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Mapping
+
+from ..errors import ManifestError
+
+PairTask = Literal["lexical", "syntactic"]
+
+REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "lexical": ("id", "filename", "voice", "frequency", "correct"),
+    "syntactic": ("id", "filename", "voice", "type", "subtype", "correct"),
+}
+
+#: sLM21 frequency bands (counts in LibriSpeech), lower bounds inclusive.
+FREQUENCY_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("oov", 0, 1), ("1-5", 1, 5), ("6-20", 5, 20), ("21-100", 20, 100), (">100", 100, float("inf")),
+)
+
+
+def utterance_key(filename: str) -> str:
+    """The key that joins a gold ``filename`` to a score: the file stem (as ``ManifestRow.utt_id``)."""
+    return Path(filename).name.split(".")[0]
+
+
+def pair_score(good: float, bad: float) -> float:
+    """1 if the grammatical / real item scores higher, 0.5 on a tie, 0 otherwise."""
+    return 1.0 if good > bad else 0.5 if good == bad else 0.0
+
+
+@dataclass(frozen=True)
+class GoldRow:
+    filename: str
+    key: tuple[str, ...]  # the pair key: (voice, id) or (type, subtype, id, voice)
+    group: tuple[str, ...]  # what is averaged over voices: (id,) or (type, subtype, id)
+    correct: bool
+    frequency: float | None = None  # lexical only
+
+
+def read_gold(path: str | os.PathLike, *, task: PairTask) -> list[GoldRow]:
+    """Rows of an sLM21 ``gold.csv`` (any column order; extra columns ignored)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ManifestError(f"{path}: gold file not found")
+    with path.open(newline="") as f:
+        reader = csv.DictReader(f)
+        columns = reader.fieldnames or []
+        missing = [c for c in REQUIRED_COLUMNS[task] if c not in columns]
+        if missing:
+            raise ManifestError(
+                f"{path}: not a {task} gold.csv: columns {missing} missing (has {columns}); "
+                f"expected at least {', '.join(REQUIRED_COLUMNS[task])}"
+            )
+        rows = []
+        for lineno, rec in enumerate(reader, start=2):
+            correct = rec["correct"].strip()
+            if correct not in {"0", "1"}:
+                raise ManifestError(f"{path}:{lineno}: correct must be 0 or 1, got {correct!r}")
+            if task == "lexical":
+                key = (rec["voice"], rec["id"])
+                group = (rec["id"],)
+                frequency = _frequency(rec["frequency"], path=path, lineno=lineno, required=correct == "1")
+            else:
+                key = (rec["type"], rec["subtype"], rec["id"], rec["voice"])
+                group = (rec["type"], rec["subtype"], rec["id"])
+                frequency = None
+            rows.append(GoldRow(utterance_key(rec["filename"]), key, group, correct == "1", frequency))
+    if not rows:
+        raise ManifestError(f"{path}: no rows")
+    return rows
+
+
+def _frequency(text: str, *, path: Path, lineno: int, required: bool) -> float | None:
+    text = (text or "").strip()
+    if not text:
+        # sLM21 leaves the frequency of non-words empty; only the word's is used.
+        if required:
+            raise ManifestError(f"{path}:{lineno}: the word of a pair needs a frequency (0 = out of vocabulary)")
+        return None
+    try:
+        return float(text)
+    except ValueError:
+        raise ManifestError(f"{path}:{lineno}: frequency must be a number, got {text!r}") from None
+
+
+def _pairs(rows: list[GoldRow], *, source: str) -> list[tuple[GoldRow, GoldRow]]:
+    by_key: dict[tuple[str, ...], list[GoldRow]] = defaultdict(list)
+    for row in rows:
+        by_key[row.key].append(row)
+    pairs = []
+    for key, members in by_key.items():
+        good = [r for r in members if r.correct]
+        bad = [r for r in members if not r.correct]
+        if len(good) != 1 or len(bad) != 1:
+            raise ManifestError(
+                f"{source}: pair {key} has {len(good)} correct and {len(bad)} incorrect utterances; "
+                "each key must have exactly one of each"
+            )
+        pairs.append((good[0], bad[0]))
+    return pairs
+
+
+def _check_scores(rows: list[GoldRow], scores: Mapping[str, float], *, source: str) -> None:
+    missing = sorted({r.filename for r in rows if r.filename not in scores})
+    if missing:
+        raise ManifestError(
+            f"{source}: {len(missing)} of its {len(rows)} files have no score "
+            f"(e.g. {', '.join(missing[:5])}); score the units of every file it lists"
+        )
+
+
+def _mean(xs) -> float | None:
+    xs = list(xs)
+    return sum(xs) / len(xs) if xs else None
+
+
+def _group_scores(pairs: list[tuple[GoldRow, GoldRow]], scores: Mapping[str, float]) -> dict[tuple[str, ...], float]:
+    per_group: dict[tuple[str, ...], list[float]] = defaultdict(list)
+    for good, bad in pairs:
+        per_group[good.group].append(pair_score(scores[good.filename], scores[bad.filename]))
+    return {g: sum(v) / len(v) for g, v in per_group.items()}
+
+
+@dataclass(frozen=True)
+class LexicalResult:
+    """sWUGGY accuracy: ``all`` over ids, ``in_vocab`` over ids with frequency >= 1."""
+
+    all: float
+    in_vocab: float | None
+    n_ids: int
+    n_in_vocab_ids: int
+    n_pairs: int
+    by_frequency: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SyntacticResult:
+    """sBLIMP accuracy over (type, subtype, id), and per type."""
+
+    all: float
+    n_ids: int
+    n_pairs: int
+    by_type: dict[str, float] = field(default_factory=dict)
+
+
+def lexical_accuracy(
+    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv"
+) -> LexicalResult:
+    """sWUGGY accuracy of ``scores`` (filename -> log-probability) on a lexical ``gold.csv``."""
+    if not isinstance(gold, list):
+        source, gold = str(gold), read_gold(gold, task="lexical")
+    _check_scores(gold, scores, source=source)
+    pairs = _pairs(gold, source=source)
+    per_id = _group_scores(pairs, scores)
+    frequency: dict[tuple[str, ...], float] = {}
+    for good, _ in pairs:
+        if frequency.setdefault(good.group, good.frequency) != good.frequency:
+            raise ManifestError(f"{source}: id {good.group[0]} has different word frequencies across voices")
+    in_vocab = [s for g, s in per_id.items() if frequency[g] >= 1]
+    bands = {}
+    for name, lo, hi in FREQUENCY_BANDS:
+        band = [s for g, s in per_id.items() if lo <= frequency[g] < hi]
+        if band:
+            bands[name] = {"n": len(band), "score": sum(band) / len(band)}
+    return LexicalResult(
+        all=_mean(per_id.values()), in_vocab=_mean(in_vocab), n_ids=len(per_id),
+        n_in_vocab_ids=len(in_vocab), n_pairs=len(pairs), by_frequency=bands,
+    )
+
+
+def syntactic_accuracy(
+    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv"
+) -> SyntacticResult:
+    """sBLIMP accuracy of ``scores`` (filename -> log-probability) on a syntactic ``gold.csv``."""
+    if not isinstance(gold, list):
+        source, gold = str(gold), read_gold(gold, task="syntactic")
+    _check_scores(gold, scores, source=source)
+    pairs = _pairs(gold, source=source)
+    per_group = _group_scores(pairs, scores)
+    by_type: dict[str, list[float]] = defaultdict(list)
+    for (type_, _, _), s in per_group.items():
+        by_type[type_].append(s)
+    return SyntacticResult(
+        all=_mean(per_group.values()), n_ids=len(per_group), n_pairs=len(pairs),
+        by_type={t: sum(v) / len(v) for t, v in sorted(by_type.items())},
+    )
