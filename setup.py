@@ -21,6 +21,7 @@ setup(
         "faiss-cpu",
         "fastabx",
         "sentencepiece",
+        "editdistance",
         "soundfile",
         "npy-append-array",
         "matplotlib",

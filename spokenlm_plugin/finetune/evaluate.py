@@ -1,0 +1,58 @@
+"""Frame accuracy and greedy PER of a fine-tuned ``hubert_frame_cls`` checkpoint on a labelled split.
+
+The checkpoint is loaded with fairseq's ``load_model_ensemble_and_task`` (self-contained: no
+pretrained file needed); the split is read by the ``phoneme_frame_cls`` task with the same checks
+as in training. Masking and dropout are off (eval mode). Utterances are scored one at a time: HuBERT's
+first CNN layer normalises over the whole (padded) input, so padding would make a score depend on
+the batching (``fairseq-validate --batch-size 1`` gives the same numbers).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from ..errors import CheckpointError
+from ..phones import SIL
+from .metrics import PhoneScores
+
+
+def load_frame_classifier(checkpoint: str | Path, **arg_overrides):
+    """``(model, task)`` of a ``hubert_frame_cls`` checkpoint, the model in eval mode on CPU."""
+    import spokenlm_plugin  # noqa: F401  (registers the task and model)
+    from fairseq import checkpoint_utils
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=arg_overrides)
+    if cfg.model._name != "hubert_frame_cls":
+        raise CheckpointError(f"{checkpoint}: a {cfg.model._name!r} model, not a hubert_frame_cls fine-tuned checkpoint")
+    return models[0].eval(), task
+
+
+@torch.inference_mode()
+def evaluate_phones(
+    checkpoint: str | Path,
+    *,
+    data: str | Path,
+    split: str,
+    label_dir: str | Path | None = None,
+    keep_sil: bool = False,
+) -> PhoneScores:
+    """Scores of ``checkpoint`` on ``{data}/{split}.tsv`` with labels ``{label_dir}/{split}.phn``."""
+    from .task import trim_to_labels
+
+    model, task = load_frame_classifier(
+        checkpoint, data=str(Path(data).resolve()), label_dir=str(Path(label_dir or data).resolve())
+    )
+    task.load_dataset(split)
+    batches = task.get_batch_iterator(task.dataset(split), max_sentences=1).next_epoch_itr(shuffle=False)
+    sil = task.phones.index(SIL) if SIL in task.phones and not keep_sil else None
+    scores = PhoneScores()
+    for sample in batches:
+        out = model(**sample["net_input"])
+        logits, target, mask = trim_to_labels(out["logits"], out["padding_mask"], sample["target"])
+        scores.add(logits.argmax(-1), target, mask, sil=sil)
+    return scores

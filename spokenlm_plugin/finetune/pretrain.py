@@ -1,0 +1,266 @@
+"""``spokenlm pretrain-small``: pretrain a small HuBERT on a synthetic corpus with fairseq's own
+``hubert_pretraining`` task (first iteration: k-means on MFCC targets).
+
+Steps, each skipped when its output exists (rerun to resume; fairseq-train resumes from its
+``checkpoint_last.pt``):
+
+1. 39-d MFCC (+delta, delta-delta, 100 Hz) of the train and valid manifests; k-means (faiss) on
+   train frames; ``{split}.km`` targets at 100 Hz and ``dict.km.txt`` in ``OUT/targets``;
+2. ``fairseq-train --task hubert_pretraining --arch hubert --criterion hubert`` (the real CLI);
+3. export: the last checkpoint without optimizer state, weights in fp16 (half the size; fairseq
+   casts them back when loading), as ``OUT/hubert_small.pt``, plus ``OUT/recipe.json``.
+
+The project ships the result in ``spokenlm_plugin/resources/hubert_small/`` (see
+:func:`shipped_checkpoint`), so the demo does not need to pretrain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import re
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Callable, Iterable
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_path, atomic_write, read_manifest
+from .mfcc import MFCC_RATE, mfcc_features, read_mono
+from .runner import run_tool
+
+logger = logging.getLogger(__name__)
+
+RESOURCES = Path(__file__).resolve().parents[1] / "resources" / "hubert_small"
+
+
+@dataclass(frozen=True)
+class SmallHubert:
+    """Shape of the small HuBERT (fields of fairseq's ``hubert`` model)."""
+
+    conv_channels: int = 128
+    layers: int = 4
+    dim: int = 256
+    ffn_dim: int = 1024
+    heads: int = 4
+    conv_pos: int = 64
+    final_dim: int = 64
+
+    @property
+    def conv_feature_layers(self) -> str:
+        # HuBERT's CNN (kernel, stride) with fewer channels: 400-sample receptive field, 320 hop.
+        c = self.conv_channels
+        return f"[({c},10,5)] + [({c},3,2)] * 4 + [({c},2,2)] * 2"
+
+    def model_args(self) -> list[str]:
+        return [
+            "--arch", "hubert",
+            "--conv-feature-layers", self.conv_feature_layers,
+            "--encoder-layers", str(self.layers),
+            "--encoder-embed-dim", str(self.dim),
+            "--encoder-ffn-embed-dim", str(self.ffn_dim),
+            "--encoder-attention-heads", str(self.heads),
+            "--conv-pos", str(self.conv_pos),
+            "--final-dim", str(self.final_dim),
+            # HuBERT Base's pretraining regularisation.
+            "--dropout", "0.1", "--attention-dropout", "0.1", "--encoder-layerdrop", "0.05",
+            "--feature-grad-mult", "0.1", "--mask-prob", "0.8", "--mask-length", "10",
+        ]
+
+
+@dataclass(frozen=True)
+class PretrainSettings:
+    """Optimisation and target settings of the small pretraining run."""
+
+    max_update: int = 800
+    lr: float = 5e-4
+    warmup_updates: int = 80
+    #: audio samples per batch (5 crops of 3 s).
+    max_tokens: int = 256_000
+    #: batches crop to the shortest utterance, at most this many samples (random crops).
+    max_sample_size: int = 48_000
+    #: utterances shorter than this are not used.
+    min_sample_size: int = 8_000
+    #: k-means clusters on MFCC (HuBERT's first iteration uses 100).
+    k: int = 100
+    kmeans_frames: int = 200_000
+    seed: int = 1
+
+    def train_args(self) -> list[str]:
+        return [
+            "--criterion", "hubert", "--pred-masked-weight", "1.0", "--pred-nomask-weight", "0.0",
+            "--loss-weights", "[10.0]",
+            "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-06", "--weight-decay", "0.01",
+            "--lr", str(self.lr), "--lr-scheduler", "polynomial_decay",
+            "--warmup-updates", str(self.warmup_updates), "--total-num-update", str(self.max_update),
+            "--max-update", str(self.max_update), "--clip-norm", "10.0",
+            "--max-tokens", str(self.max_tokens), "--max-sample-size", str(self.max_sample_size),
+            "--min-sample-size", str(self.min_sample_size), "--seed", str(self.seed),
+        ]
+
+
+def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
+    manifest = read_manifest(manifest_path)
+    threads = torch.get_num_threads()
+    # MFCC ops are tiny: with several threads, synchronisation costs 30x the work.
+    torch.set_num_threads(1)
+    try:
+        for row in manifest.rows:
+            yield mfcc_features(read_mono(str(manifest.path(row))))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def make_mfcc_targets(
+    manifests: Path, out: Path, *, k: int, max_frames: int, seed: int, log: Callable[[str], None] = logger.info
+) -> None:
+    """k-means on train MFCC; ``{train,valid}.km`` (100 Hz units) and ``dict.km.txt`` in ``out``."""
+    from ..units.kmeans import assign_units, fit_kmeans
+
+    if all((out / name).is_file() for name in ("train.km", "valid.km", "dict.km.txt")):
+        log(f"targets: {out} already complete")
+        return
+    start = time.perf_counter()
+    train = list(_rows_mfcc(manifests / "train.tsv"))
+    frames = np.concatenate(train)
+    log(f"targets: MFCC of {len(train)} train utterances ({frames.shape[0]} frames, {frames.shape[1]} dims)")
+    centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
+    for split, feats in (("train", train), ("valid", _rows_mfcc(manifests / "valid.tsv"))):
+        with atomic_write(out / f"{split}.km") as f:
+            for x in feats:
+                f.write(" ".join(map(str, assign_units(x, centroids).tolist())) + "\n")
+    with atomic_write(out / "dict.km.txt") as f:
+        f.writelines(f"{u} 1\n" for u in range(k))
+    log(f"targets: k={k} at {MFCC_RATE} Hz in {out} ({time.perf_counter() - start:.0f} s)")
+
+
+def export_checkpoint(src: Path, dst: Path, *, half: bool = True) -> None:
+    """Copy a fairseq checkpoint without its optimizer state (optionally with fp16 weights).
+
+    The result is still a fairseq checkpoint: ``cfg``, ``model``, ``task_state`` (the label
+    dictionaries), and the small bookkeeping entries ``load_checkpoint_to_cpu`` expects.
+    """
+    state = torch.load(src, map_location="cpu", weights_only=False)
+    state.pop("last_optimizer_state", None)
+    if half:
+        state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}
+    with atomic_path(dst) as tmp:
+        torch.save(state, tmp)
+
+
+def _last_valid_line(log_path: Path) -> str:
+    lines = [line for line in log_path.read_text().splitlines() if re.search(r"\| valid on '\w+' subset", line)]
+    return lines[-1].split(" | ", 1)[-1] if lines else ""
+
+
+def pretrain_small_hubert(
+    corpus: Path,
+    out: Path,
+    *,
+    model: SmallHubert = SmallHubert(),
+    settings: PretrainSettings = PretrainSettings(),
+    threads: int | None = None,
+    half: bool = True,
+    log: Callable[[str], None] = logger.info,
+) -> Path:
+    """Pretrain a small HuBERT on ``corpus`` (``manifests/{train,valid}.tsv``); return the checkpoint."""
+    corpus, out = Path(corpus), Path(out)
+    manifests = corpus / "manifests"
+    for split in ("train", "valid"):
+        if not (manifests / f"{split}.tsv").is_file():
+            raise ConfigError(f"{manifests / f'{split}.tsv'}: manifest not found; make the corpus with `spokenlm synth-corpus`")
+    result = out / "hubert_small.pt"
+    if result.is_file():
+        log(f"pretrain: {result} exists")
+        return result
+    make_mfcc_targets(
+        manifests, out / "targets", k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=log
+    )
+    save_dir = out / "train"
+    args = [
+        str(manifests.resolve()),
+        "--user-dir", str(Path(__file__).resolve().parents[1]),
+        "--task", "hubert_pretraining", "--labels", '["km"]', "--label-dir", str((out / "targets").resolve()),
+        "--label-rate", str(float(MFCC_RATE)), "--sample-rate", "16000",
+        *model.model_args(),
+        *settings.train_args(),
+        "--save-dir", str(save_dir.resolve()), "--no-epoch-checkpoints", "--save-interval-updates", "500",
+        "--keep-interval-updates", "1", "--validate-interval-updates", "500",
+        "--num-workers", "0", "--log-format", "simple", "--log-interval", "50",
+    ]
+    seconds = run_tool("fairseq-train", args, log_path=out / "train.log", threads=threads, log=log)
+    export_checkpoint(save_dir / "checkpoint_last.pt", result, half=half)
+    recipe = {
+        "corpus": str(corpus),
+        "model": asdict(model),
+        "settings": asdict(settings),
+        "fp16_weights": half,
+        "fairseq_train_args": args,
+        "train_seconds": round(seconds, 1),
+        "last_valid": _last_valid_line(out / "train.log"),
+    }
+    if (corpus / "corpus.json").is_file():
+        recipe["corpus_meta"] = json.loads((corpus / "corpus.json").read_text())
+    with atomic_write(out / "recipe.json") as f:
+        json.dump(recipe, f, indent=1)
+    log(f"pretrain: {result} ({result.stat().st_size / 1e6:.1f} MB, {seconds:.0f} s of fairseq-train)")
+    return result
+
+
+def shipped_checkpoint() -> Path:
+    """The small HuBERT shipped with the package (made by :func:`pretrain_small_hubert`)."""
+    path = RESOURCES / "hubert_small.pt"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: the shipped small HuBERT is missing; make one with `spokenlm pretrain-small`")
+    return path
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    defaults = PretrainSettings()
+    parser.add_argument("--corpus", required=True, help="synthetic corpus folder (from `spokenlm synth-corpus`)")
+    parser.add_argument("--out", required=True, help="output folder (gets hubert_small.pt, recipe.json, targets/, train/)")
+    parser.add_argument("--updates", type=int, default=defaults.max_update, help=f"training updates (default: {defaults.max_update})")
+    parser.add_argument(
+        "--max-tokens", type=int, default=defaults.max_tokens,
+        help=f"audio samples per batch, crops of at most 3 s (default: {defaults.max_tokens})",
+    )
+    parser.add_argument("--k", type=int, default=defaults.k, help=f"k-means clusters on MFCC (default: {defaults.k})")
+    parser.add_argument("--layers", type=int, default=SmallHubert.layers, help="transformer layers (default: 4)")
+    parser.add_argument("--dim", type=int, default=SmallHubert.dim, help="transformer width (default: 256)")
+    parser.add_argument("--conv-channels", type=int, default=SmallHubert.conv_channels, help="CNN channels (default: 128)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads of fairseq-train (default: torch's choice)")
+    parser.add_argument("--fp32", action="store_true", help="keep fp32 weights in the exported checkpoint (default: fp16)")
+    parser.add_argument(
+        "--targets-only", action="store_true",
+        help="stop after writing the MFCC k-means targets (OUT/targets), e.g. to train with fairseq-hydra-train",
+    )
+    parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of k-means and training (default: {defaults.seed})")
+
+
+def run(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    if args.targets_only:
+        settings = PretrainSettings(k=args.k, seed=args.seed)
+        make_mfcc_targets(
+            Path(args.corpus) / "manifests", Path(args.out) / "targets",
+            k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=print,
+        )
+        return 0
+    warmup = max(1, args.updates // 10)
+    path = pretrain_small_hubert(
+        Path(args.corpus),
+        Path(args.out),
+        model=SmallHubert(conv_channels=args.conv_channels, layers=args.layers, dim=args.dim, ffn_dim=4 * args.dim),
+        settings=PretrainSettings(
+            max_update=args.updates, warmup_updates=warmup, max_tokens=args.max_tokens, k=args.k, seed=args.seed
+        ),
+        threads=args.threads,
+        half=not args.fp32,
+        log=print,
+    )
+    print(path)
+    return 0

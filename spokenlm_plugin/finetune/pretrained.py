@@ -1,0 +1,125 @@
+"""Pretrained HuBERT checkpoints: read and check them once, rebuild the encoder from a stored config.
+
+A fine-tuned checkpoint must load without the pretrained file it started from (fairseq's
+``hubert_asr`` re-reads ``w2v_path`` at load time). So the pretrained file is read only when a
+model is first built: its ``{task, model}`` config is kept in the fine-tuning model's config
+(``w2v_args``) and saved with the fine-tuned checkpoint, and a reload rebuilds the encoder from
+that config alone, its weights coming from the fine-tuned state dict.
+"""
+
+from __future__ import annotations
+
+import pickle
+import zipfile
+from argparse import Namespace
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from ..errors import CheckpointError
+
+#: Keys every HuBERT state dict has (CNN feature extractor and transformer encoder).
+_REQUIRED_KEYS = ("feature_extractor.conv_layers.0.0.weight", "encoder.layers.0.self_attn.k_proj.weight")
+#: Pretraining-only parameters, dropped when fine-tuning (the model is built without them).
+_PRETRAINING_ONLY = ("label_embs_concat", "final_proj.", "target_glu.")
+
+
+@dataclass(frozen=True)
+class PretrainedHubert:
+    """A pretrained HuBERT checkpoint, checked."""
+
+    path: Path
+    #: ``{"task": ..., "model": ...}`` of the pretraining run (fairseq's ``cfg`` without the rest).
+    cfg: DictConfig
+    state_dict: dict[str, torch.Tensor]
+    #: fairseq task state (the pretraining label dictionaries), empty for converted checkpoints.
+    task_state: dict[str, Any]
+
+
+def load_pretrained(path: str | Path) -> PretrainedHubert:
+    """Read a fairseq HuBERT checkpoint (the format of ``hubert_base_ls960.pt``); raise
+    :class:`CheckpointError` if it is missing, unreadable or not a HuBERT model."""
+    path = Path(path)
+    hint = "pass a fairseq HuBERT checkpoint (e.g. hubert_base_ls960.pt, or one made by `spokenlm convert-hubert`)"
+    if not path.is_file():
+        raise CheckpointError(f"{path}: pretrained checkpoint not found; {hint}")
+    try:
+        # A fairseq checkpoint pickles omegaconf / argparse objects: it is a file the user trusts.
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, AttributeError) as e:
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e}); {hint}") from e
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise CheckpointError(f"{path}: no 'model' state dict, so not a fairseq checkpoint; {hint}")
+    if state.get("cfg") is not None:
+        cfg = state["cfg"] if isinstance(state["cfg"], DictConfig) else OmegaConf.create(state["cfg"])
+    elif isinstance(state.get("args"), Namespace):
+        from fairseq.dataclass.utils import convert_namespace_to_omegaconf
+
+        cfg = convert_namespace_to_omegaconf(state["args"])
+    else:
+        raise CheckpointError(f"{path}: neither 'cfg' nor 'args' in the checkpoint, so not a fairseq checkpoint; {hint}")
+    name = cfg.get("model", {}).get("_name") if cfg.get("model") is not None else None
+    if name != "hubert":
+        raise CheckpointError(
+            f"{path}: the checkpoint holds a {name!r} model, not a pretrained HuBERT ('hubert'); {hint}"
+        )
+    missing = [k for k in _REQUIRED_KEYS if k not in state["model"]]
+    if missing:
+        raise CheckpointError(f"{path}: HuBERT weights missing ({', '.join(missing)}); {hint}")
+    return PretrainedHubert(
+        path=path,
+        cfg=OmegaConf.create({"task": cfg.task, "model": cfg.model}),
+        state_dict=state["model"],
+        task_state=state.get("task_state") or {},
+    )
+
+
+def _known(dataclass_type: type, values: DictConfig) -> dict[str, Any]:
+    """The entries of ``values`` that ``dataclass_type`` declares (checkpoints of other fairseq
+    versions carry extra or missing fields)."""
+    names = {f.name for f in fields(dataclass_type)}
+    container = OmegaConf.to_container(values, resolve=True)
+    return {k: v for k, v in container.items() if k in names}
+
+
+def build_hubert(w2v_args: DictConfig, *, overrides: dict[str, Any]):
+    """A fairseq ``HubertModel`` of the shape in ``w2v_args`` (random weights), without the
+    pretraining-only modules, with ``overrides`` (dropouts, masking) applied to its config."""
+    from fairseq.models.hubert import HubertConfig, HubertModel
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+
+    task_cfg = OmegaConf.merge(
+        OmegaConf.structured(HubertPretrainingConfig), _known(HubertPretrainingConfig, w2v_args.task)
+    )
+    model_values = _known(HubertConfig, w2v_args.model)
+    # label_rate only sets the pretraining target ratio; a converted checkpoint may not have it.
+    model_values.setdefault("label_rate", float(task_cfg.label_rate))
+    model_cfg = OmegaConf.merge(OmegaConf.structured(HubertConfig), model_values, overrides)
+    # [None]: no pretraining label dictionaries, so no label embeddings are created.
+    model = HubertModel(model_cfg, task_cfg, [None])
+    model.remove_pretraining_modules()
+    return model
+
+
+def load_encoder_weights(model: torch.nn.Module, pretrained: PretrainedHubert) -> None:
+    """Copy the pretrained weights into ``model`` (built by :func:`build_hubert`)."""
+    result = model.load_state_dict(pretrained.state_dict, strict=False)
+    unexpected = [k for k in result.unexpected_keys if not k.startswith(_PRETRAINING_ONLY)]
+    if result.missing_keys or unexpected:
+        raise CheckpointError(
+            f"{pretrained.path}: weights do not match the model its config describes "
+            f"(missing: {result.missing_keys[:5]}, unexpected: {unexpected[:5]}); the checkpoint is damaged "
+            "or was written by an incompatible converter"
+        )
+
+
+def keep_pretrained_cfg(model_cfg: DictConfig, model: torch.nn.Module) -> None:
+    """Copy the ``w2v_args`` a model filled in (in its own merged copy of the config) back into
+    the run's config, which is what fairseq saves in the checkpoint."""
+    w2v_args = getattr(getattr(model, "cfg", None), "w2v_args", None)
+    if w2v_args is not None:
+        with open_dict(model_cfg):
+            model_cfg.w2v_args = w2v_args
