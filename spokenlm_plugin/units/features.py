@@ -1,0 +1,317 @@
+"""``spokenlm dump-features``: HuBERT features of a manifest, batched, resumable, fairseq format.
+
+Writes the shard ``{split}_{rank}_{nshard}.npy`` (all frames, float32) + ``.len`` (frames per
+row) that fairseq's ``examples/hubert/simple_kmeans`` scripts read (see :mod:`.shards`), and with
+``per_utterance`` one ``<utt_id>.npy`` (frames x dims) per utterance for ABX tools.
+
+Utterances are read ahead in a thread, sorted by length inside windows of consecutive rows and
+batched up to ``batch_seconds`` of padded audio; :class:`~.encoder.DenseModel` makes batching
+exact, and rows are written in manifest order as soon as all earlier rows are done.
+
+Resuming: rows are appended one by one, frames first, then the ``.len`` line. A rerun into the
+same folder repairs a torn last write (drops frames without a ``.len`` line, or a partial row),
+then continues after the last complete row, so an interrupted and an uninterrupted dump are
+identical. A sidecar ``.{split}_{rank}_{nshard}.dump.json`` records what is being dumped, so a
+rerun with another checkpoint or layer fails instead of mixing features.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Sequence
+
+import numpy as np
+
+from ..errors import AudioFormatError, ConfigError, FeatureError, ManifestError
+from ..io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
+from ..phones import SAMPLE_RATE
+from .encoder import DenseModel, parse_layer
+from .shards import shard_paths, shard_range
+
+logger = logging.getLogger(__name__)
+
+#: Utterances are length-sorted within windows of this many batches of consecutive rows
+#: (bounds the memory held for rows waiting to be written in order).
+WINDOW_BATCHES = 16
+
+
+@dataclass(frozen=True)
+class DumpResult:
+    """What :func:`dump_features` did."""
+
+    npy: Path
+    len: Path
+    utterances: int  # rows of the shard now in the files
+    dumped: int  # rows computed by this call
+    frames: int  # frames computed by this call
+    audio_seconds: float  # audio computed by this call
+    seconds: float  # wall time of this call
+
+
+def read_audio(path: Path, *, expected_samples: int | None = None) -> np.ndarray:
+    """A 16 kHz waveform as float32 (channels averaged, as fairseq does)."""
+    import soundfile as sf
+
+    try:
+        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
+    except (sf.LibsndfileError, RuntimeError) as e:
+        if not path.is_file():
+            raise ManifestError(f"{path}: audio file not found; check the manifest's root line") from e
+        raise AudioFormatError(f"{path}: unreadable audio ({e})") from e
+    if sr != SAMPLE_RATE:
+        raise AudioFormatError(f"{path}: sample rate {sr} Hz; HuBERT needs {SAMPLE_RATE} Hz (resample it first)")
+    if expected_samples is not None and abs(len(wav) - expected_samples) > 160:
+        logger.warning("%s: %d samples but the manifest says %d", path, len(wav), expected_samples)
+    return wav.mean(axis=1)
+
+
+def default_batch_seconds(dense: DenseModel) -> float:
+    """Padded audio per batch: large on a GPU, small on a CPU (where batching helps little)."""
+    return 300.0 if dense.device.type == "cuda" else 30.0
+
+
+def _repair(npy: Path, len_path: Path) -> int:
+    """Make ``npy``/``len`` a consistent prefix after an interruption; return the rows kept."""
+    from npy_append_array import recover
+
+    lengths: list[int] = []
+    if len_path.is_file():
+        text = len_path.read_text()
+        complete = text[: text.rfind("\n") + 1]  # a torn last line is dropped
+        lengths = [int(t) for t in complete.split()]
+    rows_on_disk = 0
+    if npy.is_file():
+        try:
+            recover(str(npy))  # drops a partial row and rewrites the header's shape
+            rows_on_disk = np.load(npy, mmap_mode="r").shape[0]
+        except ValueError:  # killed while the very first header was written: start over
+            npy.unlink()
+    kept, total = 0, 0
+    for n in lengths:  # longest prefix of .len lines whose frames are all on disk
+        if total + n > rows_on_disk:
+            break
+        kept, total = kept + 1, total + n
+    if npy.is_file() and total < rows_on_disk:
+        # Frames appended after the last complete .len line: cut them off.
+        arr = np.load(npy, mmap_mode="r")
+        header = arr.offset
+        row_bytes = int(np.prod(arr.shape[1:])) * arr.dtype.itemsize
+        del arr
+        with open(npy, "r+b") as f:
+            f.truncate(header + total * row_bytes)
+        recover(str(npy))
+    with atomic_write(len_path) as f:
+        f.writelines(f"{n}\n" for n in lengths[:kept])
+    return kept
+
+
+def _check_state(state_path: Path, state: dict, *, resuming: bool) -> None:
+    if resuming and state_path.is_file():
+        before = json.loads(state_path.read_text())
+        if before != state:
+            diff = {k: (before.get(k), v) for k, v in state.items() if before.get(k) != v}
+            raise ConfigError(
+                f"{state_path.parent}: holds a partial dump made with other settings {diff}; "
+                "use another --out folder or delete the partial files"
+            )
+    with atomic_write(state_path) as f:
+        json.dump(state, f, indent=1)
+
+
+def _windows(rows: Sequence[ManifestRow], max_samples: int) -> Iterator[list[int]]:
+    """Consecutive rows holding at most ``max_samples`` samples (at least one row)."""
+    window: list[int] = []
+    total = 0
+    for i, row in enumerate(rows):
+        if window and total + row.num_samples > max_samples:
+            yield window
+            window, total = [], 0
+        window.append(i)
+        total += row.num_samples
+    if window:
+        yield window
+
+
+def _batches(lengths: dict[int, int], max_samples: int) -> list[list[int]]:
+    """Greedy length-sorted batches whose padded size stays under ``max_samples``."""
+    order = sorted(lengths, key=lambda i: -lengths[i])
+    batches: list[list[int]] = []
+    for i in order:
+        # Sorted by decreasing length: the batch's first item sets its padded length.
+        if batches and (len(batches[-1]) + 1) * lengths[batches[-1][0]] <= max_samples:
+            batches[-1].append(i)
+        else:
+            batches.append([i])
+    return batches
+
+
+def dump_features(
+    dense: DenseModel,
+    manifest: Manifest | str | os.PathLike,
+    out_dir: str | os.PathLike,
+    *,
+    split: str | None = None,
+    nshard: int = 1,
+    rank: int = 0,
+    per_utterance: bool = False,
+    batch_seconds: float | None = None,
+    progress: bool = True,
+    max_utterances: int | None = None,
+) -> DumpResult:
+    """Dump ``dense``'s features of shard ``rank``/``nshard`` of ``manifest`` into ``out_dir``.
+
+    :param split: shard name prefix; defaults to the manifest file's stem.
+    :param per_utterance: also write ``out_dir/<utt_id>.npy``.
+    :param batch_seconds: padded audio per forward pass (default: 300 s on GPU, 30 s on CPU; 0: one
+        utterance per forward pass). Resume with the same value for bit-identical features.
+    :param max_utterances: stop after computing this many rows (a partial run, resumed by the next
+        call, e.g. for time-limited jobs).
+    """
+    if not isinstance(manifest, Manifest):
+        split = split or Path(manifest).stem
+        manifest = read_manifest(manifest)
+    if split is None:
+        raise ConfigError("dump_features: pass split= when giving a Manifest object")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    npy, len_path = shard_paths(out_dir, split, nshard, rank)
+    start, end = shard_range(len(manifest), nshard, rank)
+    rows = manifest.rows[start:end]
+
+    state = {"model": dense.name, "fingerprint": dense.fingerprint, "layer": dense.layer, "dim": dense.dim,
+             "split": split, "rows": [start, end], "per_utterance": per_utterance}
+    resuming = npy.is_file() or len_path.is_file()
+    _check_state(out_dir / f".{npy.stem}.dump.json", state, resuming=resuming)
+    done = _repair(npy, len_path) if resuming else 0
+    if not resuming:
+        len_path.write_text("")
+    if done > len(rows):
+        raise FeatureError(f"{len_path}: {done} rows but the shard has {len(rows)}; the manifest changed, dump again")
+    stop = len(rows) if max_utterances is None else min(len(rows), done + max_utterances)
+    batch_samples = int((default_batch_seconds(dense) if batch_seconds is None else batch_seconds) * SAMPLE_RATE)
+    plan = _plan(rows, done=done, stop=stop, batch_samples=batch_samples)
+    t0 = time.perf_counter()
+    frames_total, audio_total = 0, 0.0
+    bar = _progress_bar(sum(r.num_samples for r in rows[done:stop]), done=done, total_rows=len(rows),
+                        enabled=progress)
+
+    from npy_append_array import NpyAppendArray
+
+    def read(batches: list[list[int]]) -> dict[int, np.ndarray]:
+        return {i: read_audio(manifest.path(rows[i]), expected_samples=rows[i].num_samples)
+                for batch in batches for i in batch}
+
+    next_row = done
+    with NpyAppendArray(str(npy)) as feats_file, open(len_path, "a") as len_file, \
+            ThreadPoolExecutor(max_workers=1) as pool:
+        pending = pool.submit(read, plan[0]) if plan else None
+        for k, batches in enumerate(plan):
+            audio = pending.result()
+            if k + 1 < len(plan):  # read the next window while this one is computed
+                pending = pool.submit(read, plan[k + 1])
+            ready: dict[int, np.ndarray] = {}
+            for batch in batches:
+                for i, f in zip(batch, dense.batch([audio[i] for i in batch])):
+                    if i >= next_row:  # rows before next_row were written by an earlier run
+                        ready[i] = f.cpu().numpy()
+                while next_row in ready and next_row < stop:  # write rows in manifest order
+                    x = ready.pop(next_row)
+                    if not np.isfinite(x).all():
+                        raise FeatureError(
+                            f"{manifest.path(rows[next_row])}: the model produced NaN/inf features "
+                            "(try --dtype float32)"
+                        )
+                    if per_utterance:
+                        with atomic_path(out_dir / f"{rows[next_row].utt_id}.npy") as tmp:
+                            np.save(tmp, x)
+                    feats_file.append(np.ascontiguousarray(x))
+                    len_file.write(f"{len(x)}\n")
+                    len_file.flush()
+                    frames_total += len(x)
+                    seconds = len(audio[next_row]) / SAMPLE_RATE
+                    audio_total += seconds
+                    bar.update(seconds / 3600)
+                    bar.set_postfix_str(f"{audio_total / (time.perf_counter() - t0):.0f}x real time", refresh=False)
+                    next_row += 1
+    bar.close()
+    if not npy.is_file():  # an empty shard (more shards than rows) still gets its (0 x dim) file
+        with atomic_path(npy) as tmp:
+            np.save(tmp, np.zeros((0, dense.dim), dtype=np.float32))
+    return DumpResult(npy=npy, len=len_path, utterances=next_row, dumped=next_row - done,
+                      frames=frames_total, audio_seconds=audio_total, seconds=time.perf_counter() - t0)
+
+
+def _plan(rows: Sequence[ManifestRow], *, done: int, stop: int, batch_samples: int) -> list[list[list[int]]]:
+    """Batches (row indices) to compute for rows ``[done, stop)``, grouped by window.
+
+    Windows and batches are cut from the whole shard, whatever ``done`` is, so a resumed dump
+    computes every row in the same batch as an uninterrupted one (bit-identical features); a batch
+    holding rows already written is recomputed and those rows dropped.
+    """
+    plan = []
+    for window in _windows(rows, WINDOW_BATCHES * batch_samples):
+        batches = _batches({i: rows[i].num_samples for i in window}, batch_samples)
+        needed = [b for b in batches if any(done <= i < stop for i in b)]
+        if needed:
+            plan.append(needed)
+    return plan
+
+
+def _progress_bar(samples: int, *, done: int, total_rows: int, enabled: bool):
+    from tqdm import tqdm
+
+    return tqdm(
+        total=samples / SAMPLE_RATE / 3600,
+        unit="h",
+        desc=f"dump ({done}/{total_rows} rows done before)" if done else "dump",
+        bar_format="{desc}: {percentage:3.0f}%|{bar}| {n:.3f}/{total:.3f} h audio [{elapsed}<{remaining}, {postfix}]",
+        disable=not enabled,
+    )
+
+
+# ----------------------------------------------------------------------------------------- CLI
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", required=True, type=Path,
+                        help="fairseq HuBERT checkpoint (pretrained, or fine-tuned by spokenlm)")
+    parser.add_argument("--layer", required=True,
+                        help="transformer layer 1..N (fairseq's output_layer), or 'logits' (phone logits "
+                             "of a fine-tuned classifier)")
+    parser.add_argument("--manifest", required=True, type=Path, help="fairseq manifest X.tsv (split name = X)")
+    parser.add_argument("--out", required=True, type=Path, help="output folder")
+    parser.add_argument("--nshard", type=int, default=1, help="number of shards (default 1)")
+    parser.add_argument("--rank", type=int, default=0, help="shard to dump, 0..nshard-1 (default 0)")
+    parser.add_argument("--per-utterance", action="store_true",
+                        help="also write OUT/<utt_id>.npy (frames x dims) per utterance, for ABX")
+    parser.add_argument("--batch-seconds", type=float, default=None,
+                        help="padded audio per forward pass (default: 300 on GPU, 30 on CPU; "
+                             "0: one utterance per forward pass)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
+                        help="auto = CUDA when available")
+    parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
+                        help="auto = bfloat16 autocast on GPU, float32 on CPU; features are saved as float32")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    manifest = read_manifest(args.manifest)
+    if not 0 <= args.rank < args.nshard:
+        raise ConfigError(f"--rank {args.rank} / --nshard {args.nshard}: need 0 <= rank < nshard")
+    dense = DenseModel.from_checkpoint(args.checkpoint, layer=parse_layer(args.layer), device=args.device,
+                                       dtype=args.dtype)
+    res = dump_features(dense, manifest, args.out, split=args.manifest.stem, nshard=args.nshard, rank=args.rank,
+                        per_utterance=args.per_utterance, batch_seconds=args.batch_seconds,
+                        progress=not args.no_progress)
+    speed = res.audio_seconds / res.seconds if res.seconds > 0 else float("nan")
+    print(f"{res.npy}: {res.utterances} utterances ({res.dumped} computed now: {res.frames} frames, "
+          f"{res.audio_seconds / 3600:.3f} h audio in {res.seconds:.1f} s, {speed:.0f}x real time; "
+          f"{dense.dim} dims, layer {dense.layer}, {dense.device} {str(dense.dtype).removeprefix('torch.')})")
+    return 0

@@ -1,0 +1,61 @@
+"""The units demo stage on the test corpus with tiny checkpoints (quick mode)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spokenlm_plugin.demo import stage_units
+from spokenlm_plugin.demo.context import DemoContext
+from spokenlm_plugin.io import read_manifest
+from spokenlm_plugin.phones import num_frames
+from spokenlm_plugin.units.encoder import DenseModel
+from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.units.kmeans import read_units
+from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoint
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One torch thread: on a shared 2-core machine two OpenMP threads mostly wait for each other."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) -> None:
+    base = make_hubert_checkpoint(tmp_path / "base.pt")
+    finetuned = make_frame_cls_checkpoint(tmp_path / "ft.pt", base, corpus_dir / "labels")
+    ctx = DemoContext(work=tmp_path / "demo", quick=True, log=lambda _: None)
+    ctx.artifacts.update(corpus=corpus_dir, pairs=pairs_dir, base_checkpoint=base, finetuned_checkpoint=finetuned,
+                         base_layer=2, finetuned_layer=3)
+    result = stage_units.run(ctx)
+
+    units = ctx.artifacts["units"]
+    assert set(units) == {"base", "finetuned", "finetuned-logits"}
+    manifests = {s: read_manifest(corpus_dir / "manifests" / f"{s}.tsv") for s in ("train", "valid", "test")}
+    manifests |= {t: read_manifest(pairs_dir / "manifests" / f"{t}.tsv") for t in ("lexical", "syntactic")}
+    for name, info in units.items():
+        k, dim = np.load(info["centroids"]).shape
+        assert (k, dim) == ((40, 40) if name == "finetuned-logits" else (stage_units.QUICK["k"], 32))
+        for split, manifest in manifests.items():
+            rows = read_units(Path(info["km_dir"]) / f"{split}.km")
+            assert [len(r) for r in rows] == [num_frames(r.num_samples) for r in manifest.rows]
+            assert all(0 <= r.min() and r.max() < k for r in rows if len(r))
+    assert units["finetuned-logits"]["layer"] == "logits" and units["base"]["layer"] == 2
+
+    # "layer 13" units are the argmax of the classifier's logits, computed here by a plain forward pass.
+    test = manifests["test"]
+    logits = DenseModel.from_checkpoint(finetuned, layer="logits", device="cpu")
+    first = logits(read_audio(test.path(test.rows[0]))).numpy()
+    assert read_units(Path(units["finetuned-logits"]["km_dir"]) / "test.km")[0].tolist() == first.argmax(1).tolist()
+
+    assert [t.title.split(" ")[0] for t in result.tables] == ["Triphone", "Units"]
+    assert len(result.tables[1].rows) == 3 and all(p.is_file() and p.suffix == ".png" for p in result.plots)
+    for m in result.metrics["units"].values():
+        assert 0.0 <= m["abx_within"] <= 1.0 and 0.0 <= m["pnmi"] <= 1.0
+    assert set(result.metrics["features"]) == {"base L2", "finetuned L3", "finetuned logits"}
