@@ -74,7 +74,7 @@ def read_audio(path: Path, *, expected_samples: int | None = None) -> np.ndarray
 
 def default_batch_seconds(dense: DenseModel) -> float:
     """Padded audio per batch: large on a GPU, small on a CPU (where batching helps little)."""
-    return 300.0 if dense.device.type == "cuda" else 30.0
+    return 300.0 if dense.device.type == "cuda" else 8.0
 
 
 def _repair(npy: Path, len_path: Path) -> int:
@@ -169,7 +169,7 @@ def dump_features(
 
     :param split: shard name prefix; defaults to the manifest file's stem.
     :param per_utterance: also write ``out_dir/<utt_id>.npy``.
-    :param batch_seconds: padded audio per forward pass (default: 300 s on GPU, 30 s on CPU; 0: one
+    :param batch_seconds: padded audio per forward pass (default: 300 s on GPU, 8 s on CPU; 0: one
         utterance per forward pass). Resume with the same value for bit-identical features.
     :param max_utterances: stop after computing this many rows (a partial run, resumed by the next
         call, e.g. for time-limited jobs).
@@ -292,7 +292,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--per-utterance", action="store_true",
                         help="also write OUT/<utt_id>.npy (frames x dims) per utterance, for ABX")
     parser.add_argument("--batch-seconds", type=float, default=None,
-                        help="padded audio per forward pass (default: 300 on GPU, 30 on CPU; "
+                        help="padded audio per forward pass (default: 300 on GPU, 8 on CPU; "
                              "0: one utterance per forward pass)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto",
                         help="auto = CUDA when available")
