@@ -1,7 +1,8 @@
 """k-means speed: faiss (``spokenlm kmeans fit``) against fairseq's sklearn MiniBatchKMeans recipe.
 
-Both fit the same frames (faiss with its defaults, and with ``--nredo 3``); the table gives wall time and final inertia (mean squared distance of
-every frame to its nearest centroid, on all frames) and their ratios. fairseq's settings
+Both fit the same frames (faiss with its defaults, and with ``--nredo 3``); the table gives wall
+time and final inertia (mean squared distance of every frame to its nearest centroid, on all
+frames) and their ratios. fairseq's settings
 (``examples/hubert/simple_kmeans/learn_kmeans.py``): k-means++, batch 10000, n_init 20,
 max_iter 100, tol 0, max_no_improvement 100, reassignment_ratio 0.
 
