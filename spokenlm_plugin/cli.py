@@ -19,6 +19,7 @@ from .errors import SpokenLMError
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth-corpus": ("spokenlm_plugin.synth.corpus", "synthesize the embedded aligned speech corpus"),
     "synth-pairs": ("spokenlm_plugin.synth.pairs", "synthesize lexical / syntactic minimal pairs + gold.csv"),
+    "synth-pretrain-corpus": ("spokenlm_plugin.synth.pretrain_corpus", "synthesize unlabelled pretraining speech (disjoint speakers and sentences)"),
     "manifest": ("spokenlm_plugin.data.manifest", "fairseq manifest (TSV) from a folder of audio"),
     "labels": ("spokenlm_plugin.data.labels", "50 Hz frame phone labels + dict.phn.txt from alignments"),
     "subset": ("spokenlm_plugin.data.subset", "speaker-balanced limited-supervision subset by duration"),
@@ -29,6 +30,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "kmeans": ("spokenlm_plugin.units.kmeans", "fit k-means (faiss) and assign units (.km)"),
     "abx": ("spokenlm_plugin.units.abx", "ABX error of features or units (fastabx)"),
     "unit-quality": ("spokenlm_plugin.units.quality", "phone purity, cluster purity and PNMI of units"),
+    "baseline-features": ("spokenlm_plugin.units.baseline", "log-mel / MFCC / gold-phone one-hot features, dumped like dump-features"),
+    "baseline-classifier": ("spokenlm_plugin.units.phone_classifier", "linear phone classifier on log-mel frames (+-2): frame accuracy, PER"),
+    "phone-units": ("spokenlm_plugin.units.phone_units", "gold 50 Hz phone labels -> .km units (phoneme-LM topline)"),
     "lm-data": ("spokenlm_plugin.ulm.data", "units (.km) -> fairseq binarized LM dataset with a fixed dictionary"),
     "lm-score": ("spokenlm_plugin.ulm.score", "score utterances with a unit LM; sWUGGY / sBLIMP accuracy"),
     "lm-generate": ("spokenlm_plugin.ulm.generate", "continue unit prompts (.km) with fairseq-generate"),

@@ -326,7 +326,7 @@ def test_missing_flite_library_is_a_clear_error(tmp_path):
         (["--hours", "nan"], "--hours: nan is not a positive"),
         (["--hours", "0.01", "--jobs", "0"], "--jobs"),
         (["--hours", "0.01", "--voices", "slt", "--speakers-per-voice", "3"], "need at least 4"),
-        (["--hours", "0.01", "--speakers-per-voice", "9"], "outside 1..6"),
+        (["--hours", "0.01", "--speakers-per-voice", "9"], "outside 1..4"),
         (["--hours", "0.01", "--test-fraction", "0.7"], "--test-fraction"),
         (["--hours", "0.01", "--flite-lib-dir", "/nonexistent"], "libflite.so.1: not found in /nonexistent"),
     ],

@@ -1,6 +1,7 @@
 """Model ``hubert_frame_cls``: a pretrained HuBERT plus a linear phone classifier on one layer.
 
-Training controls follow the paper's code: the CNN feature extractor is always frozen; the whole
+Training controls follow the paper's code: the CNN feature extractor is frozen (``freeze_cnn``,
+the default; a small base whose CNN saw little pretraining gains from training it); the whole
 encoder is frozen (no gradient, eval mode: no dropout or layerdrop) for the first
 ``freeze_finetune_updates`` updates while only the classifier trains; time and channel masking
 apply in training only. The pretrained file is read once, at the first build; the fine-tuned
@@ -50,6 +51,11 @@ class HubertFrameClsConfig(FairseqDataclass):
         default=II("optimization.max_update"),
         metadata={"help": "the run's max_update (for the default freeze_finetune_updates)"},
     )
+    freeze_cnn: bool = field(
+        default=True,
+        metadata={"help": "keep the CNN feature extractor frozen (the paper's recipe); false: train it with the "
+                  "encoder (after freeze_finetune_updates)"},
+    )
     apply_mask: bool = field(default=True, metadata={"help": "apply time and channel masking in training"})
     mask_prob: float = field(default=0.75, metadata={"help": "probability of a frame starting a time mask"})
     mask_length: int = field(default=10, metadata={"help": "time mask length (frames)"})
@@ -81,8 +87,9 @@ class HubertFrameClassifier(BaseFairseqModel):
         else:
             self.freeze_updates = int(0.1 * cfg.max_update) if cfg.max_update and cfg.max_update > 0 else 0
         self.num_updates = 0
-        for p in hubert.feature_extractor.parameters():
-            p.requires_grad_(False)
+        if cfg.freeze_cnn:
+            for p in hubert.feature_extractor.parameters():
+                p.requires_grad_(False)
 
     @classmethod
     def build_model(cls, cfg: HubertFrameClsConfig, task) -> "HubertFrameClassifier":
@@ -96,7 +103,8 @@ class HubertFrameClassifier(BaseFairseqModel):
             "attention_dropout": cfg.attention_dropout,
             "activation_dropout": cfg.activation_dropout,
             "dropout_input": cfg.dropout_input,
-            "feature_grad_mult": 0.0,  # CNN frozen: fairseq runs it under no_grad
+            # 0: fairseq runs the CNN under no_grad.
+            "feature_grad_mult": 0.0 if cfg.freeze_cnn else 1.0,
         }
         pretrained = None
         if cfg.w2v_args is None:

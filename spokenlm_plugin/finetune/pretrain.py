@@ -1,11 +1,14 @@
 """``spokenlm pretrain-small``: pretrain a small HuBERT on a synthetic corpus with fairseq's own
-``hubert_pretraining`` task (first iteration: k-means on MFCC targets).
+``hubert_pretraining`` task, in HuBERT's two iterations.
 
 Steps, each skipped when its output exists (rerun to resume; fairseq-train resumes from its
 ``checkpoint_last.pt``):
 
-1. 39-d MFCC (+delta, delta-delta, 100 Hz) of the train and valid manifests; k-means (faiss) on
-   train frames; ``{split}.km`` targets at 100 Hz and ``dict.km.txt`` in ``OUT/targets``;
+1. targets in ``OUT/targets``: iteration 1, 39-d MFCC (+delta, delta-delta, 100 Hz) k-means;
+   iteration 2 (``--iteration 2 --init-from ITER1.pt``), k-means of layer ``--target-layer`` of the
+   iteration-1 model (50 Hz). k-means is faiss on train frames; ``{split}.km`` + ``dict.km.txt``.
+   Iteration 2 starts from the iteration-1 weights instead of from scratch (HuBERT retrains from
+   scratch; on a CPU budget, continuing is what makes a second iteration affordable);
 2. ``fairseq-train --task hubert_pretraining --arch hubert --criterion hubert`` (the real CLI);
 3. export: the last checkpoint without optimizer state, weights in fp16 (half the size; fairseq
    casts them back when loading), as ``OUT/hubert_small.pt``, plus ``OUT/recipe.json``.
@@ -49,6 +52,14 @@ class SmallHubert:
     heads: int = 4
     conv_pos: int = 64
     final_dim: int = 64
+    #: ``layer_norm``: a LayerNorm over channels in every CNN block (HuBERT Large's CNN). Unlike
+    #: Base's ``default`` (GroupNorm over time in the first block), a frame's features do not depend
+    #: on the padding of its batch, so padded training and unpadded read-out see the same features.
+    extractor_mode: str = "layer_norm"
+    #: 1.0: the CNN learns at the encoder's rate (HuBERT Base's 0.1 left the small CNN untrained).
+    feature_grad_mult: float = 1.0
+    dropout: float = 0.05
+    layerdrop: float = 0.0
 
     @property
     def conv_feature_layers(self) -> str:
@@ -66,9 +77,11 @@ class SmallHubert:
             "--encoder-attention-heads", str(self.heads),
             "--conv-pos", str(self.conv_pos),
             "--final-dim", str(self.final_dim),
-            # HuBERT Base's pretraining regularisation.
-            "--dropout", "0.1", "--attention-dropout", "0.1", "--encoder-layerdrop", "0.05",
-            "--feature-grad-mult", "0.1", "--mask-prob", "0.8", "--mask-length", "10",
+            "--extractor-mode", self.extractor_mode,
+            # Light regularisation: a few epochs of a small model underfit rather than overfit.
+            "--dropout", str(self.dropout), "--attention-dropout", str(self.dropout),
+            "--encoder-layerdrop", str(self.layerdrop),
+            "--feature-grad-mult", str(self.feature_grad_mult), "--mask-prob", "0.8", "--mask-length", "10",
         ]
 
 
@@ -76,13 +89,13 @@ class SmallHubert:
 class PretrainSettings:
     """Optimisation and target settings of the small pretraining run."""
 
-    max_update: int = 800
-    lr: float = 5e-4
-    warmup_updates: int = 80
-    #: audio samples per batch (5 crops of 3 s).
-    max_tokens: int = 256_000
+    max_update: int = 2000
+    lr: float = 1e-3
+    warmup_updates: int = 160
+    #: audio samples per batch (about 4 crops of 2 s): many small updates suit a CPU budget.
+    max_tokens: int = 128_000
     #: batches crop to the shortest utterance, at most this many samples (random crops).
-    max_sample_size: int = 48_000
+    max_sample_size: int = 32_000
     #: utterances shorter than this are not used.
     min_sample_size: int = 8_000
     #: k-means clusters on MFCC (HuBERT's first iteration uses 100).
@@ -138,6 +151,37 @@ def make_mfcc_targets(
     log(f"targets: k={k} at {MFCC_RATE} Hz in {out} ({time.perf_counter() - start:.0f} s)")
 
 
+def make_feature_targets(
+    manifests: Path, out: Path, *, checkpoint: Path, layer: int, k: int, max_frames: int, seed: int,
+    log: Callable[[str], None] = logger.info,
+) -> None:
+    """Iteration-2 targets: k-means of ``checkpoint``'s layer ``layer``; 50 Hz ``{train,valid}.km``."""
+    from ..units.encoder import DenseModel
+    from ..units.kmeans import assign_units, fit_kmeans
+
+    if all((out / name).is_file() for name in ("train.km", "valid.km", "dict.km.txt")):
+        log(f"targets: {out} already complete")
+        return
+    start = time.perf_counter()
+    dense = DenseModel.from_checkpoint(checkpoint, layer=layer, device="cpu", dtype="float32")
+
+    def rows(split: str) -> list[np.ndarray]:
+        manifest = read_manifest(manifests / f"{split}.tsv")
+        return [dense(torch.from_numpy(read_mono(str(manifest.path(r))))) for r in manifest.rows]
+
+    train = rows("train")
+    frames = np.concatenate(train)
+    log(f"targets: layer {layer} of {checkpoint.name} on {len(train)} train utterances ({frames.shape[0]} frames)")
+    centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
+    for split, feats in (("train", train), ("valid", rows("valid"))):
+        with atomic_write(out / f"{split}.km") as f:
+            for x in feats:
+                f.write(" ".join(map(str, assign_units(x, centroids).tolist())) + "\n")
+    with atomic_write(out / "dict.km.txt") as f:
+        f.writelines(f"{u} 1\n" for u in range(k))
+    log(f"targets: k={k} at 50 Hz in {out} ({time.perf_counter() - start:.0f} s)")
+
+
 def export_checkpoint(src: Path, dst: Path, *, half: bool = True) -> None:
     """Copy a fairseq checkpoint without its optimizer state (optionally with fp16 weights).
 
@@ -165,9 +209,17 @@ def pretrain_small_hubert(
     settings: PretrainSettings = PretrainSettings(),
     threads: int | None = None,
     half: bool = True,
+    init_from: Path | None = None,
+    target_layer: int | None = None,
     log: Callable[[str], None] = logger.info,
 ) -> Path:
-    """Pretrain a small HuBERT on ``corpus`` (``manifests/{train,valid}.tsv``); return the checkpoint."""
+    """Pretrain a small HuBERT on ``corpus`` (``manifests/{train,valid}.tsv``); return the checkpoint.
+
+    ``init_from`` + ``target_layer``: HuBERT's second iteration, on k-means targets of that layer of
+    ``init_from`` (whose weights it starts from); otherwise the first, on MFCC k-means targets.
+    """
+    if (init_from is None) != (target_layer is None):
+        raise ConfigError("--init-from and --target-layer go together (the second HuBERT iteration)")
     corpus, out = Path(corpus), Path(out)
     manifests = corpus / "manifests"
     for split in ("train", "valid"):
@@ -177,18 +229,32 @@ def pretrain_small_hubert(
     if result.is_file():
         log(f"pretrain: {result} exists")
         return result
-    make_mfcc_targets(
-        manifests, out / "targets", k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=log
-    )
+    if init_from is None:
+        make_mfcc_targets(
+            manifests, out / "targets", k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=log
+        )
+        label_rate, restore = float(MFCC_RATE), []
+    else:
+        if not Path(init_from).is_file():
+            raise CheckpointError(f"{init_from}: --init-from checkpoint not found")
+        make_feature_targets(
+            manifests, out / "targets", checkpoint=Path(init_from), layer=int(target_layer), k=settings.k,
+            max_frames=settings.kmeans_frames, seed=settings.seed, log=log,
+        )
+        # Start from the iteration-1 weights; fresh optimizer, schedule and data order.
+        label_rate = 50.0
+        restore = ["--restore-file", str(Path(init_from).resolve()), "--reset-optimizer", "--reset-lr-scheduler",
+                   "--reset-dataloader", "--reset-meters"]
     save_dir = out / "train"
     args = [
         str(manifests.resolve()),
         "--user-dir", str(Path(__file__).resolve().parents[1]),
         "--task", "hubert_pretraining", "--labels", '["km"]', "--label-dir", str((out / "targets").resolve()),
-        "--label-rate", str(float(MFCC_RATE)), "--sample-rate", "16000",
+        "--label-rate", str(label_rate), "--sample-rate", "16000",
         *model.model_args(),
         *settings.train_args(),
-        "--save-dir", str(save_dir.resolve()), "--no-epoch-checkpoints", "--save-interval-updates", "500",
+        *restore,
+        "--save-dir", str(save_dir.resolve()), "--no-epoch-checkpoints", "--save-interval-updates", "250",
         "--keep-interval-updates", "1", "--validate-interval-updates", "500",
         "--num-workers", "0", "--log-format", "simple", "--log-interval", "50",
     ]
@@ -199,12 +265,17 @@ def pretrain_small_hubert(
         "model": asdict(model),
         "settings": asdict(settings),
         "fp16_weights": half,
+        "iteration": 1 if init_from is None else 2,
+        "init_from": str(init_from) if init_from else None,
+        "target_layer": target_layer,
         "fairseq_train_args": args,
         "train_seconds": round(seconds, 1),
         "last_valid": _last_valid_line(out / "train.log"),
     }
-    if (corpus / "corpus.json").is_file():
-        recipe["corpus_meta"] = json.loads((corpus / "corpus.json").read_text())
+    for meta in ("pretrain_corpus.json", "corpus.json"):
+        if (corpus / meta).is_file():
+            recipe["corpus_meta"] = json.loads((corpus / meta).read_text())
+            break
     with atomic_write(out / "recipe.json") as f:
         json.dump(recipe, f, indent=1)
     log(f"pretrain: {result} ({result.stat().st_size / 1e6:.1f} MB, {seconds:.0f} s of fairseq-train)")
@@ -223,10 +294,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     defaults = PretrainSettings()
     parser.add_argument("--corpus", required=True, help="synthetic corpus folder (from `spokenlm synth-corpus`)")
     parser.add_argument("--out", required=True, help="output folder (gets hubert_small.pt, recipe.json, targets/, train/)")
-    parser.add_argument("--updates", type=int, default=defaults.max_update, help=f"training updates (default: {defaults.max_update})")
+    parser.add_argument("--updates", type=int, default=defaults.max_update, help=f"training updates (default: {defaults.max_update}; warm-up: the first 1/12)")
     parser.add_argument(
         "--max-tokens", type=int, default=defaults.max_tokens,
-        help=f"audio samples per batch, crops of at most 3 s (default: {defaults.max_tokens})",
+        help=f"audio samples per batch, crops of at most 2 s (default: {defaults.max_tokens})",
     )
     parser.add_argument("--k", type=int, default=defaults.k, help=f"k-means clusters on MFCC (default: {defaults.k})")
     parser.add_argument("--layers", type=int, default=SmallHubert.layers, help="transformer layers (default: 4)")
@@ -239,6 +310,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="stop after writing the MFCC k-means targets (OUT/targets), e.g. to train with fairseq-hydra-train",
     )
     parser.add_argument("--seed", type=int, default=defaults.seed, help=f"seed of k-means and training (default: {defaults.seed})")
+    parser.add_argument("--lr", type=float, default=defaults.lr, help=f"peak learning rate (default: {defaults.lr})")
+    parser.add_argument(
+        "--init-from", type=Path, default=None,
+        help="second HuBERT iteration: start from this iteration-1 checkpoint, targets from its --target-layer",
+    )
+    parser.add_argument("--target-layer", type=int, default=None, help="layer of --init-from whose k-means are the targets")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -250,16 +327,19 @@ def run(args: argparse.Namespace) -> int:
             k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=print,
         )
         return 0
-    warmup = max(1, args.updates // 10)
+    warmup = max(1, args.updates // 12)
     path = pretrain_small_hubert(
         Path(args.corpus),
         Path(args.out),
         model=SmallHubert(conv_channels=args.conv_channels, layers=args.layers, dim=args.dim, ffn_dim=4 * args.dim),
         settings=PretrainSettings(
-            max_update=args.updates, warmup_updates=warmup, max_tokens=args.max_tokens, k=args.k, seed=args.seed
+            max_update=args.updates, warmup_updates=warmup, max_tokens=args.max_tokens, k=args.k, seed=args.seed,
+            lr=args.lr,
         ),
         threads=args.threads,
         half=not args.fp32,
+        init_from=args.init_from,
+        target_layer=args.target_layer,
         log=print,
     )
     print(path)

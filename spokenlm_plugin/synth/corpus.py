@@ -40,7 +40,7 @@ from ..io import atomic_write, read_manifest
 from ..phones import SAMPLE_RATE
 from .flite import Flite
 from .speakers import VOICES, Speaker, speakers_for
-from .text import Sentence, load_sentences, shuffled
+from .text import Sentence, load_sentences, pool_sentences, shuffled
 from .utterance import completed_num_samples, save_utterance
 
 Split = Literal["train", "valid", "test"]
@@ -331,7 +331,8 @@ def build_corpus(
     Flite(flite_lib_dir)  # fail now, with the install hint, rather than in a worker
     speakers = speakers_for(list(voices), per_voice=speakers_per_voice)
     split_speakers = assign_speakers(speakers, seed=seed)
-    sentences = load_sentences()
+    # The pretraining pool is never read here (see text.sentence_pool).
+    sentences = pool_sentences(load_sentences(), "aligned")
     split_sentences = assign_sentences(sentences, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
     share = {"train": 1 - valid_fraction - test_fraction, "valid": valid_fraction, "test": test_fraction}
 
@@ -404,7 +405,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speakers-per-voice", type=int, default=4, metavar="N",
-        help="speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 6)",
+        help="speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 4: later variants speak only the pretraining corpus)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="S", help="seed of the speaker and sentence splits and order (default: 0)"

@@ -5,6 +5,10 @@ flite's clustergen voices take a target F0 mean / standard deviation and a durat
 warp only). ``warp`` resamples the waveform, scaling pitch and formants by the factor and duration
 by its inverse, as a shorter or longer vocal tract would; alignment times are scaled with it.
 Speaker ids are stable (``slt-a``, ``rms-c``): a corpus or a pair set names them in its metadata.
+
+The first :data:`ALIGNED_VARIANTS` variants of each voice (``a``-``d``) speak the aligned corpus and
+the minimal pairs; the later ones (and the ``kal16`` diphone voice) speak only the unlabelled
+pretraining corpus, so a pretrained model never heard an evaluation speaker.
 """
 
 from __future__ import annotations
@@ -55,6 +59,8 @@ SPEAKERS: dict[str, list[Speaker]] = {
         (180.0, 12.0, 1.05, 0.98),
         (165.0, 28.0, 0.97, 1.07),
         (225.0, 22.0, 1.12, 1.01),
+        (195.0, 40.0, 1.02, 0.93),
+        (160.0, 15.0, 0.90, 1.03),
     ]),
     # US English male.
     "rms": _variants("rms", [
@@ -64,6 +70,8 @@ SPEAKERS: dict[str, list[Speaker]] = {
         (None, None, 1.05, 0.97),
         (None, None, 0.96, 1.09),
         (None, None, 1.15, 1.02),
+        (None, None, 1.00, 0.91),
+        (None, None, 0.88, 0.99),
     ]),
     # Scottish English male.
     "awb": _variants("awb", [
@@ -73,9 +81,34 @@ SPEAKERS: dict[str, list[Speaker]] = {
         (115.0, 8.0, 1.04, 1.00),
         (105.0, 20.0, 0.97, 1.06),
         (150.0, 15.0, 1.10, 0.98),
+        (125.0, 30.0, 1.00, 0.92),
+        (100.0, 10.0, 0.90, 1.08),
     ]),
 }
+#: Voices of the aligned corpus and the pairs.
 VOICES: tuple[str, ...] = tuple(SPEAKERS)
+#: Variants per voice that may speak the aligned corpus and the pairs; the rest are pretraining's.
+ALIGNED_VARIANTS = 4
+#: Voices heard only in pretraining (flite's US male diphone voice).
+PRETRAIN_ONLY_VOICES: dict[str, list[Speaker]] = {
+    "kal16": _variants("kal16", [
+        (None, None, 1.00, 1.00),
+        (120.0, 15.0, 1.08, 0.96),
+        (150.0, 25.0, 0.94, 0.90),
+        (100.0, 12.0, 1.02, 1.05),
+    ]),
+}
+
+
+def aligned_speakers() -> list[Speaker]:
+    """Every speaker that may appear in an aligned corpus or a pair set."""
+    return [s for variants in SPEAKERS.values() for s in variants[:ALIGNED_VARIANTS]]
+
+
+def pretrain_speakers() -> list[Speaker]:
+    """The flite speakers of the pretraining corpus (disjoint from :func:`aligned_speakers`)."""
+    reserved = [s for variants in SPEAKERS.values() for s in variants[ALIGNED_VARIANTS:]]
+    return reserved + [s for variants in PRETRAIN_ONLY_VOICES.values() for s in variants]
 
 
 def speakers_for(voices: list[str], *, per_voice: int) -> list[Speaker]:
@@ -85,19 +118,22 @@ def speakers_for(voices: list[str], *, per_voice: int) -> list[Speaker]:
         raise ConfigError(f"--voices: unknown voice(s) {', '.join(unknown)}; choose from {', '.join(VOICES)}")
     if len(set(voices)) != len(voices):
         raise ConfigError(f"--voices: {' '.join(voices)} names a voice twice")
-    most = min(len(SPEAKERS[v]) for v in voices)
-    if not 1 <= per_voice <= most:
-        raise ConfigError(f"--speakers-per-voice: {per_voice} is outside 1..{most}")
+    if not 1 <= per_voice <= ALIGNED_VARIANTS:
+        raise ConfigError(
+            f"--speakers-per-voice: {per_voice} is outside 1..{ALIGNED_VARIANTS} "
+            "(the later variants are reserved for the pretraining corpus)"
+        )
     return [s for v in voices for s in SPEAKERS[v][:per_voice]]
 
 
 def speaker(name: str) -> Speaker:
-    """A speaker by id (``slt-c``), or a voice's first variant by voice name (``slt``)."""
+    """An aligned-corpus speaker by id (``slt-c``), or a voice's first variant by voice name (``slt``)."""
     if name in SPEAKERS:
         return SPEAKERS[name][0]
-    for variants in SPEAKERS.values():
-        for s in variants:
-            if s.id == name:
-                return s
-    known = ", ".join(s.id for variants in SPEAKERS.values() for s in variants)
+    for s in aligned_speakers():
+        if s.id == name:
+            return s
+    if any(s.id == name for s in pretrain_speakers()):
+        raise ConfigError(f"speaker {name!r} is reserved for the pretraining corpus; choose one of variants a-d")
+    known = ", ".join(s.id for s in aligned_speakers())
     raise ConfigError(f"unknown voice or speaker {name!r}; choose a voice ({', '.join(VOICES)}) or one of {known}")

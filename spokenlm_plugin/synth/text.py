@@ -10,8 +10,10 @@ from __future__ import annotations
 import os
 import random
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from ..errors import MissingToolError
 
@@ -21,6 +23,13 @@ POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 
 MIN_WORDS = 6
 MAX_WORDS = 16
+
+#: Which corpus a sentence may be spoken in. ``pretrain`` sentences are only ever read into the
+#: unlabelled pretraining corpus, ``aligned`` ones only into the aligned corpus and the minimal
+#: pairs, so a model pretrained here has never heard an evaluation sentence.
+Pool = Literal["aligned", "pretrain"]
+#: One sentence in this many belongs to the pretraining pool.
+PRETRAIN_EVERY = 4
 
 _EXAMPLE = re.compile(r'"([^"]+)"')
 #: A word: letters with inner apostrophes (don't, children's); no leading/trailing apostrophe.
@@ -102,3 +111,14 @@ def shuffled(sentences: list[Sentence], *, seed: int) -> list[Sentence]:
     out = list(sentences)
     random.Random(seed).shuffle(out)
     return out
+
+
+def sentence_pool(sentence: Sentence) -> Pool:
+    """The pool of a sentence, fixed by its words alone (not by its index, a seed or a corpus size)."""
+    digest = zlib.crc32(" ".join(sentence.words).encode("utf-8"))
+    return "pretrain" if digest % PRETRAIN_EVERY == 0 else "aligned"
+
+
+def pool_sentences(sentences: list[Sentence], pool: Pool) -> list[Sentence]:
+    """The sentences of one pool, in their original order."""
+    return [s for s in sentences if sentence_pool(s) == pool]
