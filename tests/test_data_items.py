@@ -12,7 +12,8 @@ import soundfile as sf
 
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.items import HEADER, fastabx_slice, format_time, make_items
-from spokenlm_plugin.errors import AlignmentError
+from spokenlm_plugin.data.speakers import id_speaker
+from spokenlm_plugin.errors import AlignmentError, ConfigError
 from spokenlm_plugin.io import ManifestRow, write_manifest
 from spokenlm_plugin.phones import INVENTORY, num_frames
 from tests.test_data_labels import textgrid_long
@@ -55,7 +56,7 @@ def test_triphone_items_hand_written(tiny, tmp_path: Path, capsys) -> None:
     manifest, tg = tiny
     assert num_frames(16000) == 49
     assert main(["items", "--manifest", str(manifest), "--alignments", str(tg), "--format", "textgrid",
-                 "--out", str(tmp_path / "t.item")]) == 0
+                 "--speaker-from", "parent", "--out", str(tmp_path / "t.item")]) == 0
     assert (tmp_path / "t.item").read_text() == EXPECTED_TRIPHONE
     # AE (K, T) spans 0.8 - 1.0 s: its last frame (49) does not exist.
     out = capsys.readouterr().out
@@ -64,7 +65,7 @@ def test_triphone_items_hand_written(tiny, tmp_path: Path, capsys) -> None:
 
 def test_phoneme_items_hand_written(tiny, tmp_path: Path) -> None:
     manifest, tg = tiny
-    counts = make_items(manifest, tg, tmp_path / "p.item", fmt="textgrid", kind="phoneme")
+    counts = make_items(manifest, tg, tmp_path / "p.item", fmt="textgrid", kind="phoneme", speaker_from="parent")
     assert (tmp_path / "p.item").read_text() == EXPECTED_PHONEME
     assert (counts.written, counts.short, counts.beyond_end) == (8, 1, 1)  # K (5 ms) short, T past the end
 
@@ -79,15 +80,147 @@ def test_slicing_rule_and_time_format() -> None:
     assert [format_time(Fraction(x)) for x in times] == ["0", "0.37", "1", "12.5", "0.333333"]
 
 
-def test_missing_alignment_and_speaker_from_prefix(tiny, tmp_path: Path) -> None:
+def test_missing_alignment_is_skipped_but_an_unknown_speaker_is_not(tiny, tmp_path: Path) -> None:
     manifest, tg = tiny
     (tg / "u2.TextGrid").unlink()
     with pytest.raises(AlignmentError, match="no alignment for utterance 'u2'"):
-        make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid")
+        make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid", speaker_from="parent")
     assert not (tmp_path / "x.item").exists()
-    counts = make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid", skip_bad=True, speaker_from="prefix")
+    counts = make_items(manifest, tg, tmp_path / "x.item", fmt="textgrid", skip_bad=True, speaker_from="parent")
     assert counts.skipped_utterances == 1 and counts.written == 2
-    assert (tmp_path / "x.item").read_text().splitlines()[1] == "u1 0.2 0.5 AH HH L u1"
+    assert (tmp_path / "x.item").read_text().splitlines()[1] == "u1 0.2 0.5 AH HH L spkA"
+    # 'u1' says nothing about its speaker, and a folder alone is not trusted by default.
+    for mode in ("prefix", "auto"):
+        with pytest.raises(ConfigError, match=rf"^{manifest}:2: utterance id 'u1' does not split"):
+            make_items(manifest, tg, tmp_path / "y.item", fmt="textgrid", skip_bad=True, speaker_from=mode)
+    assert not (tmp_path / "y.item").exists()
+
+
+# ---------------------------------------------------------------------------------------- speakers
+
+
+def test_prefix_rule_on_corpus_conventions() -> None:
+    cases = {
+        "84-121123-0000": "84",  # LibriSpeech <speaker>-<chapter>-<utterance>
+        "84_121123_0000": "84",
+        "slt-a_01234": "slt-a",  # the synthetic corpus <speaker>_<index>
+        "spk1-0001": "spk1",
+        "lex_awb-b": None,  # the utterance part holds '-': where would the speaker end?
+        "slt-a-01234": None,
+        "a_b_c": None,
+        "u1": None,
+        "_0001": None,
+        "spk-": None,
+    }
+    assert {utt: id_speaker(utt) for utt in cases} == cases
+
+
+def json_corpus(tmp_path: Path, relpaths: list[str], *, speaker_field: bool = True) -> Path:
+    """Manifest of ``relpaths`` (1 s each, audio not written: items reads none) and a JSON alignment
+    per utterance whose ``"speaker"`` is the audio's folder."""
+    rows = []
+    (tmp_path / "ali").mkdir()
+    for rel in relpaths:
+        utt = Path(rel).name.split(".")[0]
+        record = {"utt_id": utt, "phones": [[a, b, p] for a, b, p in U1]}
+        if speaker_field:
+            record["speaker"] = Path(rel).parent.name
+        (tmp_path / "ali" / f"{utt}.json").write_text(json.dumps(record))
+        rows.append(ManifestRow(rel, 16000))
+    write_manifest(tmp_path / "dev.tsv", tmp_path / "audio", rows)
+    return tmp_path / "dev.tsv"
+
+
+def item_speakers(item: Path) -> dict[str, str]:
+    return {line.split()[0]: line.split()[-1] for line in item.read_text().splitlines()[1:]}
+
+
+SLT = ["slt-a/slt-a_00001.flac", "slt-a/slt-a_00002.flac", "slt-b/slt-b_00001.flac", "rms-a/rms-a_00003.flac"]
+
+
+def test_items_keep_variants_of_one_voice_apart(tmp_path: Path) -> None:
+    """Issue 8: `--speaker-from prefix` used to merge slt-a and slt-b into 'slt'."""
+    manifest = json_corpus(tmp_path, SLT)
+    expected = {"slt-a_00001": "slt-a", "slt-a_00002": "slt-a", "slt-b_00001": "slt-b", "rms-a_00003": "rms-a"}
+    for mode in ("auto", "alignment", "prefix", "parent"):
+        assert main(["items", "--manifest", str(manifest), "--alignments", str(tmp_path / "ali"), "--format", "json",
+                     "--speaker-from", mode, "--out", str(tmp_path / f"{mode}.item")]) == 0
+        assert item_speakers(tmp_path / f"{mode}.item") == expected, mode
+    # The JSON alignment's speaker wins by default, even over the audio's layout.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    manifest = json_corpus(flat, [Path(r).name for r in SLT], speaker_field=False)
+    make_items(manifest, flat / "ali", flat / "x.item", fmt="json")
+    assert item_speakers(flat / "x.item") == expected
+    record = json.loads((flat / "ali" / "slt-b_00001.json").read_text())
+    (flat / "ali" / "slt-b_00001.json").write_text(json.dumps({**record, "speaker": "voice7"}))
+    make_items(manifest, flat / "ali", flat / "x.item", fmt="json")
+    assert item_speakers(flat / "x.item")["slt-b_00001"] == "voice7"
+    with pytest.raises(ConfigError, match=r"slt-a_00001\.json: no speaker in the alignment"):
+        make_items(manifest, flat / "ali", flat / "x.item", fmt="json", speaker_from="alignment")
+
+
+def test_items_librispeech_speaker_is_not_the_chapter(tmp_path: Path) -> None:
+    rels = ["84/121123/84-121123-0000.flac", "84/121550/84-121550-0001.flac", "174/50561/174-50561-0000.flac"]
+    write_manifest(tmp_path / "dev.tsv", tmp_path / "audio", [ManifestRow(r, 16000) for r in rels])
+    (tmp_path / "tg").mkdir()
+    for r in rels:
+        (tmp_path / "tg" / f"{Path(r).name.split('.')[0]}.TextGrid").write_text(
+            textgrid_long(1.0, {"words": [(0, 1.0, "")], "phones": U1}))
+    expected = {"84-121123-0000": "84", "84-121550-0001": "84", "174-50561-0000": "174"}
+    for mode in ("auto", "prefix"):
+        make_items(tmp_path / "dev.tsv", tmp_path / "tg", tmp_path / "x.item", fmt="textgrid", speaker_from=mode)
+        assert item_speakers(tmp_path / "x.item") == expected
+    # A TextGrid has no speaker field: asking for it is an error naming the file.
+    with pytest.raises(ConfigError, match=r"84-121123-0000\.TextGrid: no speaker in the alignment"):
+        make_items(tmp_path / "dev.tsv", tmp_path / "tg", tmp_path / "x.item", fmt="textgrid", speaker_from="alignment")
+
+
+def test_ambiguous_ids_are_refused_in_one_line(tmp_path: Path, capsys) -> None:
+    manifest = json_corpus(tmp_path, ["slt-a/slt-a_00001.flac", "slt/slt-a-00002.flac"], speaker_field=False)
+    for mode in ("auto", "prefix"):
+        assert main(["items", "--manifest", str(manifest), "--alignments", str(tmp_path / "ali"), "--format", "json",
+                     "--speaker-from", mode, "--out", str(tmp_path / "x.item")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{manifest}:3: utterance id 'slt-a-00002' does not split" in err
+    assert not (tmp_path / "x.item").exists()
+    # The id names a speaker that the folders contradict (a voice folder holding its variants).
+    (tmp_path / "ali" / "slt-b_00003.json").write_text((tmp_path / "ali" / "slt-a_00001.json").read_text()
+                                                        .replace("slt-a_00001", "slt-b_00003"))
+    write_manifest(manifest, tmp_path / "audio", [ManifestRow("slt/slt-b_00003.flac", 16000)])
+    with pytest.raises(ConfigError, match=r":2: utterance id 'slt-b_00003' names speaker 'slt-b' but slt/slt-b_00003"):
+        make_items(manifest, tmp_path / "ali", tmp_path / "x.item", fmt="json")
+    make_items(manifest, tmp_path / "ali", tmp_path / "x.item", fmt="json", speaker_from="prefix")
+    assert item_speakers(tmp_path / "x.item") == {"slt-b_00003": "slt-b"}
+
+
+def test_speaker_map(tmp_path: Path, capsys) -> None:
+    manifest = json_corpus(tmp_path, ["a/u1.flac", "b/u2.flac"], speaker_field=False)
+    spk_map = tmp_path / "spk.tsv"
+    spk_map.write_text("# utt\tspeaker\nu1\tspeaker-1\nu2\tspeaker-2\nu9\tother\n")
+    args = ["items", "--manifest", str(manifest), "--alignments", str(tmp_path / "ali"), "--format", "json"]
+    assert main([*args, "--speaker-map", str(spk_map), "--out", str(tmp_path / "x.item")]) == 0
+    assert item_speakers(tmp_path / "x.item") == {"u1": "speaker-1", "u2": "speaker-2"}
+    with pytest.raises(SystemExit):  # the two options exclude each other
+        main([*args, "--speaker-map", str(spk_map), "--speaker-from", "parent", "--out", str(tmp_path / "x.item")])
+    with pytest.raises(ConfigError, match="exclude each other"):
+        make_items(manifest, tmp_path / "ali", tmp_path / "x.item", fmt="json", speaker_from="parent",
+                   speaker_map=spk_map)
+    spk_map.write_text("u1\tspeaker-1\n")
+    with pytest.raises(ConfigError, match=rf"^{manifest}:3: utterance 'u2' is not in the speaker map {spk_map}"):
+        make_items(manifest, tmp_path / "ali", tmp_path / "x.item", fmt="json", speaker_map=spk_map)
+    for bad, why in (("u1 speaker-1\n", "expected 'utt_id<TAB>speaker'"), ("u1\ts 1\n", "holds whitespace"),
+                     ("u1\ta\nu1\tb\n", "already has speaker 'a'")):
+        spk_map.write_text(bad)
+        with pytest.raises(ConfigError, match=why):
+            make_items(manifest, tmp_path / "ali", tmp_path / "x.item", fmt="json", speaker_map=spk_map)
+
+
+def test_committed_corpus_items_carry_the_corpus_speakers(corpus_dir: Path) -> None:
+    """Every row of the committed item files names the speaker of its utterance's alignment."""
+    for item in sorted((corpus_dir / "items").glob("*.item")):
+        for utt, spk in item_speakers(item).items():
+            assert spk == json.loads((corpus_dir / "alignments" / f"{utt}.json").read_text())["speaker"], item
 
 
 # ---------------------------------------------------------------------------------------- fastabx

@@ -102,3 +102,55 @@ def test_select_balanced_equalises_durations() -> None:
     chosen = select_balanced(durations, speakers, seconds=60, seed=0)
     got = {s: sum(durations[i] for i in chosen if speakers[i] == s) for s in "ab"}
     assert got == {"a": 30.0, "b": 30.0}
+
+
+def labelled(tmp_path: Path, relpaths: list[tuple[str, int]]) -> tuple[Path, Path]:
+    """Manifest ``tmp_path/train.tsv`` of ``(relpath, samples)`` rows and all-SIL labels."""
+    write_manifest(tmp_path / "train.tsv", tmp_path / "audio", [ManifestRow(r, n) for r, n in relpaths])
+    (tmp_path / "train.phn").write_text("".join(" ".join(["SIL"] * num_frames(n)) + "\n" for _, n in relpaths))
+    return tmp_path / "train.tsv", tmp_path / "train.phn"
+
+
+def test_variants_of_one_voice_are_balanced_as_distinct_speakers(tmp_path: Path) -> None:
+    """Issue 8: `--speaker-from prefix` merged slt-a and slt-b into 'slt', which then got as much
+    audio as rms-a alone. 10 s utterances: slt-a 6, slt-b 6, rms-a 12."""
+    rows = [(f"{spk}/{spk}_{j:05d}.flac", 160000) for spk, n in (("slt-a", 6), ("slt-b", 6), ("rms-a", 12))
+            for j in range(n)]
+    manifest, labels = labelled(tmp_path, rows)
+    for mode in ("auto", "prefix", "parent"):
+        report = make_subset(manifest, labels, tmp_path / mode, seconds=120, seed=0, speaker_from=mode)
+        assert report.speakers == {"slt-a": 40.0, "slt-b": 40.0, "rms-a": 40.0}, mode
+        assert json.loads((tmp_path / mode / "train.subset.json").read_text())["speaker_from"] == mode
+    # Without folders, the ids alone (auto or prefix) still tell the variants apart.
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    manifest, labels = labelled(flat, [(r.split("/")[1], n) for r, n in rows])
+    assert main(["subset", "--manifest", str(manifest), "--labels", str(labels), "--minutes", "2",
+                 "--out", str(flat / "sub")]) == 0
+    assert json.loads((flat / "sub" / "train.subset.json").read_text())["speakers"] == {
+        "rms-a": 40.0, "slt-a": 40.0, "slt-b": 40.0}
+
+
+def test_librispeech_speakers_not_chapters(tmp_path: Path) -> None:
+    """Speaker 84 has two chapters, 174 one: balancing is over the two speakers."""
+    rows = [(f"84/{ch}/84-{ch}-{j:04d}.flac", 160000) for ch in (121123, 121550) for j in range(6)]
+    rows += [(f"174/50561/174-50561-{j:04d}.flac", 160000) for j in range(12)]
+    manifest, labels = labelled(tmp_path, rows)
+    report = make_subset(manifest, labels, tmp_path / "sub", seconds=120, seed=0)
+    assert report.speakers == {"84": 60.0, "174": 60.0}
+
+
+def test_ambiguous_speaker_is_a_one_line_error_naming_the_row(tmp_path: Path, capsys) -> None:
+    manifest, labels = labelled(tmp_path, [("slt-a/slt-a_00001.flac", 160000), ("slt/slt-a-00002.flac", 160000)])
+    for mode in ("auto", "prefix"):
+        assert main(["subset", "--manifest", str(manifest), "--labels", str(labels), "--minutes", "0.1",
+                     "--speaker-from", mode, "--out", str(tmp_path / "x")]) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and f"{manifest}:3: utterance id 'slt-a-00002' does not split" in err
+    assert not (tmp_path / "x").exists()
+    spk_map = tmp_path / "spk.tsv"
+    spk_map.write_text("slt-a_00001\tslt-a\nslt-a-00002\tslt-a\n")
+    report = make_subset(manifest, labels, tmp_path / "m", seconds=20, speaker_map=spk_map)
+    assert report.speakers == {"slt-a": 20.0}
+    info = json.loads((tmp_path / "m" / "train.subset.json").read_text())
+    assert (info["speaker_from"], info["speaker_map"]) == ("map", str(spk_map))

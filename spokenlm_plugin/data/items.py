@@ -1,8 +1,9 @@
 """``spokenlm items``: ABX item files (ZeroSpeech 2021 / Libri-light format) from phone alignments.
 
 One row per token: ``#file onset offset #phone prev-phone next-phone speaker``, where ``#file`` is
-the utterance id (features are ``<utt_id>.npy``), times are in seconds and ``speaker`` comes from
-the audio path (:mod:`.speakers`).
+the utterance id (features are ``<utt_id>.npy``), times are in seconds and ``speaker`` is the
+corpus's own speaker id (:mod:`.speakers`: the JSON alignment's ``"speaker"``, a speaker map, or the
+utterance id / folders where they agree).
 
 - ``triphone`` (ABX within context): one item per phone whose neighbours are both phones, spanning
   the three phones (onset of the previous phone to offset of the next), as in the ZeroSpeech 2021
@@ -31,7 +32,7 @@ from ..io import atomic_write, read_manifest
 from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
 from .alignments import Alignment, AlignmentFormat, Alignments, Segment, load_inventory, resolve_phones
 from .labels import add_alignment_arguments
-from .speakers import SPEAKER_FROM, SpeakerFrom, speaker_of
+from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
 
 ItemKind = Literal["triphone", "phoneme"]
 ITEM_KINDS: tuple[ItemKind, ...] = ("triphone", "phoneme")
@@ -142,16 +143,19 @@ def make_items(
     kind: ItemKind = "triphone",
     frame_rate: float = 100,
     inventory: str | os.PathLike | None = None,
-    speaker_from: SpeakerFrom = "parent",
+    speaker_from: SpeakerFrom = "auto",
+    speaker_map: str | os.PathLike | None = None,
     skip_bad: bool = False,
 ) -> ItemCounts:
-    """Write the item file ``out`` for every manifest row (in manifest order, then time order)."""
+    """Write the item file ``out`` for every manifest row (in manifest order, then time order);
+    speakers as :func:`.speakers.speaker_of` says (``speaker_map``: a ``--speaker-map`` file)."""
     man = read_manifest(manifest)
+    spk_map = speaker_map_for(speaker_from, speaker_map)
     phones = load_inventory(inventory)
     source = Alignments(alignments, fmt, frame_rate=frame_rate)
     total = ItemCounts()
     lines: list[str] = []
-    for row in man.rows:
+    for index, row in enumerate(man.rows):
         try:
             ali = resolve_phones(source.load(row.utt_id), phones)
         except SpokenLMError:
@@ -159,7 +163,8 @@ def make_items(
                 raise
             total.skipped_utterances += 1
             continue
-        speaker = speaker_of(row, speaker_from)
+        # Line 1 of a manifest is its root: row `index` is on line index + 2.
+        speaker = speaker_of(row, speaker_from, where=f"{manifest}:{index + 2}", alignment=ali, speaker_map=spk_map)
         items, counts = utterance_items(ali, kind=kind, speaker=speaker, num_samples=row.num_samples)
         lines.extend(item.line() for item in items)
         total += counts
@@ -174,12 +179,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--kind", choices=ITEM_KINDS, default="triphone", help="ABX task the items are for (default: triphone)"
     )
-    parser.add_argument(
-        "--speaker-from",
-        choices=SPEAKER_FROM,
-        default="parent",
-        help="speaker = audio's parent folder name (default), or utterance id up to its first '-'/'_' (LibriSpeech)",
-    )
+    add_speaker_arguments(parser, alignment=True)
     parser.add_argument("--out", required=True, help="item file to write (e.g. dev.triphone.item)")
 
 
@@ -193,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
         frame_rate=args.frame_rate,
         inventory=args.inventory,
         speaker_from=args.speaker_from,
+        speaker_map=args.speaker_map,
         skip_bad=args.skip_bad,
     )
     print(

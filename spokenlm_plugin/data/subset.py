@@ -4,6 +4,7 @@ Utterances are drawn speaker by speaker, always from the speaker with the least 
 far (speaker order and each speaker's utterances shuffled by the seed), and an utterance that would
 overshoot the target is passed over. The subset therefore never exceeds the target, speakers get
 equal amounts of audio within about one utterance, and the same seed gives the same subset.
+Speakers are the corpus's own ids (:mod:`.speakers`): a speaker map, or the utterance id / folders.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 from ..errors import ConfigError, LabelMismatchError
 from ..io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
 from ..phones import SAMPLE_RATE, num_frames
-from .speakers import SPEAKER_FROM, SpeakerFrom, speaker_of
+from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
 
 
 def select_balanced(
@@ -71,12 +72,15 @@ def make_subset(
     *,
     seconds: float,
     seed: int = 0,
-    speaker_from: SpeakerFrom = "parent",
+    speaker_from: SpeakerFrom = "auto",
+    speaker_map: str | os.PathLike | None = None,
 ) -> SubsetReport:
     """Write ``out_dir/<stem>.tsv`` + ``.phn`` (+ ``.phnseq`` and ``dict.phn.txt`` when they are
-    beside ``labels``) and ``<stem>.subset.json`` (seed, durations, speakers)."""
+    beside ``labels``) and ``<stem>.subset.json`` (seed, durations, speakers). Speakers as
+    :func:`.speakers.speaker_of` says (``speaker_map``: a ``--speaker-map`` file)."""
     manifest, labels, out_dir = Path(manifest), Path(labels), Path(out_dir)
     man = read_manifest(manifest)
+    spk_map = speaker_map_for(speaker_from, speaker_map)
     lines = read_lines(labels)
     if len(lines) != len(man):
         raise LabelMismatchError(
@@ -104,7 +108,10 @@ def make_subset(
             f"{manifest}: asked for {seconds / 60:.2f} min but only {available / 60:.2f} min are available; "
             "ask for less or use a larger manifest"
         )
-    speakers = [speaker_of(r, speaker_from) for r in man.rows]
+    # Line 1 of a manifest is its root: row k is on line k + 2.
+    speakers = [
+        speaker_of(r, speaker_from, where=f"{manifest}:{k + 2}", speaker_map=spk_map) for k, r in enumerate(man.rows)
+    ]
     chosen = select_balanced(durations, speakers, seconds=seconds, seed=seed)
     if not chosen:
         raise ConfigError(
@@ -141,7 +148,8 @@ def make_subset(
                 "manifest": str(manifest),
                 "labels": str(labels),
                 "seed": seed,
-                "speaker_from": speaker_from,
+                "speaker_from": "map" if spk_map else speaker_from,
+                "speaker_map": str(spk_map.path) if spk_map else None,
                 "target_seconds": seconds,
                 "seconds": round(total, 3),
                 "utterances": len(chosen),
@@ -162,12 +170,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--seed", type=int, default=0, help="random seed; the same seed gives the same subset (default: 0)"
     )
-    parser.add_argument(
-        "--speaker-from",
-        choices=SPEAKER_FROM,
-        default="parent",
-        help="speaker = audio's parent folder name (default), or utterance id up to its first '-'/'_' (LibriSpeech)",
-    )
+    add_speaker_arguments(parser, alignment=False)
     parser.add_argument(
         "--out", required=True, help="output folder (gets <manifest stem>.tsv/.phn[/.phnseq], dict.phn.txt)"
     )
@@ -176,7 +179,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     seconds = args.minutes * 60 if args.minutes is not None else args.hours * 3600
     report = make_subset(
-        args.manifest, args.labels, args.out, seconds=seconds, seed=args.seed, speaker_from=args.speaker_from
+        args.manifest,
+        args.labels,
+        args.out,
+        seconds=seconds,
+        seed=args.seed,
+        speaker_from=args.speaker_from,
+        speaker_map=args.speaker_map,
     )
     print(
         f"wrote {report.manifest} and {report.labels}: {report.seconds / 60:.2f} min "
