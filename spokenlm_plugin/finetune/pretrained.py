@@ -99,9 +99,32 @@ def build_hubert(w2v_args: DictConfig, *, overrides: dict[str, Any]):
     model_values.setdefault("label_rate", float(task_cfg.label_rate))
     model_cfg = OmegaConf.merge(OmegaConf.structured(HubertConfig), model_values, overrides)
     # [None]: no pretraining label dictionaries, so no label embeddings are created.
-    model = HubertModel(model_cfg, task_cfg, [None])
+    model = _exact_padding_class(HubertModel)(model_cfg, task_cfg, [None])
     model.remove_pretraining_modules()
     return model
+
+
+def _exact_padding_class(hubert_class: type) -> type:
+    class ExactPaddingHubert(hubert_class):
+        """fairseq's ``HubertModel`` whose frame padding mask follows the CNN arithmetic.
+
+        fairseq cuts the sample mask into equal chunks, one per frame, so a padded utterance gets
+        an extra "real" frame made of padding, which every other frame then attends to (15 % of
+        the features' scale on a test model). Counting each row's real samples through the CNN
+        gives exactly the frames an unpadded forward pass makes: padded fine-tuning batches and
+        one-by-one read-out (dumps, evaluation) then see the same features.
+        """
+
+        def forward_padding_mask(self, features: torch.Tensor, padding_mask: torch.Tensor) -> torch.Tensor:
+            n = (~padding_mask).sum(-1)
+            for block in self.feature_extractor.conv_layers:
+                conv = block[0]
+                (k,), (stride,) = conv.kernel_size, conv.stride
+                n = torch.div(n - k, stride, rounding_mode="floor") + 1
+            n = n.clamp(min=0)
+            return torch.arange(features.size(1), device=features.device)[None, :] >= n[:, None]
+
+    return ExactPaddingHubert
 
 
 def load_encoder_weights(model: torch.nn.Module, pretrained: PretrainedHubert) -> None:
