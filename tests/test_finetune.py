@@ -230,8 +230,10 @@ def test_demo_stage_quick(corpus, tmp_path):
     model, _ = load_frame_classifier(ctx.artifacts["finetuned_checkpoint"])
     assert model.layer == 4
     [table] = result.tables
-    assert [row[0] for row in table.rows] == ["linear probe (frozen base)", "fine-tuned (paper recipe)"]
-    for run in ("probe", "finetuned"):
+    assert [row[0] for row in table.rows] == ["linear probe (frozen base)", "fine-tuned (paper recipe)",
+                                              "baseline: linear on log-mel (+-2 frames)"]
+    assert result.metrics["logmel_classifier"]["converged"]
+    for run in ("probe", "finetuned", "logmel_classifier"):
         metrics = result.metrics[run]
         assert 0.0 < metrics["frame_accuracy"] < 1.0 and metrics["per"] > 0.0
         assert metrics["test_utterances"] == 8

@@ -55,7 +55,18 @@ def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) ->
     assert read_units(Path(units["finetuned-logits"]["km_dir"]) / "test.km")[0].tolist() == first.argmax(1).tolist()
 
     assert [t.title.split(" ")[0] for t in result.tables] == ["Triphone", "Units"]
-    assert len(result.tables[1].rows) == 3 and all(p.is_file() and p.suffix == ".png" for p in result.plots)
+    assert len(result.tables[1].rows) == 5 and all(p.is_file() and p.suffix == ".png" for p in result.plots)
     for m in result.metrics["units"].values():
         assert 0.0 <= m["abx_within"] <= 1.0 and 0.0 <= m["pnmi"] <= 1.0
     assert set(result.metrics["features"]) == {"base L2", "finetuned L3", "finetuned logits"}
+
+    # Baselines (log-mel / MFCC frames and k-means units) and the gold-phone topline, in the same tables.
+    baseline = result.metrics["baseline_features"]
+    assert set(baseline) == {"log-mel 40 mels (baseline)", "MFCC 13+d+dd (baseline)", "gold-phones one-hot (topline)"}
+    assert [r[0] for r in result.tables[0].rows][-3:] == ["log-mel", "MFCC", "gold-phones"]
+    assert [r[0] for r in result.tables[1].rows][-2:] == ["log-mel", "MFCC"]
+    topline = baseline["gold-phones one-hot (topline)"]
+    assert topline["abx_within"] == topline["abx_across"] == 0.0
+    assert baseline["log-mel 40 mels (baseline)"]["abx_across"] > 0.0
+    for m in result.metrics["baseline_units"].values():
+        assert m["pnmi"] > 0.05 and m["units_used"] > 1

@@ -8,6 +8,12 @@ the paper's best setting (fine-tuned units, centroid init) continues a few test 
 ``fairseq-generate``; ``ctx.artifacts["ulm"]`` hands them on (``prompts``, ``continuations``:
 ``.km`` files, one line per prompt).
 
+Baseline and topline rows of the same table: the length-only scorer (score = minus the number of
+units, no LM; ``spokenlm lm-score --scorer length``) and an LM trained with the same recipe on the
+gold 50 Hz phone labels as units (``spokenlm phone-units``; the paper's phoneme topline). Every
+sWUGGY / sBLIMP accuracy is given with its 95 % bootstrap interval over pair ids
+(:mod:`spokenlm_plugin.ulm.pairs`).
+
 The LMs are the paper's LSTM scaled down to fit the demo's CPU budget (the paper's is 3 x 1024,
 embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, about three
 epochs of the demo corpus (one layer of 64 and a few updates in ``--quick``); the optimiser is
@@ -23,7 +29,7 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -32,7 +38,9 @@ from ..io import read_manifest
 from ..ulm.data import fairseq_tool, make_lm_dataset, read_km
 from ..ulm.generate import continue_units
 from ..ulm.pairs import lexical_accuracy, syntactic_accuracy
-from ..ulm.score import load_unit_lm, sequence_logprobs, torch_threads, unit_indices
+from ..ulm.score import load_unit_lm, sequence_logprobs, torch_threads, unit_count_scores, unit_indices
+from ..units.phone_units import write_phone_units
+from ..units.quality import read_phone_dict
 from .context import DemoContext, StageResult, Table
 
 UNIT_SETS = ("base", "finetuned")
@@ -98,28 +106,51 @@ def _pairs_km(info: dict[str, Any], task: str) -> Path | None:
     return None
 
 
-def _evaluate(ckpt: Path, info: dict[str, Any], pairs: Path | None) -> dict[str, float | None]:
-    model, task = load_unit_lm(ckpt)
-    k = len(unit_indices(task.source_dictionary))
-    test = read_km(Path(info["km_dir"]) / "test.km", vocab_size=k, allow_empty=False)
-    sums, counts = sequence_logprobs(model, task.source_dictionary, test)
-    metrics: dict[str, float | None] = {"ppl": math.exp(-sums.sum() / counts.sum()),
-                                        "lexical": None, "lexical_invocab": None, "syntactic": None}
+def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[list[list[int]]], Sequence[float]],
+                     *, vocab_size: int | None = None) -> dict[str, Any]:
+    """sWUGGY / sBLIMP accuracies (and 95 % bootstrap intervals) of ``score`` on the pair sets' units."""
+    metrics: dict[str, Any] = {"lexical": None, "lexical_ci": None, "lexical_invocab": None,
+                               "lexical_invocab_ci": None, "syntactic": None, "syntactic_ci": None}
     for kind in ("lexical", "syntactic"):
         km = _pairs_km(info, kind)
         if pairs is None or km is None:
             continue
         ids = read_manifest(pairs / "manifests" / f"{kind}.tsv").utt_ids
-        rows = read_km(km, vocab_size=k, allow_empty=False)
+        rows = read_km(km, vocab_size=vocab_size, allow_empty=False)
         if len(rows) != len(ids):
             raise SpokenLMError(f"demo ulm: {km} has {len(rows)} lines, its manifest {len(ids)} rows")
-        scores = dict(zip(ids, sequence_logprobs(model, task.source_dictionary, rows)[0].tolist()))
+        scores = dict(zip(ids, [float(v) for v in score(rows)]))
         if kind == "lexical":
             res = lexical_accuracy(pairs / "lexical" / "gold.csv", scores)
             metrics["lexical"], metrics["lexical_invocab"] = res.all, res.in_vocab
+            metrics["lexical_ci"], metrics["lexical_invocab_ci"] = res.all_ci, res.in_vocab_ci
         else:
-            metrics["syntactic"] = syntactic_accuracy(pairs / "syntactic" / "gold.csv", scores).all
+            res = syntactic_accuracy(pairs / "syntactic" / "gold.csv", scores)
+            metrics["syntactic"], metrics["syntactic_ci"] = res.all, res.all_ci
     return metrics
+
+
+def _evaluate(ckpt: Path, info: dict[str, Any], pairs: Path | None) -> dict[str, Any]:
+    model, task = load_unit_lm(ckpt)
+    k = len(unit_indices(task.source_dictionary))
+    test = read_km(Path(info["km_dir"]) / "test.km", vocab_size=k, allow_empty=False)
+    sums, counts = sequence_logprobs(model, task.source_dictionary, test)
+    metrics: dict[str, Any] = {"ppl": math.exp(-sums.sum() / counts.sum())}
+    metrics |= _pair_accuracies(info, pairs, lambda rows: sequence_logprobs(model, task.source_dictionary, rows)[0],
+                                vocab_size=k)
+    return metrics
+
+
+def _phone_units(corpus: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
+    """Gold 50 Hz phone labels as units (ids from the corpus' dict.phn.txt) for every split and pair set."""
+    km_dir, dict_path = out / "km", corpus / "labels" / "dict.phn.txt"
+    labels = {s: corpus / "labels" / f"{s}.phn" for s in ("train", "valid", "test")}
+    if pairs is not None:
+        labels |= {t: pairs / "labels" / f"{t}.phn" for t in ("lexical", "syntactic")
+                   if (pairs / "labels" / f"{t}.phn").is_file()}
+    for name, path in labels.items():
+        write_phone_units(path, dict_path, km_dir / f"{name}.km")
+    return {"km_dir": km_dir, "pairs_km_dir": km_dir, "vocab": len(read_phone_dict(dict_path))}
 
 
 def _plot(results: dict[tuple[str, str], dict], out: Path) -> Path:
@@ -147,8 +178,10 @@ def _plot(results: dict[tuple[str, str], dict], out: Path) -> Path:
     return path
 
 
-def _pct(v: float | None) -> str:
-    return "n/a" if v is None else f"{100 * v:.1f}"
+def _pct(v: float | None, ci: Sequence[float] | None = None) -> str:
+    if v is None:
+        return "n/a"
+    return f"{100 * v:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
 
 
 def run(ctx: DemoContext) -> StageResult:
@@ -165,6 +198,9 @@ def run(ctx: DemoContext) -> StageResult:
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
         metas = dict(zip(names, pool.map(
             lambda n: make_lm_dataset(units[n]["km_dir"], out / n / "data", vocab_size=vocab[n]), names)))
+    # the phoneme topline: gold phone labels as units, binarized the same way
+    phones = _phone_units(Path(ctx.artifacts["corpus"]), pairs, out / "phones")
+    phones_meta = make_lm_dataset(phones["km_dir"], out / "phones" / "data", vocab_size=phones["vocab"])
 
     # 2. four LMs: unit set x initialisation, trained in parallel (one core each)
     # PCA needs E <= min(K, D); otherwise the centroid-size table + learned projection.
@@ -176,6 +212,11 @@ def run(ctx: DemoContext) -> StageResult:
                              centroids=Path(units[n]["centroids"]) if init == "centroids" else None,
                              updates=updates[n]))
             for n in names for init in INITS]
+    # the same recipe on the gold phones (random init: phones have no centroids)
+    phones["updates"] = max(size.min_updates, round(size.epochs * phones_meta["splits"]["train"]["units"]
+                                                    / size.max_tokens))
+    jobs.append((("phones", "random"), dict(data=out / "phones" / "data", save=out / "phones" / "lm_random", size=size,
+                                            mode="pca", centroids=None, updates=phones["updates"])))
     ctx.log(f"[ulm] training {len(jobs)} LMs with fairseq-train ({ctx.jobs} at a time)")
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
         ckpts = dict(zip([key for key, _ in jobs], pool.map(lambda job: _train_lm(**job[1]), jobs)))
@@ -194,33 +235,46 @@ def run(ctx: DemoContext) -> StageResult:
                                  top_k=20, temperature=0.8, seed=1)
         # 4. evaluation (one thread: small LMs, and a busy CPU makes torch's thread pool spin)
         with torch_threads(1):
-            results = {key: _evaluate(ckpt, units[key[0]], pairs) for key, ckpt in ckpts.items()}
+            infos = {**units, "phones": phones}
+            results = {key: _evaluate(ckpt, infos[key[0]], pairs) for key, ckpt in ckpts.items()}
+            # the length-only baseline: score = -(number of units); non-deduplicated units of every set
+            # have one unit per 50 Hz frame, so any set gives the same scores
+            length = _pair_accuracies(units[names[0]], pairs, unit_count_scores)
         continuations = generation.result()
     ctx.artifacts["ulm"] = {"checkpoint": ckpts[chosen], "units": chosen[0], "prompts": prompts_km,
                             "continuations": continuations_km}
 
+    def row(units_name: str, init: str, m: dict[str, Any]) -> list[Any]:
+        ppl = "n/a" if m.get("ppl") is None else round(m["ppl"], 2)
+        return [units_name, init, _pct(m["lexical"], m["lexical_ci"]),
+                _pct(m["lexical_invocab"], m["lexical_invocab_ci"]), _pct(m["syntactic"], m["syntactic_ci"]), ppl]
+
     table = Table(
         title="Unit LMs: units x embedding initialisation",
         headers=["units", "init", "sWUGGY all %", "sWUGGY in-vocab %", "sBLIMP %", "test ppl"],
-        rows=[[u, init if init == "random" else f"centroids ({modes[u]})", _pct(m["lexical"]),
-               _pct(m["lexical_invocab"]), _pct(m["syntactic"]), round(m["ppl"], 2)]
-              for (u, init), m in results.items()],
-        note="Accuracy on the synthetic minimal pairs (chance 50 %); perplexity per unit on the test "
-             "utterances, end of sentence included. Paper (LibriSpeech, 100k updates): sWUGGY all / in-vocab / "
-             "sBLIMP 64.26 / 70.87 / 54.87 on HuBERT L11 units, 68.85 / 78.66 / 56.17 on fine-tuned L12 units "
-             "with centroid init.",
+        rows=[row("gold phones (topline)" if u == "phones" else u,
+                  init if init == "random" else f"centroids ({modes[u]})", m)
+              for (u, init), m in results.items()]
+        + [row("any (baseline)", "no LM: length only", length)],
+        note="Accuracy on the synthetic minimal pairs (chance 50 %) with its 95 % bootstrap interval over pair ids "
+             "[low, high] (1000 resamples); perplexity per unit on the test utterances, end of sentence included. "
+             "Topline: the same LM on the gold 50 Hz phone labels as units (K = "
+             f"{phones['vocab']}). Baseline: no LM, the shorter item of a pair wins (score = minus the number of "
+             "units, i.e. of 50 Hz frames; ties count one half). Paper (LibriSpeech, 100k updates): sWUGGY all / "
+             "in-vocab / sBLIMP 64.26 / 70.87 / 54.87 on HuBERT L11 units, 68.85 / 78.66 / 56.17 on fine-tuned L12 "
+             "units with centroid init.",
     )
     sample = " ".join(map(str, continuations[0][:40]))
     text = (
         f"LSTM LMs ({size.layers} x {size.hidden}, embedding {size.embed}; the paper's is 3 x 1024, embedding 200) "
         f"trained with fairseq-train ({size.max_tokens} tokens per update) on "
-        f"{', '.join(f'{n} units (K = {vocab[n]}, {updates[n]} updates)' for n in names)}, non-deduplicated. "
-        "Centroid init: the "
+        f"{', '.join(f'{n} units (K = {vocab[n]}, {updates[n]} updates)' for n in names)}, non-deduplicated, "
+        f"and on gold phones (K = {phones['vocab']}, {phones['updates']} updates). Centroid init: the "
         f"embedding row of unit k from k-means centroid k (pca: fixed PCA to the embedding size; project: "
         f"centroid-size table + learned projection). Continuation (fairseq-generate, top-k 20, temperature 0.8) "
         f"of a {PROMPT_UNITS}-unit test prompt by the {chosen[0]} / {chosen[1]} LM: `{sample} ...`"
     )
     return StageResult(
         name="ulm", text=text, tables=[table], plots=[_plot(results, out)],
-        metrics={f"{u}/{i}": m for (u, i), m in results.items()},
+        metrics={**{f"{u}/{i}": m for (u, i), m in results.items()}, "length": length},
     )

@@ -10,6 +10,11 @@ layers and of the units (one-hot), and phone purity / PNMI of the units against 
 
 k is 100 (20 in quick mode) instead of the paper's 500: the demo corpus has about 40 phones and
 an hour of speech, far too few frames for 500 well-populated clusters.
+
+Baselines and topline beside them (:mod:`spokenlm_plugin.units.baseline`): log-mel (40) and MFCC
+(39) frames at HuBERT's 50 Hz, per-utterance normalised, measured like the models' features (ABX)
+and turned into k-means units with the same k (ABX one-hot, PNMI); the gold phone labels as
+one-hot frames are the ABX topline.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import torch
 
 from ..io import read_manifest
 from ..units.abx import abx, abx_units_many
+from ..units.baseline import dump_baseline_features
 from ..units.encoder import DenseModel, Layer
 from ..units.features import dump_features
 from ..units.kmeans import fit_kmeans, save_centroids, write_units
@@ -32,6 +38,8 @@ from .context import DemoContext, StageResult, Table
 
 SPLITS = ("train", "valid", "test")
 PAIR_TASKS = ("lexical", "syntactic")
+#: Spectral baselines: kind -> (name in the tables, description).
+BASELINES = {"logmel": ("log-mel", "40 mels (baseline)"), "mfcc": ("MFCC", "13+d+dd (baseline)")}
 FULL = {"k": 100, "niter": 20, "kmeans_frames": 100_000}
 QUICK = {"k": 20, "niter": 10, "kmeans_frames": 20_000}
 
@@ -104,6 +112,29 @@ def _quality(unit_set: _UnitSet, corpus: Path, test_manifest: Path, item: Path) 
                              conditions=[("within", "within"), ("across", "within")])
     return {"abx_within": results[0].error, "abx_across": results[1].error, "pnmi": q.pnmi,
             "phone_purity": q.phone_purity, "cluster_purity": q.cluster_purity, "units_used": q.units_used}
+
+
+def _baselines(corpus: Path, manifests: dict[str, Path], item: Path, out: Path, *,
+               size: dict[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
+    """ABX of log-mel / MFCC frames and of gold phones (one-hot, the topline); ABX and PNMI of
+    log-mel / MFCC k-means units (same k, fitted on the train frames)."""
+    conditions = ("within", "across")
+    features: dict[str, dict[str, float]] = {}
+    units: dict[str, dict[str, float]] = {}
+    for kind, (name, what) in BASELINES.items():
+        feat_dir = out / "baselines" / kind
+        for split in ("train", "test"):
+            dump_baseline_features(kind, manifests[split], feat_dir, per_utterance=split == "test")
+        features[f"{name} {what}"] = {f"abx_{s}": abx(feat_dir, item, speaker=s, device="cpu") for s in conditions}
+        unit_set = _UnitSet(kind, feat_dir, kind, out / "baselines")  # type: ignore[arg-type]
+        _kmeans_units(unit_set, feat_dir, ["test"], size=size)
+        units[name] = _quality(unit_set, corpus, manifests["test"], item)
+    phones = out / "baselines" / "phones"
+    dump_baseline_features("phones", manifests["test"], phones, labels=corpus / "labels" / "test.phn",
+                           dict_path=corpus / "labels" / "dict.phn.txt", per_utterance=True)
+    features["gold-phones one-hot (topline)"] = {f"abx_{s}": abx(phones, item, speaker=s, device="cpu")
+                                                 for s in conditions}
+    return features, units
 
 
 def _plot(features: dict[str, dict[str, float]], units: dict[str, dict[str, float]], out: Path) -> Path:
@@ -182,7 +213,12 @@ def run(ctx: DemoContext) -> StageResult:
 
     unit_metrics = {name: _quality(s, corpus, manifests["test"], item) for name, s in unit_sets.items()}
     ctx.artifacts["units"] = {name: s.artifact() for name, s in unit_sets.items()}
-    return _result(feature_abx, unit_metrics, models, size, out, timings)
+    t0 = time.perf_counter()
+    ctx.log("[units] baselines: log-mel / MFCC frames and k-means units, gold phones (topline)")
+    baseline_features, baseline_units = _baselines(corpus, manifests, item, out, size=size)
+    timings["baselines"] = time.perf_counter() - t0
+    return _result(feature_abx, unit_metrics, models, size, out, timings,
+                   baselines=(baseline_features, baseline_units))
 
 
 def _logits_units(dense: DenseModel, manifests: dict[str, Path], feat_dir: Path, out: Path) -> _UnitSet:
@@ -232,20 +268,27 @@ def _head_on_features(dense: DenseModel, logits: DenseModel, test_manifest: Path
 
 def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, dict[str, float]],
             models: dict[str, tuple[Path, int]], size: dict[str, int], out: Path,
-            timings: dict[str, float]) -> StageResult:
+            timings: dict[str, float], *,
+            baselines: tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]] = ({}, {})) -> StageResult:
     def pct(v: float) -> str:
         return f"{100 * v:.2f}"
+
+    model_abx, model_units = feature_abx, unit_metrics
+    feature_abx, unit_metrics = {**feature_abx, **baselines[0]}, {**unit_metrics, **baselines[1]}
 
     feature_table = Table(
         title="Triphone ABX error (%) of continuous features, test split (held-out speakers)",
         headers=["model", "layer", "within speaker", "across speaker"],
         rows=[[*key.split(" ", 1), pct(v["abx_within"]), pct(v["abx_across"])] for key, v in feature_abx.items()],
         note="fastabx, angular distance, 50 Hz, ZeroSpeech 2021 subsampling; fastabx's slicing (keeps each "
-             "item's last frame, unlike Libri-light's tool).",
+             "item's last frame, unlike Libri-light's tool). Baselines: log-mel (40 mels) and MFCC (13 + deltas + "
+             "delta-deltas) frames at HuBERT's 50 Hz frames, each utterance mean / variance normalised; topline: "
+             "the gold 50 Hz phone labels as one-hot frames.",
     )
     unit_rows = []
     for name, m in unit_metrics.items():
-        layer = "logits argmax" if name == "finetuned-logits" else f"L{models[name][1]}, k={size['k']}"
+        layer = ("logits argmax" if name == "finetuned-logits" else f"L{models[name][1]}, k={size['k']}"
+                 if name in models else f"k-means, k={size['k']} (baseline)")
         unit_rows.append([name, layer, pct(m["abx_within"]), pct(m["abx_across"]), f"{m['pnmi']:.3f}",
                           f"{m['phone_purity']:.3f}", f"{m['cluster_purity']:.3f}", m["units_used"]])
     unit_table = Table(
@@ -253,7 +296,8 @@ def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, di
         headers=["units", "from", "ABX within", "ABX across", "PNMI", "phone purity", "cluster purity", "units used"],
         rows=unit_rows,
         note=f"k-means (faiss, k-means++ seeding, {size['niter']} iterations) fitted on at most "
-             f"{size['kmeans_frames']} train frames; k={size['k']} instead of the paper's 500 for this small corpus.",
+             f"{size['kmeans_frames']} train frames; k={size['k']} instead of the paper's 500 for this small corpus. "
+             "Baselines: k-means units of the log-mel and MFCC frames, same k.",
     )
     base_l, ft_l = f"base L{models['base'][1]}", f"finetuned L{models['finetuned'][1]}"
     better_features = all(feature_abx[ft_l][c] < feature_abx[base_l][c] for c in ("abx_within", "abx_across"))
@@ -264,12 +308,20 @@ def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, di
         f"at the unit layers, and its units {'have lower' if better_units else 'do not have lower'} ABX error "
         f"(PNMI {unit_metrics['finetuned']['pnmi']:.3f} vs {unit_metrics['base']['pnmi']:.3f})."
     )
+    logmel, topline = baselines[0].get("log-mel 40 mels (baseline)"), baselines[0].get("gold-phones one-hot (topline)")
+    if logmel is not None and topline is not None:
+        text += (
+            f" For reference: log-mel frames have {pct(logmel['abx_within'])} / {pct(logmel['abx_across'])} % ABX "
+            f"error (within / across speaker) and their k-means units a PNMI of {baselines[1]['log-mel']['pnmi']:.3f}; "
+            f"the gold phones (topline) {pct(topline['abx_within'])} / {pct(topline['abx_across'])} %."
+        )
     return StageResult(
         name="units",
         text=text,
         tables=[feature_table, unit_table],
         plots=[_plot(feature_abx, unit_metrics, out)],
-        metrics={"features": feature_abx, "units": unit_metrics, "finetuned_features_better": better_features,
+        metrics={"features": model_abx, "units": model_units, "baseline_features": baselines[0],
+                 "baseline_units": baselines[1], "finetuned_features_better": better_features,
                  "finetuned_units_better": better_units, "k": size["k"],
                  "seconds": {k: round(v, 1) for k, v in timings.items()}, "torch_threads": torch.get_num_threads()},
     )

@@ -22,7 +22,7 @@ is equivalent to::
     #    tokens per line, no end of sentence before L + 1 (at least one new unit)
     fairseq-generate GEN --user-dir spokenlm_plugin --task language_modeling --path LM.pt \\
         --gen-subset prompts --sample-break-mode eos --sampling --sampling-topk 50 --temperature 0.7 \\
-        --beam 1 --nbest 1 --max-len-a 0 --max-len-b $((L + 200)) --min-len $((L + 1)) \\
+        --beam 1 --nbest 1 --max-len-a 0 --max-len-b $((L + 200)) --min-len $((L + 1)) --unkpen 10000 \\
         --batch-size 1 --seed 1 --results-path OUT
     # 3. OUT/generate-prompts.txt ('H-<line>\\t<score>\\t<prompt + continuation>') -> .km
     spokenlm lm-generate --collect OUT/generate-prompts.txt --prompts prompts.km --out continuations.km
@@ -97,6 +97,8 @@ def generate_command(
         "--temperature", str(temperature), "--beam", "1", "--nbest", "1",
         # a fixed cap (not one relative to each batch's longest source): the same for every prompt
         "--max-len-a", "0", "--max-len-b", str(max_len), "--min-len", str(min_len),
+        # <unk> is never a unit (no training target): a barely trained LM would sample it
+        "--unkpen", "10000",
         "--batch-size", str(batch_size), "--seed", str(seed), "--results-path", str(results),
     ]
     return cmd + (["--cpu"] if cpu else [])

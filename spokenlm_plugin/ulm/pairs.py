@@ -16,6 +16,13 @@ syntactic (sBLIMP)
 
 This follows ``zerospeech2021`` (``lexical.py``, ``syntactic.py``, ``leaderboard.py``) and the
 ``zerospeech/benchmarks`` package, which merges words and non-words on ``(voice, id)``.
+
+Confidence intervals: every accuracy (all, in-vocab, each frequency band, each sBLIMP type) comes
+with a 95 % percentile bootstrap interval over pair ids: the ids (``id``, or ``(type, subtype, id)``,
+each with all its voices) are resampled with replacement ``resamples`` times (1000, numpy
+``default_rng(seed)``, seed 0), each accuracy is recomputed from the resample the same way (mean
+of the per-id scores of the resampled ids that fall in its subset; a resample without any is
+skipped), and the interval is the 2.5th and 97.5th percentiles of those values.
 """
 
 from __future__ import annotations
@@ -27,14 +34,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Mapping
 
+import numpy as np
+
 from ..errors import ManifestError
 
 PairTask = Literal["lexical", "syntactic"]
+#: A confidence interval (low, high) of an accuracy.
+Interval = tuple[float, float]
 
 REQUIRED_COLUMNS: dict[str, tuple[str, ...]] = {
     "lexical": ("id", "filename", "voice", "frequency", "correct"),
     "syntactic": ("id", "filename", "voice", "type", "subtype", "correct"),
 }
+
+#: Bootstrap of the accuracies over pair ids: resamples, seed, interval level.
+BOOTSTRAP_RESAMPLES = 1000
+BOOTSTRAP_SEED = 0
+CI_LEVEL = 0.95
 
 #: sLM21 frequency bands (counts in LibriSpeech), lower bounds inclusive.
 FREQUENCY_BANDS: tuple[tuple[str, float, float], ...] = (
@@ -145,9 +161,50 @@ def _group_scores(pairs: list[tuple[GoldRow, GoldRow]], scores: Mapping[str, flo
     return {g: sum(v) / len(v) for g, v in per_group.items()}
 
 
+def bootstrap_intervals(
+    group_scores: np.ndarray,
+    subsets: Mapping[str, np.ndarray],
+    *,
+    resamples: int = BOOTSTRAP_RESAMPLES,
+    seed: int = BOOTSTRAP_SEED,
+    level: float = CI_LEVEL,
+) -> dict[str, Interval | None]:
+    """Percentile bootstrap interval of the mean of ``group_scores`` over each boolean ``subsets`` mask.
+
+    One resample draws ``len(group_scores)`` groups (ids) with replacement; every subset's mean is
+    recomputed on it (the resampled ids that fall in the subset, counted as often as drawn). ``None``
+    for an empty subset or ``resamples`` = 0.
+    """
+    scores = np.asarray(group_scores, dtype=np.float64)
+    n = len(scores)
+    names = list(subsets)
+    masks = np.stack([np.asarray(subsets[k], dtype=np.float64) for k in names], axis=1) if names else np.zeros((n, 0))
+    if resamples <= 0 or n == 0 or not names:
+        return {k: None for k in names}
+    if not 0 < level < 1:
+        raise ValueError(f"level {level}: must be in (0, 1)")
+    rng = np.random.default_rng(seed)
+    weighted = masks * scores[:, None]
+    values = np.empty((resamples, len(names)))
+    chunk = max(1, min(resamples, 2_000_000 // max(n, 1)))  # bounds the (chunk x n) count matrix
+    for start in range(0, resamples, chunk):
+        m = min(chunk, resamples - start)
+        drawn = rng.integers(0, n, size=(m, n))
+        counts = np.bincount((drawn + n * np.arange(m)[:, None]).ravel(), minlength=m * n).reshape(m, n)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            values[start : start + m] = (counts @ weighted) / (counts @ masks)
+    tail = 100 * (1 - level) / 2
+    out: dict[str, Interval | None] = {}
+    for j, k in enumerate(names):
+        v = values[:, j][np.isfinite(values[:, j])]
+        out[k] = None if not len(v) else (float(np.percentile(v, tail)), float(np.percentile(v, 100 - tail)))
+    return out
+
+
 @dataclass(frozen=True)
 class LexicalResult:
-    """sWUGGY accuracy: ``all`` over ids, ``in_vocab`` over ids with frequency >= 1."""
+    """sWUGGY accuracy: ``all`` over ids, ``in_vocab`` over ids with frequency >= 1, per frequency
+    band, with their bootstrap intervals (``*_ci``)."""
 
     all: float
     in_vocab: float | None
@@ -155,22 +212,35 @@ class LexicalResult:
     n_in_vocab_ids: int
     n_pairs: int
     by_frequency: dict[str, dict[str, float]] = field(default_factory=dict)
+    all_ci: Interval | None = None
+    in_vocab_ci: Interval | None = None
+    by_frequency_ci: dict[str, Interval | None] = field(default_factory=dict)
+    ci_level: float = CI_LEVEL
+    ci_resamples: int = BOOTSTRAP_RESAMPLES
+    ci_seed: int = BOOTSTRAP_SEED
 
 
 @dataclass(frozen=True)
 class SyntacticResult:
-    """sBLIMP accuracy over (type, subtype, id), and per type."""
+    """sBLIMP accuracy over (type, subtype, id), and per type, with bootstrap intervals."""
 
     all: float
     n_ids: int
     n_pairs: int
     by_type: dict[str, float] = field(default_factory=dict)
+    all_ci: Interval | None = None
+    by_type_ci: dict[str, Interval | None] = field(default_factory=dict)
+    ci_level: float = CI_LEVEL
+    ci_resamples: int = BOOTSTRAP_RESAMPLES
+    ci_seed: int = BOOTSTRAP_SEED
 
 
 def lexical_accuracy(
-    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv"
+    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv",
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL,
 ) -> LexicalResult:
-    """sWUGGY accuracy of ``scores`` (filename -> log-probability) on a lexical ``gold.csv``."""
+    """sWUGGY accuracy of ``scores`` (filename -> log-probability) on a lexical ``gold.csv``, with
+    bootstrap intervals over ids (``resamples`` = 0: none)."""
     if not isinstance(gold, list):
         source, gold = str(gold), read_gold(gold, task="lexical")
     _check_scores(gold, scores, source=source)
@@ -181,21 +251,29 @@ def lexical_accuracy(
         if frequency.setdefault(good.group, good.frequency) != good.frequency:
             raise ManifestError(f"{source}: id {good.group[0]} has different word frequencies across voices")
     in_vocab = [s for g, s in per_id.items() if frequency[g] >= 1]
+    freq = np.array([frequency[g] for g in per_id], dtype=np.float64)
+    subsets = {"all": np.ones(len(freq), dtype=bool), "in_vocab": freq >= 1}
     bands = {}
     for name, lo, hi in FREQUENCY_BANDS:
         band = [s for g, s in per_id.items() if lo <= frequency[g] < hi]
         if band:
             bands[name] = {"n": len(band), "score": sum(band) / len(band)}
+            subsets[name] = (lo <= freq) & (freq < hi)
+    ci = bootstrap_intervals(np.array(list(per_id.values())), subsets, resamples=resamples, seed=seed, level=level)
     return LexicalResult(
         all=_mean(per_id.values()), in_vocab=_mean(in_vocab), n_ids=len(per_id),
         n_in_vocab_ids=len(in_vocab), n_pairs=len(pairs), by_frequency=bands,
+        all_ci=ci["all"], in_vocab_ci=ci["in_vocab"], by_frequency_ci={b: ci[b] for b in bands},
+        ci_level=level, ci_resamples=resamples, ci_seed=seed,
     )
 
 
 def syntactic_accuracy(
-    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv"
+    gold: str | os.PathLike | list[GoldRow], scores: Mapping[str, float], *, source: str = "gold.csv",
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL,
 ) -> SyntacticResult:
-    """sBLIMP accuracy of ``scores`` (filename -> log-probability) on a syntactic ``gold.csv``."""
+    """sBLIMP accuracy of ``scores`` (filename -> log-probability) on a syntactic ``gold.csv``, with
+    bootstrap intervals over (type, subtype, id) (``resamples`` = 0: none)."""
     if not isinstance(gold, list):
         source, gold = str(gold), read_gold(gold, task="syntactic")
     _check_scores(gold, scores, source=source)
@@ -204,7 +282,12 @@ def syntactic_accuracy(
     by_type: dict[str, list[float]] = defaultdict(list)
     for (type_, _, _), s in per_group.items():
         by_type[type_].append(s)
+    types = np.array([g[0] for g in per_group], dtype=object)
+    subsets = {"all": np.ones(len(types), dtype=bool)} | {f"type:{t}": types == t for t in sorted(by_type)}
+    ci = bootstrap_intervals(np.array(list(per_group.values())), subsets, resamples=resamples, seed=seed, level=level)
     return SyntacticResult(
         all=_mean(per_group.values()), n_ids=len(per_group), n_pairs=len(pairs),
         by_type={t: sum(v) / len(v) for t, v in sorted(by_type.items())},
+        all_ci=ci["all"], by_type_ci={t: ci[f"type:{t}"] for t in sorted(by_type)},
+        ci_level=level, ci_resamples=resamples, ci_seed=seed,
     )

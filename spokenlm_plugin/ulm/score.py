@@ -13,7 +13,13 @@ random initialisation); ``--begin bos`` reproduces that.
 ``spokenlm lm-score --checkpoint LM.pt --units X.km --manifest X.tsv --out scores.txt`` writes the
 ZeroSpeech 2021 submission format (``<filename> <score>`` per line, manifest order); with
 ``--gold gold.csv --task lexical|syntactic`` it also prints (and with ``--results`` saves) the
-sWUGGY / sBLIMP accuracy of these scores.
+sWUGGY / sBLIMP accuracy of these scores and its 95 % bootstrap interval over pair ids
+(:mod:`.pairs`).
+
+``--scorer length`` needs no LM: the score of an utterance is minus its number of units (the
+``.km`` line's length: the duration in frames for raw units, the number of runs for deduplicated
+ones). It is the trivial baseline of the minimal-pair tasks: what preferring the shorter item
+alone achieves (ties when both have the same length).
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ if TYPE_CHECKING:
     from fairseq.tasks.language_modeling import LanguageModelingTask
 
 BeginSymbol = Literal["eos", "bos"]
+Scorer = Literal["lm", "length"]
 
 
 def load_unit_lm(
@@ -163,6 +170,25 @@ def score_units(
     return dict(zip(utt_ids, values.tolist()))
 
 
+def unit_count_scores(rows: Sequence[Sequence[int]]) -> np.ndarray:
+    """The length-only baseline's scores: minus the number of units of each utterance."""
+    return -np.array([len(r) for r in rows], dtype=np.float64)
+
+
+def length_scores(units: str | os.PathLike, *, utt_ids: Sequence[str]) -> dict[str, float]:
+    """:func:`unit_count_scores` of every line of a ``.km`` file; ``{utt_id: score}`` in file order."""
+    rows = read_km(units, allow_empty=False)
+    if len(rows) != len(utt_ids):
+        raise LabelMismatchError(
+            f"{units}: {len(rows)} lines but {len(utt_ids)} utterance ids; the .km must have one line per manifest row"
+        )
+    return dict(zip(utt_ids, unit_count_scores(rows).tolist()))
+
+
+def _interval(ci: tuple[float, float] | None) -> str:
+    return "" if ci is None else f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
+
+
 def write_submission(path: str | os.PathLike, scores: dict[str, float]) -> None:
     """ZeroSpeech 2021 lexical / syntactic submission file: ``<filename> <score>`` per line."""
     with atomic_write(path) as f:
@@ -215,7 +241,11 @@ def _device(name: str) -> str:
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--checkpoint", type=Path, required=True, help="unit LM checkpoint (fairseq-train output)")
+    parser.add_argument("--checkpoint", type=Path,
+                        help="unit LM checkpoint (fairseq-train output); needed by --scorer lm")
+    parser.add_argument("--scorer", choices=["lm", "length"], default="lm",
+                        help="lm: log-probability under --checkpoint (default); length: minus the number of units "
+                             "(the length-only baseline, no checkpoint)")
     parser.add_argument("--units", type=Path, required=True, help=".km file: one line of units per utterance")
     ids = parser.add_mutually_exclusive_group(required=True)
     ids.add_argument("--manifest", type=Path, help="manifest of the .km lines (utterance id = audio file stem)")
@@ -231,6 +261,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--task", choices=["lexical", "syntactic"], default=None,
                         help="what --gold holds: lexical (sWUGGY) or syntactic (sBLIMP)")
     parser.add_argument("--results", type=Path, default=None, help="write the accuracy as JSON here")
+    parser.add_argument("--ci-resamples", type=int, default=1000,
+                        help="bootstrap resamples of the pair ids for the 95 %% intervals (default 1000; 0: none)")
+    parser.add_argument("--ci-seed", type=int, default=0, help="seed of the bootstrap (default 0)")
     parser.add_argument("--batch-size", type=int, default=64, help="utterances per forward pass (default 64)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto", help="default: GPU if available")
     parser.add_argument("--threads", type=int, default=None,
@@ -242,26 +275,38 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--gold and --task go together (--task lexical|syntactic says what the gold.csv holds)")
     if args.results is not None and args.gold is None:
         raise ConfigError("--results needs --gold and --task")
+    if args.scorer == "lm" and args.checkpoint is None:
+        raise ConfigError("--scorer lm needs --checkpoint (or use --scorer length, which needs no LM)")
+    if args.scorer == "length" and (args.checkpoint is not None or args.mean):
+        raise ConfigError("--scorer length uses no LM: drop --checkpoint / --mean")
+    if args.ci_resamples < 0:
+        raise ConfigError(f"--ci-resamples {args.ci_resamples}: must be >= 0")
     utt_ids = _utt_ids(args)
-    with torch_threads(args.threads):
-        scores = score_units(
-            args.checkpoint, args.units, utt_ids=utt_ids, data=args.data, mean=args.mean,
-            begin=args.begin, batch_size=args.batch_size, device=_device(args.device),
-        )
+    if args.scorer == "length":
+        scores = length_scores(args.units, utt_ids=utt_ids)
+    else:
+        with torch_threads(args.threads):
+            scores = score_units(
+                args.checkpoint, args.units, utt_ids=utt_ids, data=args.data, mean=args.mean,
+                begin=args.begin, batch_size=args.batch_size, device=_device(args.device),
+            )
     write_submission(args.out, scores)
     print(f"{len(scores)} scores -> {args.out}")
     if args.gold is None:
         return 0
     result: LexicalResult | SyntacticResult
+    bootstrap = dict(resamples=args.ci_resamples, seed=args.ci_seed)
     if args.task == "lexical":
-        result = lexical_accuracy(args.gold, scores)
-        in_vocab = "n/a" if result.in_vocab is None else f"{100 * result.in_vocab:.2f}"
-        print(f"sWUGGY all {100 * result.all:.2f} %  in-vocab {in_vocab} %  "
-              f"({result.n_ids} ids, {result.n_in_vocab_ids} in vocabulary, {result.n_pairs} pairs)")
+        result = lexical_accuracy(args.gold, scores, **bootstrap)
+        in_vocab = "n/a" if result.in_vocab is None else f"{100 * result.in_vocab:.2f}{_interval(result.in_vocab_ci)}"
+        print(f"sWUGGY all {100 * result.all:.2f}{_interval(result.all_ci)} %  in-vocab {in_vocab} %  "
+              f"({result.n_ids} ids, {result.n_in_vocab_ids} in vocabulary, {result.n_pairs} pairs"
+              f"{'; 95 % bootstrap intervals over ids' if args.ci_resamples else ''})")
     else:
-        result = syntactic_accuracy(args.gold, scores)
-        print(f"sBLIMP {100 * result.all:.2f} %  ({result.n_ids} ids, {result.n_pairs} pairs)")
+        result = syntactic_accuracy(args.gold, scores, **bootstrap)
+        print(f"sBLIMP {100 * result.all:.2f}{_interval(result.all_ci)} %  ({result.n_ids} ids, {result.n_pairs} pairs"
+              f"{'; 95 % bootstrap interval over ids' if args.ci_resamples else ''})")
     if args.results is not None:
         with atomic_write(args.results) as f:
-            json.dump({"task": args.task, **dataclasses.asdict(result)}, f, indent=1)
+            json.dump({"task": args.task, "scorer": args.scorer, **dataclasses.asdict(result)}, f, indent=1)
     return 0
