@@ -15,7 +15,7 @@ from ..phones import SAMPLE_RATE
 from .context import DemoContext, StageResult, Table
 
 #: Hours of synthetic speech (train + valid + test) and pairs per voice.
-FULL = {"hours": 1.0, "n_lexical": 60, "n_syntactic": 30}
+FULL = {"hours": 1.0, "n_lexical": 200, "n_syntactic": 100}
 QUICK = {"hours": 0.25, "n_lexical": 8, "n_syntactic": 4}  # >= 10 min of train speech for the fine-tuning subset
 
 

@@ -44,6 +44,12 @@ class _Voice(ctypes.Structure):
     _fields_ = [("name", c_char_p), ("features", c_void_p), ("ffunctions", c_void_p), ("utt_init", c_void_p)]
 
 
+class _SynthModule(ctypes.Structure):
+    """``cst_synth_module``: a hook name and its default function (used when the voice sets none)."""
+
+    _fields_ = [("hookname", c_char_p), ("defhook", c_void_p)]
+
+
 @dataclass(frozen=True)
 class Synthesis:
     """A synthesized utterance: 16-bit samples at 16 kHz with its word and phone alignment.
@@ -96,6 +102,10 @@ class Flite:
         _signature(lib, "item_feat_float", c_float, c_void_p, c_char_p)
         _signature(lib, "path_to_item", c_void_p, c_void_p, c_char_p)
         _signature(lib, "delete_utterance", None, c_void_p)
+        _signature(lib, "new_utterance", c_void_p)
+        _signature(lib, "utt_set_input_text", None, c_void_p, c_char_p)
+        _signature(lib, "flite_do_synth", c_void_p, c_void_p, POINTER(_Voice), c_void_p)
+        _signature(lib, "apply_synth_method", c_void_p, c_void_p, POINTER(_SynthModule))
         _signature(lib, "feat_set_float", None, c_void_p, c_char_p, c_float)
         _signature(lib, "feat_remove", c_int, c_void_p, c_char_p)
         _signature(lib, "lex_lookup", c_void_p, c_void_p, c_char_p, c_char_p, c_void_p)
@@ -168,6 +178,30 @@ class Flite:
             return self._collect(utt, speaker, with_words=False, what=flite_phones)
         finally:
             self._lib.delete_utterance(utt)
+
+    def text_phones(self, text: str, speaker: Speaker) -> tuple[str, ...]:
+        """The phones (pauses as SIL) ``synthesize`` would give ``text``, from flite's front end
+        alone (tokens, part-of-speech tags, lexicon, pauses, post-lexical rules): no audio is made,
+        so this costs well under a millisecond. Homographs are resolved as in synthesis
+        (``the record`` R EH K ER D, ``record the`` R IH K AO R D)."""
+        voice = self.voice(speaker.voice)
+        utt = self._lib.new_utterance()
+        self._lib.utt_set_input_text(utt, text.encode("utf-8"))
+        # flite's own text-to-segments method, then the voice's post-lexical rules ("the" before a vowel).
+        utt = self._lib.flite_do_synth(utt, voice, ctypes.cast(self._lib.utt_synth_text2segs, c_void_p))
+        if not utt:
+            raise AlignmentError(f"flite: no phones for {text!r}")
+        try:
+            postlex = (_SynthModule * 2)(_SynthModule(b"postlex_func", None), _SynthModule(None, None))
+            utt = self._lib.apply_synth_method(utt, postlex)
+            phones = []
+            seg = self._lib.relation_head(self._lib.utt_relation(utt, b"Segment"))
+            while seg:
+                phones.append(normalize_phone(self._lib.item_feat_string(seg, b"name").decode()))
+                seg = self._lib.item_next(seg)
+        finally:
+            self._lib.delete_utterance(utt)
+        return tuple(phones)
 
     def pronounce(self, word: str) -> tuple[str, ...]:
         """The lexicon's (or letter-to-sound rules') ARPAbet-39 pronunciation of a word."""

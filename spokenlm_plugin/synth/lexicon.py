@@ -4,9 +4,15 @@ The vocabulary is every single-word lemma and inflected form of WordNet 3.0 plus
 example sentences (about 88,000), pronounced by flite (CMU lexicon, letter-to-sound rules for the
 rest). English phonotactics is read off the pronunciations of the example sentences' 21,000 words:
 an onset, coda or medial consonant cluster, a first onset + vowel and a last vowel + coda are
-legal when at least :data:`MIN_COUNT` of them have it (a word-final vowel, :data:`MIN_FINAL_COUNT`). A non-word changes one phone of a legal real word
-into another of the same class (vowel for vowel, stop for stop, ...), keeps every cluster legal,
-and is not the pronunciation of any real word.
+legal when at least :data:`MIN_COUNT` of them have it (a word-final vowel, :data:`MIN_FINAL_COUNT`).
+
+A non-word changes one phone of a legal real word into another of the same
+:data:`SUBSTITUTION_CLASSES` class whose intrinsic duration (:data:`INTRINSIC_MS`) is within
+:data:`MAX_DURATION_GAP_MS` of it, keeps every cluster legal, and is not the pronunciation of any
+real word. The classes cross manner with length and voicing: a lax vowel only for a lax vowel, a
+long monophthong for a long monophthong, a diphthong for a diphthong; a voiceless stop for a
+voiceless stop, a voiced sibilant for a voiced sibilant, ...; so word and non-word have the same
+number of phones and, phone for phone, similar durations (``synth-pairs`` balances what is left).
 """
 
 from __future__ import annotations
@@ -18,21 +24,55 @@ from dataclasses import dataclass, field
 from typing import Iterable, Sequence
 
 from .flite import Flite
-from .text import POS_FILES, load_sentences, wordnet_dir
+from .text import POS_FILES, Sentence, load_sentences, wordnet_dir
 
 Pron = tuple[str, ...]
 
 VOWELS = frozenset({"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"})
-#: Substitution classes: a non-word swaps a phone only within its class.
-PHONE_CLASSES: tuple[frozenset[str], ...] = (
-    VOWELS,
-    frozenset({"P", "B", "T", "D", "K", "G"}),
-    frozenset({"CH", "JH"}),
-    frozenset({"F", "V", "TH", "DH", "S", "Z", "SH", "ZH", "HH"}),
+#: Short (lax) vowels, long monophthongs and diphthongs. AE is lax in the phonological sense but
+#: among the longest American English vowels (Peterson & Lehiste 1960; 181 ms in flite, below).
+LAX_VOWELS = frozenset({"AH", "EH", "IH", "UH"})
+LONG_VOWELS = frozenset({"AA", "AE", "AO", "ER", "IY", "UW"})
+DIPHTHONGS = frozenset({"AW", "AY", "EY", "OW", "OY"})
+#: Substitution classes: a non-word swaps a phone only within its class (manner x length / voicing).
+SUBSTITUTION_CLASSES: tuple[frozenset[str], ...] = (
+    LAX_VOWELS,
+    LONG_VOWELS,
+    DIPHTHONGS,
+    frozenset({"P", "T", "K"}),  # voiceless stops
+    frozenset({"B", "D", "G"}),  # voiced stops
+    frozenset({"CH"}),
+    frozenset({"JH"}),
+    frozenset({"S", "SH"}),  # voiceless sibilants
+    frozenset({"Z", "ZH"}),  # voiced sibilants
+    frozenset({"F", "TH"}),  # voiceless non-sibilant fricatives
+    frozenset({"V", "DH"}),  # voiced non-sibilant fricatives
+    frozenset({"HH"}),
     frozenset({"M", "N", "NG"}),
-    frozenset({"L", "R", "W", "Y"}),
+    frozenset({"L", "R"}),
+    frozenset({"W", "Y"}),
 )
-_CLASS_OF = {p: c for c in PHONE_CLASSES for p in c}
+#: Mean duration (ms) of each phone inside words spoken from their phone strings by flite's slt,
+#: rms and awb voices (400 random legal words of 4-10 phones, 1,200 utterances; 6-993 tokens per
+#: phone). Within a class, a substitute must be at most :data:`MAX_DURATION_GAP_MS` away.
+INTRINSIC_MS: dict[str, float] = {
+    "HH": 56.9, "DH": 63.8, "UH": 65.1, "V": 65.8, "D": 65.9, "B": 66.5, "G": 71.0, "R": 72.2, "N": 74.9,
+    "W": 77.8, "T": 78.3, "M": 81.8, "K": 90.4, "UW": 92.0, "IH": 92.0, "P": 94.2, "Y": 95.5, "ZH": 98.2,
+    "AH": 99.7, "TH": 102.0, "F": 104.3, "L": 104.4, "NG": 107.8, "AO": 112.7, "EH": 114.2, "CH": 119.0,
+    "SH": 125.3, "Z": 129.5, "AA": 129.8, "JH": 130.2, "OW": 130.7, "IY": 143.4, "S": 145.3, "ER": 158.3,
+    "AE": 181.4, "EY": 182.2, "AW": 192.3, "AY": 192.5, "OY": 198.2,
+}
+MAX_DURATION_GAP_MS = 35.0
+_CLASS_OF = {p: c for c in SUBSTITUTION_CLASSES for p in c}
+
+
+def substitutes(phone: str) -> list[str]:
+    """The phones that may replace ``phone`` in a non-word: same class, similar duration (sorted)."""
+    return sorted(
+        q for q in _CLASS_OF.get(phone, frozenset())
+        if q != phone and abs(INTRINSIC_MS[q] - INTRINSIC_MS[phone]) <= MAX_DURATION_GAP_MS
+    )
+
 #: How many real words must show a cluster for it to count as legal.
 MIN_COUNT = 3
 #: Word-final vowels need more support: lax vowels (IH, EH, AE, UH) end English words only in a
@@ -148,9 +188,11 @@ class Lexicon:
     (``nor'easter``, loanwords) pronounced by letter-to-sound rules attest odd clusters.
     """
 
-    def __init__(self, engine: Flite) -> None:
+    def __init__(self, engine: Flite, sentences: Sequence[Sentence] | None = None) -> None:
+        """``sentences``: every WordNet example sentence (:func:`.text.load_sentences`, read if not given)."""
         self.engine = engine
-        common = {w for s in load_sentences() for w in s.words if _LEMMA.fullmatch(w)}
+        sentences = sentences if sentences is not None else load_sentences()
+        common = {w for s in sentences for w in s.words if _LEMMA.fullmatch(w)}
         self.prons: dict[str, Pron] = {w: engine.pronounce(w) for w in sorted(wordnet_lemmas() | common)}
         self.real: frozenset[Pron] = frozenset(self.prons.values())
         self.phonotactics = Phonotactics.learn(self.prons[w] for w in common)
@@ -161,18 +203,15 @@ class Lexicon:
     def is_word(self, pron: Pron) -> bool:
         return tuple(pron) in self.real
 
-    def nonword(self, pron: Pron, rng: random.Random) -> Pron | None:
-        """A legal non-word one same-class phone away from ``pron`` (None if ``pron`` itself is not
-        legal, or no substitution is)."""
+    def nonwords(self, pron: Pron) -> list[Pron]:
+        """Every legal non-word one :func:`substitutes` phone away from ``pron``, in phone order
+        (none if ``pron`` itself is not legal)."""
         if not self.phonotactics.legal(pron):
-            return None
-        positions = list(range(len(pron)))
-        rng.shuffle(positions)
-        for i in positions:
-            options = sorted(_CLASS_OF.get(pron[i], frozenset()) - {pron[i]})
-            rng.shuffle(options)
-            for phone in options:
-                candidate = (*pron[:i], phone, *pron[i + 1 :])
-                if candidate not in self.real and self.phonotactics.legal(candidate):
-                    return candidate
-        return None
+            return []
+        candidates = ((*pron[:i], q, *pron[i + 1 :]) for i in range(len(pron)) for q in substitutes(pron[i]))
+        return [c for c in candidates if c not in self.real and self.phonotactics.legal(c)]
+
+    def nonword(self, pron: Pron, rng: random.Random) -> Pron | None:
+        """One of :meth:`nonwords`, drawn with ``rng`` (None if there is none)."""
+        options = self.nonwords(pron)
+        return rng.choice(options) if options else None

@@ -1,51 +1,86 @@
 """``spokenlm synth-pairs``: spoken minimal pairs for lexical (sWUGGY-like) and syntactic
 (sBLIMP-like) discrimination, with ``gold.csv`` files in the ZeroSpeech 2021 sLM21 layout.
 
-Lexical: a real word and a legal non-word one same-class phone away (:mod:`.lexicon`), both
-spoken from their phone strings by the same voice, so nothing but the phones differs.
-Syntactic: a sentence and an ungrammatical variant (determiner-noun swap, or subject-verb
-agreement violation), both read by the same voice. Layout of ``DIR``::
+The pairs measure language, not length: the two members of every pair have the same number of
+phones, and which one is correct cannot be told from its duration.
 
-    lexical/<file>.flac, lexical/gold.csv      id,filename,voice,frequency,word,phones,correct
-    syntactic/<file>.flac, syntactic/gold.csv  id,filename,voice,type,subtype,correct
+Lexical: a real word and a legal non-word that replaces one of its phones by a phone of the same
+class and similar intrinsic duration (:func:`.lexicon.substitutes`: a lax vowel for a lax vowel, a
+diphthong for a diphthong, a voiceless stop for a voiceless stop, ...), both spoken from their
+phone strings by the same voice, so nothing but that phone differs. flite's duration model still
+lengthens some substitutions in context (``R`` -> ``L`` always does), so among a word's legal
+non-words the one kept is the first (of :data:`BALANCE_TRIES` drawn) that keeps the set balanced,
+measured on the audio that is written: the number of pairs whose word is the shorter member
+(averaged over the voices) never leads or trails the number whose non-word is shorter by more
+than half a pair.
+
+Syntactic: a WordNet sentence outside the training text and an ungrammatical variant with the same
+number of phones, the types taking turns. ``agreement/subject_verb`` gives the verb after a pronoun
+subject the other number, only between forms of equal phone counts (is / are, has / have; was /
+were and does / do differ by a phone and are not used), the four changes taking turns so that
+singular -> plural (``he is`` -> ``he are``, ``she has`` -> ``she have``) and plural -> singular
+(``they are`` -> ``they is``, ``we have`` -> ``we has``) violations are equally frequent.
+``word_order/determiner_noun_swap`` swaps a determiner and the word after it (``a girl`` ->
+``girl a``: the same words). A candidate is kept only if flite's front end gives both sentences as
+many phones for every voice (:meth:`.flite.Flite.text_phones`): a homograph can change its
+reading once the words move (``the record`` R EH K ER D, ``record the`` R IH K AO R D).
+Duration differences of the four agreement changes cancel out since each is as frequent as its
+reverse; word-order swaps are not balanced (the swapped sentence was the longer in 53 % of 1,170
+swaps read by slt, the shorter in 45 %). ``benchmarks/pair_confounds.py`` measures what is left.
+Layout of ``DIR``::
+
+    lexical/<file>.flac, lexical/gold.csv      id,filename,voice,frequency,word,phones,correct,n_phones,duration,duration_diff
+    syntactic/<file>.flac, syntactic/gold.csv  id,filename,voice,type,subtype,correct,direction,n_phones,duration,duration_diff
     alignments/<file>.json                     as in the corpus (words, phones)
     manifests/{lexical,syntactic}.tsv          for units / scoring
     labels/{lexical,syntactic}.phn, .phnseq    gold phones (for a phoneme topline)
-    pairs.json                                 options and counts; written last
+    pairs.json                                 options, counts, duration balance; written last
 
 A pair is (voice, id); ``correct`` is 1 for the word / grammatical sentence. File names do not
-reveal which member is correct.
+reveal which member is correct. The columns after the sLM21 ones: ``direction`` of an agreement
+violation (``singular_to_plural``, ``plural_to_singular``; empty for word order), ``n_phones`` of
+the member (its alignment's phones, pauses excluded; equal within a pair), its ``duration`` (the
+audio's length in seconds) and the pair's ``duration_diff`` (correct minus incorrect member's
+duration, the same on both rows).
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures as cf
 import csv
 import json
+import multiprocessing
 import random
 import re
 import sys
 from collections import Counter
 from dataclasses import dataclass, replace
+from itertools import islice
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
-from ..errors import ConfigError
+from ..errors import AlignmentError, ConfigError
 from ..io import atomic_write, read_lines
-from ..phones import SIL
+from ..phones import SAMPLE_RATE, SIL
 from .corpus import run_subcommand
 from .flite import Flite, Synthesis
 from .lexicon import Lexicon, Pron, respell
 from .speakers import Speaker, speaker
-from .text import Sentence, load_sentences
+from .text import Sentence, load_sentences, pool_sentences
 from .utterance import completed_num_samples, save_utterance
 
 Task = Literal["lexical", "syntactic"]
-LEXICAL_HEADER = ("id", "filename", "voice", "frequency", "word", "phones", "correct")
-SYNTACTIC_HEADER = ("id", "filename", "voice", "type", "subtype", "correct")
+Direction = Literal["singular_to_plural", "plural_to_singular", ""]
+#: After the sLM21 columns: the member's phone count and duration, and the pair's duration difference.
+MEASURES = ("n_phones", "duration", "duration_diff")
+LEXICAL_HEADER = ("id", "filename", "voice", "frequency", "word", "phones", "correct", *MEASURES)
+SYNTACTIC_HEADER = ("id", "filename", "voice", "type", "subtype", "correct", "direction", *MEASURES)
 DEFAULT_SPEAKERS = ("slt-a", "rms-a", "awb-a")
 #: Real words of 4-10 phones: long enough that one changed phone leaves the word recognisable.
 MIN_PHONES, MAX_PHONES = 4, 10
+#: Non-words of a word tried (and synthesized) at most, looking for one that keeps the duration balance.
+BALANCE_TRIES = 4
 _PLAIN_WORD = re.compile(r"[a-z]+")
 
 _DETERMINERS = frozenset({"the", "a", "an", "his", "their", "my", "our", "your", "its"})
@@ -55,9 +90,17 @@ _FUNCTION_WORDS = _DETERMINERS | frozenset(
     "very so too also more most less all some any each every".split()
 )
 _SINGULAR, _PLURAL = frozenset({"he", "she", "it"}), frozenset({"they", "we", "you"})
-#: Verb forms that agree with a singular / plural subject, and their counterparts.
-_AGREEMENT = {"is": "are", "was": "were", "has": "have", "does": "do"}
+#: "it" and "you" are objects after these: "with you is" is no subject-verb pair.
+_PREPOSITIONS = frozenset(
+    "of to in on at by for with from about into onto over under through between against without like".split()
+)
+#: Singular verb form -> plural form, each pair with as many phones in the lexicon (IH Z / AA R,
+#: HH AE Z / HH AE V).
+_AGREEMENT = {"is": "are", "has": "have"}
 _AGREEMENT_PLURAL = {v: k for k, v in _AGREEMENT.items()}
+
+#: A phone string's audio length in samples, for each voice.
+Durations = Callable[[Pron], Sequence[int]]
 
 
 @dataclass(frozen=True)
@@ -80,16 +123,50 @@ class SyntacticPair:
     bad: tuple[str, ...]
     type: str
     subtype: str
+    direction: Direction = ""
+
+
+class Variant(NamedTuple):
+    """An ungrammatical variant of a sentence; ``change`` names what takes turns within its type."""
+
+    bad: tuple[str, ...]
+    type: str
+    subtype: str
+    direction: Direction
+    change: str
 
 
 # --------------------------------------------------------------------------- choosing pairs
 
 
+def shorter_wins(good: Sequence[int], bad: Sequence[int]) -> float:
+    """A duration-only scorer's score of a pair (the shorter member wins; ties 1/2), averaged over voices."""
+    return sum(1.0 if g < b else 0.5 if g == b else 0.0 for g, b in zip(good, bad, strict=True)) / len(good)
+
+
+def _balanced(word: Pron, options: Sequence[Pron], durations: Durations, balance: float) -> tuple[Pron, float]:
+    """The first of ``options`` that keeps the running ``balance`` (sum of :func:`shorter_wins` - 1/2
+    over the pairs so far) within 1/2, else the one that leaves it smallest; with the new balance."""
+    good = durations(word)
+    best: tuple[Pron, float] | None = None
+    for option in options:
+        after = balance + shorter_wins(good, durations(option)) - 0.5
+        if abs(after) <= 0.5:
+            return option, after
+        if best is None or abs(after) < abs(best[1]):
+            best = (option, after)
+    assert best is not None
+    return best
+
+
 def lexical_pairs(
-    lexicon: Lexicon, frequencies: Counter, *, n: int, oov_fraction: float, seed: int
+    lexicon: Lexicon, frequencies: Counter, *, n: int, oov_fraction: float, seed: int, durations: Durations | None = None
 ) -> list[LexicalPair]:
     """``n`` word / non-word pairs: in-vocabulary words drawn among the most frequent in
-    ``frequencies``, the rest (``oov_fraction``) among vocabulary words absent from it."""
+    ``frequencies``, the rest (``oov_fraction``) among vocabulary words absent from it.
+
+    With ``durations``, each non-word is chosen among the word's to keep the set's duration
+    balance (see the module docstring); without, it is drawn at random."""
     rng = random.Random(seed)
 
     def usable(word: str) -> bool:
@@ -106,15 +183,21 @@ def lexical_pairs(
     rng.shuffle(unknown)
 
     pairs: list[LexicalPair] = []
+    balance = 0.0
     for pool, want in ((pool_known, n - n_oov), (unknown, n_oov)):
         made = 0
         for word in pool:
             if made == want:
                 break
             pron = lexicon.pronounce(word)
-            nonword = lexicon.nonword(pron, rng)
-            if nonword is None:
+            options = lexicon.nonwords(pron)
+            if not options:
                 continue
+            rng.shuffle(options)
+            if durations is None:
+                nonword = options[0]
+            else:
+                nonword, balance = _balanced(pron, options[:BALANCE_TRIES], durations, balance)
             pairs.append(LexicalPair(len(pairs), word, pron, nonword, frequencies[word]))
             made += 1
     if len(pairs) < n:
@@ -122,41 +205,66 @@ def lexical_pairs(
     return pairs
 
 
-def _ungrammatical(words: tuple[str, ...]) -> tuple[tuple[str, ...], str, str] | None:
-    """An ungrammatical variant of a sentence, with its (type, subtype), or None."""
-    if len(words) > 1:
-        table = _AGREEMENT if words[0] in _SINGULAR else _AGREEMENT_PLURAL if words[0] in _PLURAL else {}
-        if words[1] in table:
-            return (words[0], table[words[1]], *words[2:]), "agreement", "subject_verb"
+def ungrammatical(words: Sequence[str]) -> Variant | None:
+    """The ungrammatical variant of a sentence (agreement if it has a pronoun subject + is / are /
+    has / have, else a determiner-noun swap), or None."""
+    words = tuple(words)
+    for i, (subject, verb) in enumerate(zip(words, words[1:])):
+        if subject in ("it", "you") and i > 0 and words[i - 1] in _PREPOSITIONS:
+            continue  # an object
+        table = _AGREEMENT if subject in _SINGULAR else _AGREEMENT_PLURAL if subject in _PLURAL else {}
+        if verb in table:
+            direction: Direction = "singular_to_plural" if subject in _SINGULAR else "plural_to_singular"
+            bad = (*words[: i + 1], table[verb], *words[i + 2 :])
+            return Variant(bad, "agreement", "subject_verb", direction, f"{verb}->{table[verb]}")
     for i, (det, noun) in enumerate(zip(words, words[1:])):
         if det in _DETERMINERS and noun not in _FUNCTION_WORDS and _PLAIN_WORD.fullmatch(noun):
-            return (*words[:i], noun, det, *words[i + 2 :]), "word_order", "determiner_noun_swap"
+            bad = (*words[:i], noun, det, *words[i + 2 :])
+            return Variant(bad, "word_order", "determiner_noun_swap", "", "determiner_noun_swap")
     return None
 
 
+def _take_turns(queues: Sequence[Iterable]) -> Iterator:
+    """One item of each queue in turn, then again; a queue that runs out leaves its turns to the others."""
+    iterators = [iter(q) for q in queues]
+    while iterators:
+        alive = []
+        for it in iterators:
+            for item in it:  # the next item, if any
+                yield item
+                alive.append(it)
+                break
+        iterators = alive
+
+
 def syntactic_pairs(
-    sentences: Sequence[Sentence], vocabulary: set[str] | None, *, exclude: set[tuple[str, ...]], n: int, seed: int
+    sentences: Sequence[Sentence], vocabulary: set[str] | None, *, exclude: set[tuple[str, ...]], n: int, seed: int,
+    same_phone_count: Callable[[SyntacticPair], bool] | None = None,
 ) -> list[SyntacticPair]:
-    """``n`` grammatical / ungrammatical pairs, the types taking turns, from sentences not in
-    ``exclude`` (the training text); sentences with fewer words outside ``vocabulary`` come first."""
+    """``n`` grammatical / ungrammatical pairs from sentences not in ``exclude`` (the training
+    text): the types take turns, and within a type its changes (is -> are, are -> is, ...);
+    sentences with fewer words outside ``vocabulary`` come first. Candidates that fail
+    ``same_phone_count`` (a homograph read differently once the words move) are skipped."""
     rng = random.Random(seed)
-    by_type: dict[str, list[tuple[int, SyntacticPair]]] = {}
+    by_change: dict[str, dict[str, list[tuple[int, SyntacticPair]]]] = {}
     for s in sentences:
-        variant = None if s.words in exclude else _ungrammatical(s.words)
+        variant = None if s.words in exclude else ungrammatical(s.words)
         if variant is None:
             continue
-        bad, type_, subtype = variant
         oov = sum(w not in vocabulary for w in s.words) if vocabulary is not None else 0
-        by_type.setdefault(type_, []).append((oov, SyntacticPair(-1, s.words, bad, type_, subtype)))
-    for candidates in by_type.values():
-        rng.shuffle(candidates)
-        candidates.sort(key=lambda c: c[0])  # stable: still shuffled within equal OOV counts
-    chosen: list[SyntacticPair] = []
-    # Round robin over the types; a type that runs out leaves its turns to the others.
-    while len(chosen) < n and any(by_type.values()):
-        for t in sorted(by_type):
-            if by_type[t] and len(chosen) < n:
-                chosen.append(by_type[t].pop(0)[1])
+        pair = SyntacticPair(-1, s.words, variant.bad, variant.type, variant.subtype, variant.direction)
+        by_change.setdefault(variant.type, {}).setdefault(variant.change, []).append((oov, pair))
+    check = same_phone_count or (lambda _: True)
+    queues = []
+    for type_ in sorted(by_change):
+        changes = []
+        for change in sorted(by_change[type_]):
+            candidates = by_change[type_][change]
+            rng.shuffle(candidates)
+            candidates.sort(key=lambda c: c[0])  # stable: still shuffled within equal OOV counts
+            changes.append(pair for _, pair in candidates if check(pair))  # lazy: checks only what is taken
+        queues.append(_take_turns(changes))
+    chosen = list(islice(_take_turns(queues), n))
     if len(chosen) < n:
         raise ConfigError(f"--n-syntactic: only {len(chosen)} sentence pairs could be made, asked for {n}")
     return [replace(pair, id=i) for i, pair in enumerate(chosen)]
@@ -170,25 +278,62 @@ def _sentence_text(words: Sequence[str]) -> str:
     return text[0].upper() + text[1:] + "."
 
 
+def same_phone_count(engine: Flite, pair: SyntacticPair, speakers: Sequence[Speaker]) -> bool:
+    """Whether both sentences of a pair get as many phones (pauses aside) from every voice's front end."""
+
+    def count(words: Sequence[str], spk: Speaker) -> int:
+        return sum(p != SIL for p in engine.text_phones(_sentence_text(words), spk))
+
+    return all(count(pair.good, spk) == count(pair.bad, spk) for spk in {s.voice: s for s in speakers}.values())
+
+
+class PhoneSpeech:
+    """Phone strings spoken by each voice, synthesized once: choosing a non-word measures the
+    durations of the very audio that is then written."""
+
+    def __init__(self, engine: Flite, speakers: Sequence[Speaker]) -> None:
+        self.engine, self.speakers = engine, list(speakers)
+        self._cache: dict[tuple[str, Pron], Synthesis] = {}
+
+    def __call__(self, phones: Pron, spk: Speaker) -> Synthesis:
+        key = (spk.id, tuple(phones))
+        if key not in self._cache:
+            self._cache[key] = self.engine.synthesize_phones([SIL, *phones, SIL], spk)
+        return self._cache[key]
+
+    def durations(self, phones: Pron) -> list[int]:
+        """:data:`Durations` of a phone string: its number of samples for each voice."""
+        return [self(phones, spk).num_samples for spk in self.speakers]
+
+
+class Member(NamedTuple):
+    """What gold.csv records of one written pair member."""
+
+    num_samples: int
+    n_phones: int
+
+
 def _speak(
     engine: Flite, out_dir: Path, task: Task, filename: str, spk: Speaker, *, phones: Pron | None = None,
-    words: Sequence[str] = (), label: str = "",
-) -> None:
+    words: Sequence[str] = (), label: str = "", speech: PhoneSpeech | None = None,
+) -> Member:
     """Synthesize one member of a pair unless it is already complete: a phone string (named
     ``label`` in its alignment) or a sentence of ``words``."""
     audio, alignment = out_dir / task / f"{filename}.flac", out_dir / "alignments" / f"{filename}.json"
     if completed_num_samples(audio, alignment) is not None:
-        return
+        record = json.loads(alignment.read_text())
+        return Member(int(record["num_samples"]), sum(p != SIL for _, _, p in record["phones"]))
     if phones is not None:
-        synthesis = engine.synthesize_phones([SIL, *phones, SIL], spk)
+        synthesis = speech(phones, spk) if speech is not None else engine.synthesize_phones([SIL, *phones, SIL], spk)
         # A phone string has no word structure: the item spans its non-silent phones.
-        speech = [p for p in synthesis.phones if p[2] != SIL]
-        synthesis = Synthesis(synthesis.samples, ((speech[0][0], speech[-1][1], label),), synthesis.phones)
+        speech_phones = [p for p in synthesis.phones if p[2] != SIL]
+        synthesis = Synthesis(synthesis.samples, ((speech_phones[0][0], speech_phones[-1][1], label),), synthesis.phones)
         text = label
     else:
         text = _sentence_text(words)
         synthesis = engine.synthesize(text, spk)
     save_utterance(synthesis, audio_path=audio, alignment_path=alignment, utt_id=filename, speaker=spk.id, text=text)
+    return Member(synthesis.num_samples, sum(p != SIL for _, _, p in synthesis.phones))
 
 
 def _filenames(task: Task, spk: Speaker, pair_id: int, rng: random.Random) -> tuple[str, str]:
@@ -198,31 +343,90 @@ def _filenames(task: Task, spk: Speaker, pair_id: int, rng: random.Random) -> tu
     return names[0], names[1]
 
 
-def write_lexical(engine: Flite, out_dir: Path, pairs: Sequence[LexicalPair], speakers: Sequence[Speaker], *, seed: int) -> None:
+def _seconds(num_samples: int) -> float:
+    # Whole samples are multiples of 62.5 us: 7 decimals keep them exact.
+    return round(num_samples / SAMPLE_RATE, 7)
+
+
+def _measures(good: Member, bad: Member, *, what: str) -> tuple[tuple, tuple]:
+    """The MEASURES columns of the correct and the incorrect row of a pair."""
+    if good.n_phones != bad.n_phones:
+        raise AlignmentError(
+            f"{what}: the correct member has {good.n_phones} phones, the incorrect one {bad.n_phones}; "
+            "a pair must have as many in both (delete the pair folder and report this pair)"
+        )
+    diff = _seconds(good.num_samples - bad.num_samples)
+    return (good.n_phones, _seconds(good.num_samples), diff), (bad.n_phones, _seconds(bad.num_samples), diff)
+
+
+def write_lexical(
+    engine: Flite, out_dir: Path, pairs: Sequence[LexicalPair], speakers: Sequence[Speaker], *, seed: int,
+    speech: PhoneSpeech | None = None,
+) -> list[float]:
+    """Speak and list the lexical pairs; returns each (voice, id) pair's duration difference."""
     rng = random.Random(seed)
-    rows = []
+    rows, diffs = [], []
     for spk in speakers:
         for pair in pairs:
             good, bad = _filenames("lexical", spk, pair.id, rng)
-            for filename, phones, word, correct in (
-                (good, pair.phones, pair.word, 1),
-                (bad, pair.nonword, respell(pair.nonword), 0),
-            ):
-                _speak(engine, out_dir, "lexical", filename, spk, phones=phones, label=word)
-                rows.append((pair.id, filename, spk.id, pair.frequency, word, " ".join(phones), correct))
+            members = ((good, pair.phones, pair.word, 1), (bad, pair.nonword, respell(pair.nonword), 0))
+            spoken = [
+                _speak(engine, out_dir, "lexical", filename, spk, phones=phones, label=word, speech=speech)
+                for filename, phones, word, _ in members
+            ]
+            measures = _measures(*spoken, what=f"lexical pair {pair.id} ({pair.word}), voice {spk.id}")
+            for (filename, phones, word, correct), extra in zip(members, measures):
+                rows.append((pair.id, filename, spk.id, pair.frequency, word, " ".join(phones), correct, *extra))
+            diffs.append(measures[0][2])
     _write_csv(out_dir / "lexical" / "gold.csv", LEXICAL_HEADER, rows)
+    return diffs
 
 
-def write_syntactic(engine: Flite, out_dir: Path, pairs: Sequence[SyntacticPair], speakers: Sequence[Speaker], *, seed: int) -> None:
+_WORKER_ENGINE: Flite | None = None
+
+
+def _init_worker(lib_dir: str | None) -> None:
+    global _WORKER_ENGINE
+    _WORKER_ENGINE = Flite(lib_dir)
+
+
+def _speak_sentence(job: tuple[Path, str, Speaker, tuple[str, ...]]) -> Member:
+    """``_speak`` a sentence in a worker process."""
+    assert _WORKER_ENGINE is not None, "worker not initialised"
+    out_dir, filename, spk, words = job
+    return _speak(_WORKER_ENGINE, out_dir, "syntactic", filename, spk, words=words)
+
+
+def write_syntactic(
+    engine: Flite, out_dir: Path, pairs: Sequence[SyntacticPair], speakers: Sequence[Speaker], *, seed: int,
+    jobs: int = 1, flite_lib_dir: str | None = None,
+) -> list[float]:
+    """Speak (in ``jobs`` processes) and list the syntactic pairs; returns each (voice, id) pair's
+    duration difference."""
     rng = random.Random(seed + 1)
-    rows = []
+    planned = []  # (pair, speaker, ((filename, words, correct), ...))
     for spk in speakers:
         for pair in pairs:
             good, bad = _filenames("syntactic", spk, pair.id, rng)
-            for filename, words, correct in ((good, pair.good, 1), (bad, pair.bad, 0)):
-                _speak(engine, out_dir, "syntactic", filename, spk, words=words)
-                rows.append((pair.id, filename, spk.id, pair.type, pair.subtype, correct))
+            planned.append((pair, spk, ((good, pair.good, 1), (bad, pair.bad, 0))))
+    todo = [(out_dir, filename, spk, words) for _, spk, members in planned for filename, words, _ in members]
+    if jobs == 1:
+        spoken = [_speak(engine, out_dir, "syntactic", filename, spk, words=words) for _, filename, spk, words in todo]
+    else:
+        # fork, as synth-corpus: workers start at once, each with its own flite (flite keeps per-process state).
+        with cf.ProcessPoolExecutor(
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(flite_lib_dir,)
+        ) as executor:
+            spoken = list(executor.map(_speak_sentence, todo, chunksize=8))
+    rows, diffs = [], []
+    for k, (pair, spk, members) in enumerate(planned):
+        what = f"syntactic pair {pair.id} ({' '.join(pair.good)}), voice {spk.id}"
+        measures = _measures(spoken[2 * k], spoken[2 * k + 1], what=what)
+        for (filename, _, correct), extra in zip(members, measures):
+            rows.append((pair.id, filename, spk.id, pair.type, pair.subtype, correct, pair.direction, *extra))
+        diffs.append(measures[0][2])
     _write_csv(out_dir / "syntactic" / "gold.csv", SYNTACTIC_HEADER, rows)
+    return diffs
 
 
 def _write_csv(path: Path, header: Sequence[str], rows: list[tuple]) -> None:
@@ -230,6 +434,17 @@ def _write_csv(path: Path, header: Sequence[str], rows: list[tuple]) -> None:
         writer = csv.writer(f)
         writer.writerow(header)
         writer.writerows(rows)
+
+
+def duration_balance(diffs: Sequence[float]) -> dict:
+    """Summary of duration differences (correct minus incorrect) over (voice, id) pairs, for pairs.json."""
+    return {
+        "correct_shorter": sum(d < 0 for d in diffs),
+        "incorrect_shorter": sum(d > 0 for d in diffs),
+        "equal": sum(d == 0 for d in diffs),
+        "mean_diff_s": round(sum(diffs) / len(diffs), 4),
+        "mean_abs_diff_s": round(sum(map(abs, diffs)) / len(diffs), 4),
+    }
 
 
 # --------------------------------------------------------------------------- the command
@@ -261,15 +476,19 @@ def build_pairs(
     seed: int = 0,
     vocab_from: str | Path | None = None,
     flite_lib_dir: str | None = None,
+    jobs: int = 2,
 ) -> dict:
     """Synthesize the pair sets in ``out_dir``; returns the metadata written to pairs.json."""
     if n_lexical < 1 or n_syntactic < 1:
         raise ConfigError(f"--n-lexical / --n-syntactic: {n_lexical} / {n_syntactic}; both must be at least 1")
+    if jobs < 1:
+        raise ConfigError(f"--jobs: {jobs} must be at least 1")
     if not 0 <= oov_fraction <= 1:
         raise ConfigError(f"--oov-fraction: {oov_fraction} must be between 0 and 1")
     out_dir = Path(out_dir)
     engine = Flite(flite_lib_dir)
-    sentences = load_sentences()
+    every_sentence = load_sentences()
+    sentences = pool_sentences(every_sentence, "aligned")  # never a pretraining sentence
     if vocab_from is not None:
         train = training_text(Path(vocab_from))
         frequency_source = f"training transcripts of {vocab_from}"
@@ -284,15 +503,21 @@ def build_pairs(
         raise ConfigError(f"--voices: {' '.join(voices)} names a speaker twice")
 
     print("synth-pairs: pronouncing the WordNet vocabulary", file=sys.stderr, flush=True)
-    lexicon = Lexicon(engine)
-    lexical = lexical_pairs(lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed)
+    lexicon = Lexicon(engine, every_sentence)
+    speech = PhoneSpeech(engine, speakers)
+    lexical = lexical_pairs(
+        lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations
+    )
     syntactic = syntactic_pairs(
-        sentences, set(frequencies) if train else None, exclude=set(train), n=n_syntactic, seed=seed
+        sentences, set(frequencies) if train else None, exclude=set(train), n=n_syntactic, seed=seed,
+        same_phone_count=lambda pair: same_phone_count(engine, pair, speakers),
     )
     print(f"synth-pairs: speaking {len(lexical)} lexical and {len(syntactic)} syntactic pairs "
           f"x {len(speakers)} voices", file=sys.stderr, flush=True)
-    write_lexical(engine, out_dir, lexical, speakers, seed=seed)
-    write_syntactic(engine, out_dir, syntactic, speakers, seed=seed)
+    lexical_diffs = write_lexical(engine, out_dir, lexical, speakers, seed=seed, speech=speech)
+    syntactic_diffs = write_syntactic(
+        engine, out_dir, syntactic, speakers, seed=seed, jobs=jobs, flite_lib_dir=flite_lib_dir
+    )
     for task in ("lexical", "syntactic"):
         manifest = out_dir / "manifests" / f"{task}.tsv"
         run_subcommand("manifest", str(out_dir / task), "--out", str(manifest), "--ext", "flac")
@@ -309,8 +534,14 @@ def build_pairs(
             "pairs": len(lexical),
             "in_vocabulary": sum(p.frequency > 0 for p in lexical),
             "vocabulary_words": len(lexicon.prons),
+            "duration": duration_balance(lexical_diffs),
         },
-        "syntactic": {"pairs": len(syntactic), "types": dict(Counter(f"{p.type}/{p.subtype}" for p in syntactic))},
+        "syntactic": {
+            "pairs": len(syntactic),
+            "types": dict(Counter(f"{p.type}/{p.subtype}" for p in syntactic)),
+            "directions": dict(Counter(p.direction for p in syntactic if p.direction)),
+            "duration": duration_balance(syntactic_diffs),
+        },
     }
     with atomic_write(out_dir / "pairs.json") as f:
         json.dump(metadata, f, indent=2)
@@ -338,6 +569,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         "sentences outside them, voices from its test speakers",
     )
     parser.add_argument("--flite-lib-dir", metavar="DIR", help="folder holding libflite.so.1 and the voices")
+    parser.add_argument(
+        "--jobs", type=int, default=2, metavar="N",
+        help="processes speaking the sentences (default: 2; the output does not depend on it)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -350,6 +585,7 @@ def run(args: argparse.Namespace) -> int:
         seed=args.seed,
         vocab_from=args.vocab_from,
         flite_lib_dir=args.flite_lib_dir,
+        jobs=args.jobs,
     )
     print(
         f"wrote {args.out}: {meta['lexical']['pairs']} lexical pairs ({meta['lexical']['in_vocabulary']} in vocabulary), "
