@@ -1,7 +1,7 @@
 """Model ``hubert_frame_cls``: a pretrained HuBERT plus a linear phone classifier on one layer.
 
-Training controls follow the paper's code: the CNN feature extractor is frozen (``freeze_cnn``,
-the default; a small base whose CNN saw little pretraining gains from training it); the whole
+Training controls follow the paper's code: the CNN feature extractor is frozen (unless
+``train_cnn``: a small base on a CPU budget gains from training it); the whole
 encoder is frozen (no gradient, eval mode: no dropout or layerdrop) for the first
 ``freeze_finetune_updates`` updates while only the classifier trains; time and channel masking
 apply in training only. The pretrained file is read once, at the first build; the fine-tuned
@@ -51,10 +51,10 @@ class HubertFrameClsConfig(FairseqDataclass):
         default=II("optimization.max_update"),
         metadata={"help": "the run's max_update (for the default freeze_finetune_updates)"},
     )
-    freeze_cnn: bool = field(
-        default=True,
-        metadata={"help": "keep the CNN feature extractor frozen (the paper's recipe); false: train it with the "
-                  "encoder (after freeze_finetune_updates)"},
+    train_cnn: bool = field(
+        default=False,
+        metadata={"help": "train the CNN feature extractor with the encoder (after freeze_finetune_updates); "
+                  "default: frozen, the paper's recipe"},
     )
     apply_mask: bool = field(default=True, metadata={"help": "apply time and channel masking in training"})
     mask_prob: float = field(default=0.75, metadata={"help": "probability of a frame starting a time mask"})
@@ -87,7 +87,7 @@ class HubertFrameClassifier(BaseFairseqModel):
         else:
             self.freeze_updates = int(0.1 * cfg.max_update) if cfg.max_update and cfg.max_update > 0 else 0
         self.num_updates = 0
-        if cfg.freeze_cnn:
+        if not cfg.train_cnn:
             for p in hubert.feature_extractor.parameters():
                 p.requires_grad_(False)
 
@@ -104,7 +104,7 @@ class HubertFrameClassifier(BaseFairseqModel):
             "activation_dropout": cfg.activation_dropout,
             "dropout_input": cfg.dropout_input,
             # 0: fairseq runs the CNN under no_grad.
-            "feature_grad_mult": 0.0 if cfg.freeze_cnn else 1.0,
+            "feature_grad_mult": 1.0 if cfg.train_cnn else 0.0,
         }
         pretrained = None
         if cfg.w2v_args is None:
