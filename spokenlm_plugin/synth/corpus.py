@@ -2,7 +2,12 @@
 
 WordNet example sentences are spoken by flite speakers (:mod:`.speakers`) and split into
 train / valid / test by speaker *and* by sentence: valid and test speakers and sentences never
-occur in train. Layout of ``DIR``::
+occur in train.
+
+``--engine espeak`` makes the held-out corpus of issue 8 instead: the espeak-ng speakers of
+:data:`.espeak.HELDOUT_ESPEAK` (never heard in pretraining), 4 fixed train and 2 fixed test speakers;
+valid is spoken by the train speakers (its sentences are still held out), since every test voice
+must stay unseen until scoring. Layout of ``DIR`` (both engines)::
 
     audio/<split>/<speaker>/<utt_id>.flac      16 kHz mono; utt_id = <speaker>_<sentence index>
     alignments/<utt_id>.json                   words and phones (ARPAbet-39 + SIL) in seconds
@@ -38,20 +43,25 @@ from typing import Iterator, Literal, Sequence
 from ..errors import ConfigError, SpokenLMError
 from ..io import atomic_write, read_manifest
 from ..phones import SAMPLE_RATE
-from .flite import Flite
+from .espeak import HELDOUT_ESPEAK, Espeak, HeldOutSpeaker, heldout_speakers
+from .flite import Flite, Synthesis
 from .speakers import VOICES, Speaker, speakers_for
 from .text import Sentence, load_sentences, pool_sentences, shuffled
 from .utterance import completed_num_samples, save_utterance
 
 Split = Literal["train", "valid", "test"]
+Engine = Literal["flite", "espeak"]
+ENGINES: tuple[Engine, ...] = ("flite", "espeak")
+AnySpeaker = Speaker | HeldOutSpeaker
 SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 #: Speakers held out of train, per split.
 HELD_OUT_SPEAKERS: dict[Split, int] = {"test": 2, "valid": 1}
 ITEM_KINDS = ("triphone", "phoneme")
 #: Duration assumed for an utterance before any is done (WordNet sentences average about 3 s).
 _TYPICAL_SECONDS = 3.0
-#: Stems of the files this tool writes; only such files are ever removed from DIR.
-_UTT_ID = re.compile(r"[a-z0-9]+-[a-z]_\d{5}")
+#: Stems of the files this tool writes (``slt-a_01234``, ``hx-wi-m6_01234``); only such files are
+#: ever removed from DIR.
+_UTT_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+_\d{5}")
 
 
 @dataclass(frozen=True)
@@ -60,7 +70,7 @@ class Job:
 
     utt_id: str
     split: Split
-    speaker: Speaker
+    speaker: AnySpeaker
     sentence: Sentence
     audio_path: Path
     alignment_path: Path
@@ -115,7 +125,14 @@ def assign_sentences(
     }
 
 
-def planned_jobs(out_dir: Path, split: Split, speakers: Sequence[Speaker], sentences: Sequence[Sentence]) -> Iterator[Job]:
+def heldout_split(speakers: Sequence[HeldOutSpeaker]) -> dict[Split, list[HeldOutSpeaker]]:
+    """The held-out corpus' fixed split: each speaker's own ``split`` (train or test); valid is
+    spoken by the train speakers (on valid sentences), so that no test voice is heard before scoring."""
+    train = [s for s in speakers if s.split == "train"]
+    return {"train": train, "valid": list(train), "test": [s for s in speakers if s.split == "test"]}
+
+
+def planned_jobs(out_dir: Path, split: Split, speakers: Sequence[AnySpeaker], sentences: Sequence[Sentence]) -> Iterator[Job]:
     """The split's fixed utterance sequence: sentences in pool order, speakers round robin; each pass
     over the pool shifts the speakers by one, so no (speaker, sentence) pair repeats."""
     n_spk, n_sent = len(speakers), len(sentences)
@@ -135,18 +152,23 @@ def planned_jobs(out_dir: Path, split: Split, speakers: Sequence[Speaker], sente
 
 # --------------------------------------------------------------------------- synthesis
 
-_ENGINE: Flite | None = None
+_ENGINE: Flite | Espeak | None = None
 
 
-def _init_worker(lib_dir: str | None) -> None:
+def make_engine(engine: Engine, flite_lib_dir: str | None = None) -> Flite | Espeak:
+    """The synthesizer (a missing library is a :class:`MissingToolError` with the install hint)."""
+    return Flite(flite_lib_dir) if engine == "flite" else Espeak()
+
+
+def _init_worker(lib_dir: str | None, engine: Engine = "flite") -> None:
     global _ENGINE
-    _ENGINE = Flite(lib_dir)
+    _ENGINE = make_engine(engine, lib_dir)
 
 
 def _synthesize(job: Job) -> int:
     """Synthesize and save one utterance (in a worker); returns its number of samples."""
     assert _ENGINE is not None, "worker not initialised"
-    synthesis = _ENGINE.synthesize(job.sentence.text, job.speaker)
+    synthesis: Synthesis = _ENGINE.synthesize(job.sentence.text, job.speaker)
     save_utterance(
         synthesis,
         audio_path=job.audio_path,
@@ -311,15 +333,21 @@ def build_corpus(
     out_dir: str | Path,
     *,
     hours: float,
-    voices: Sequence[str] = VOICES,
-    speakers_per_voice: int = 4,
+    engine: Engine = "flite",
+    voices: Sequence[str] | None = None,
+    speakers_per_voice: int | None = None,
     seed: int = 0,
     jobs: int = 2,
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
     flite_lib_dir: str | None = None,
 ) -> dict:
-    """Synthesize (or complete) the corpus in ``out_dir``; returns the metadata written to corpus.json."""
+    """Synthesize (or complete) the corpus in ``out_dir``; returns the metadata written to corpus.json.
+
+    ``engine="flite"``: ``voices`` are flite voices (default all), ``speakers_per_voice`` variants
+    each (default 4), the speaker split drawn with ``seed``. ``engine="espeak"``: ``voices`` are
+    speaker ids of :data:`.espeak.HELDOUT_ESPEAK` (default all six), with their fixed split.
+    """
     if not (math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours: {hours} is not a positive number of hours")
     if jobs < 1:
@@ -327,10 +355,25 @@ def build_corpus(
     for name, value in (("--valid-fraction", valid_fraction), ("--test-fraction", test_fraction)):
         if not 0 < value < 0.5:
             raise ConfigError(f"{name}: {value} must be between 0 and 0.5")
+    if engine not in ENGINES:
+        raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     out_dir = Path(out_dir)
-    Flite(flite_lib_dir)  # fail now, with the install hint, rather than in a worker
-    speakers = speakers_for(list(voices), per_voice=speakers_per_voice)
-    split_speakers = assign_speakers(speakers, seed=seed)
+    split_speakers: dict[Split, list[AnySpeaker]]
+    if engine == "flite":
+        voices = list(VOICES) if voices is None else list(voices)
+        espeak_ids = [v for v in voices if v in {s.id for s in HELDOUT_ESPEAK}]
+        if espeak_ids:
+            raise ConfigError(f"--voices: {' '.join(espeak_ids)}: espeak-ng speaker(s); pass --engine espeak")
+        speakers_per_voice = 4 if speakers_per_voice is None else speakers_per_voice
+        split_speakers = dict(assign_speakers(speakers_for(voices, per_voice=speakers_per_voice), seed=seed))
+    else:
+        if speakers_per_voice is not None:
+            raise ConfigError("--speakers-per-voice: flite only; an espeak-ng speaker is one voice (choose them with --voices)")
+        if flite_lib_dir is not None:
+            raise ConfigError("--flite-lib-dir: flite only; espeak-ng reads $SPOKENLM_ESPEAK_DATA")
+        voices = [s.id for s in HELDOUT_ESPEAK] if voices is None else list(voices)
+        split_speakers = dict(heldout_split(heldout_speakers(voices)))
+    make_engine(engine, flite_lib_dir)  # fail now, with the install hint, rather than in a worker
     # The pretraining pool is never read here (see text.sentence_pool).
     sentences = pool_sentences(load_sentences(), "aligned")
     split_sentences = assign_sentences(sentences, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
@@ -339,13 +382,15 @@ def build_corpus(
     progress = _Progress()
     selected: dict[Split, list[tuple[Job, int]]] = {}
     if jobs == 1:
-        _init_worker(flite_lib_dir)
+        _init_worker(flite_lib_dir, engine)
         executor: cf.Executor = _InlineExecutor()
     else:
         # fork: workers start at once (spawn would re-import torch and fairseq, ~8 s each); each
-        # loads its own flite voices, since flite keeps per-process state.
+        # loads its own flite voices, since flite keeps per-process state (espeak-ng is loaded
+        # afresh for each utterance, and never in this process).
         executor = cf.ProcessPoolExecutor(
-            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker, initargs=(flite_lib_dir,)
+            jobs, mp_context=multiprocessing.get_context("fork"), initializer=_init_worker,
+            initargs=(flite_lib_dir, engine),
         )
     with executor:
         for split in SPLITS:
@@ -366,15 +411,19 @@ def build_corpus(
     for split in ("valid", "test", "train"):
         prepare_split(out_dir, split)
 
+    speakers_meta: dict[str, dict] = {}
+    for split in SPLITS:  # a speaker's split is the first it speaks in (espeak: train speakers also speak valid)
+        for s in split_speakers[split]:
+            speakers_meta.setdefault(s.id, {**s.as_dict(), "split": split})
     metadata = {
-        "engine": "flite",
+        "engine": "flite" if engine == "flite" else "espeak-ng",
         "text": "WordNet 3.0 example sentences",
         "seed": seed,
         "hours_requested": hours,
         "voices": list(voices),
-        "speakers_per_voice": speakers_per_voice,
+        "speakers_per_voice": speakers_per_voice if engine == "flite" else 1,
         "sample_rate": SAMPLE_RATE,
-        "speakers": {s.id: {**s.as_dict(), "split": split} for split in SPLITS for s in split_speakers[split]},
+        "speakers": speakers_meta,
         "splits": {
             split: {
                 "speakers": [s.id for s in split_speakers[split]],
@@ -400,15 +449,22 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--hours", type=float, required=True, metavar="H", help="total hours of audio over train + valid + test")
     parser.add_argument(
-        "--voices", nargs="+", default=list(VOICES), choices=VOICES, metavar="VOICE",
-        help=f"flite voices, from {' '.join(VOICES)} (default: all)",
+        "--engine", choices=ENGINES, default="flite",
+        help="synthesizer: flite (the corpus of the demo; default) or espeak (the held-out corpus: "
+        "espeak-ng speakers never heard in pretraining, 4 train + 2 test speakers, fixed)",
     )
     parser.add_argument(
-        "--speakers-per-voice", type=int, default=4, metavar="N",
-        help="speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 4: later variants speak only the pretraining corpus)",
+        "--voices", nargs="+", default=None, choices=[*VOICES, *(s.id for s in HELDOUT_ESPEAK)], metavar="VOICE",
+        help=f"flite: voices, from {' '.join(VOICES)} (default: all); espeak: speakers, from "
+        f"{' '.join(s.id for s in HELDOUT_ESPEAK)} (default: all)",
     )
     parser.add_argument(
-        "--seed", type=int, default=0, metavar="S", help="seed of the speaker and sentence splits and order (default: 0)"
+        "--speakers-per-voice", type=int, default=None, metavar="N",
+        help="flite only: speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 4: later variants speak only the pretraining corpus)",
+    )
+    parser.add_argument(
+        "--seed", type=int, default=0, metavar="S",
+        help="seed of the sentence split and order, and of the flite speaker split (default: 0)",
     )
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="synthesis processes (default: 2)")
     parser.add_argument(
@@ -426,6 +482,7 @@ def run(args: argparse.Namespace) -> int:
     meta = build_corpus(
         args.out,
         hours=args.hours,
+        engine=args.engine,
         voices=args.voices,
         speakers_per_voice=args.speakers_per_voice,
         seed=args.seed,

@@ -26,7 +26,7 @@ import shutil
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
@@ -37,24 +37,12 @@ from scipy.signal import resample_poly
 from ..errors import ConfigError, MissingToolError
 from ..io import ManifestRow, atomic_path, atomic_write, write_manifest
 from ..phones import SAMPLE_RATE
+from .espeak import EspeakSpeaker
 from .flite import Flite
 from .speakers import Speaker, pretrain_speakers
 from .text import Sentence, load_sentences, pool_sentences, shuffled
 
 Split = Literal["train", "valid"]
-
-
-@dataclass(frozen=True)
-class EspeakSpeaker:
-    """An espeak-ng voice (formant synthesis): language voice + variant, rate (words/min), pitch (0-99)."""
-
-    id: str
-    voice: str
-    rate: int
-    pitch: int
-
-    def as_dict(self) -> dict:
-        return {**asdict(self), "engine": "espeak-ng"}
 
 
 #: espeak-ng speakers of the pretraining corpus: several accents, male and female variants.
