@@ -186,3 +186,9 @@ def test_example_configs_match_the_recipes_they_document():
     assert (demo.optimization.max_update, demo.optimization.lr[0], demo.model.freeze_finetune_updates) == (
         FULL.max_update, FULL.lr, FULL.freeze_updates)
     assert demo.dataset.max_tokens == FULL.max_tokens
+    assert (demo.model.train_cnn, demo.model.mask_prob, demo.model.mask_channel_prob, demo.model.layerdrop) == (
+        FULL.train_cnn, FULL.mask_prob, FULL.mask_channel_prob, FULL.layerdrop)
+    assert (small.model.extractor_mode, small.model.feature_grad_mult, small.model.mask_prob) == (
+        spec.extractor_mode, spec.feature_grad_mult, spec.mask_prob)
+    assert (small.model.dropout, small.model.encoder_layerdrop, small.criterion.pred_nomask_weight) == (
+        spec.dropout, spec.layerdrop, settings.nomask_weight)

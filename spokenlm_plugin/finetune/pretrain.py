@@ -94,7 +94,7 @@ class PretrainSettings:
 
     max_update: int = 2000
     lr: float = 5e-4
-    warmup_updates: int = 160
+    warmup_updates: int = 166  # max_update // 12, as the command sets it
     #: audio samples per batch (about 4 crops of 2 s): many small updates suit a CPU budget.
     max_tokens: int = 128_000
     #: batches crop to the shortest utterance, at most this many samples (random crops).
@@ -331,10 +331,15 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.targets_only:
         settings = PretrainSettings(k=args.k, seed=args.seed)
-        make_mfcc_targets(
-            Path(args.corpus) / "manifests", Path(args.out) / "targets",
-            k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=print,
-        )
+        manifests, targets = Path(args.corpus) / "manifests", Path(args.out) / "targets"
+        if args.init_from is None:
+            make_mfcc_targets(manifests, targets, k=settings.k, max_frames=settings.kmeans_frames,
+                              seed=settings.seed, log=print)
+        elif args.target_layer is None:
+            raise ConfigError("--init-from and --target-layer go together (the second HuBERT iteration)")
+        else:
+            make_feature_targets(manifests, targets, checkpoint=args.init_from, layer=args.target_layer,
+                                 k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=print)
         return 0
     warmup = max(1, args.updates // 12)
     path = pretrain_small_hubert(
