@@ -230,7 +230,7 @@ def test_demo_stage_quick(corpus, tmp_path):
     model, _ = load_frame_classifier(ctx.artifacts["finetuned_checkpoint"])
     assert model.layer == 4
     [table] = result.tables
-    assert [row[0] for row in table.rows] == ["linear probe (frozen base)", "fine-tuned (paper recipe)",
+    assert [row[0] for row in table.rows] == ["linear probe (frozen base)", "fine-tuned (CPU regime)",
                                               "baseline: linear on log-mel (+-2 frames)"]
     assert result.metrics["logmel_classifier"]["converged"]
     for run in ("probe", "finetuned", "logmel_classifier"):

@@ -31,7 +31,7 @@ from typing import Callable, Iterable
 import numpy as np
 import torch
 
-from ..errors import CheckpointError, ConfigError
+from ..errors import CheckpointError, ConfigError, TrainingError
 from ..io import atomic_path, atomic_write, read_manifest
 from .mfcc import MFCC_RATE, mfcc_features, read_mono
 from .runner import run_tool
@@ -289,6 +289,47 @@ def pretrain_small_hubert(
         json.dump(recipe, f, indent=1)
     log(f"pretrain: {result} ({result.stat().st_size / 1e6:.1f} MB, {seconds:.0f} s of fairseq-train)")
     return result
+
+
+def masked_prediction_accuracy(
+    run_dir: Path, manifest: Path, out: Path, *, log: Callable[[str], None] = logger.info
+) -> dict[str, float]:
+    """Masked / unmasked target accuracy of a pretraining run (``run_dir`` of ``pretrain-small``) on
+    other audio (e.g. unseen speakers): targets made as the run made its own (its ``targets/km.npy``
+    on MFCC, or on the ``--init-from`` model's layer), scored with ``fairseq-validate``."""
+    from ..units.encoder import DenseModel
+    from ..units.kmeans import assign_units, load_centroids
+
+    recipe = json.loads((run_dir / "recipe.json").read_text())
+    centroids = load_centroids(run_dir / "targets" / "km.npy")
+    rows = read_manifest(manifest)
+    if recipe.get("init_from"):
+        dense = DenseModel.from_checkpoint(recipe["init_from"], layer=int(recipe["target_layer"]), device="cpu",
+                                           dtype="float32")
+        feats = (dense(torch.from_numpy(read_mono(str(rows.path(r))))) for r in rows.rows)
+        rate = 50.0
+    else:
+        feats = _rows_mfcc(manifest)
+        rate = float(MFCC_RATE)
+    split = manifest.stem
+    out.mkdir(parents=True, exist_ok=True)
+    with atomic_write(out / f"{split}.km") as f:
+        for x in feats:
+            f.write(" ".join(map(str, assign_units(np.asarray(x), centroids).tolist())) + "\n")
+    with atomic_write(out / "dict.km.txt") as f:
+        f.writelines(f"{u} 1\n" for u in range(len(centroids)))
+    with atomic_path(out / f"{split}.tsv") as tmp:
+        tmp.write_text(manifest.read_text())
+    args = [str(out), "--user-dir", str(Path(__file__).resolve().parents[1]), "--task", "hubert_pretraining",
+            "--labels", '["km"]', "--label-dir", str(out), "--label-rate", str(rate), "--sample-rate", "16000",
+            "--path", str(run_dir / "hubert_small.pt"), "--valid-subset", split, "--max-tokens", "1600000",
+            "--seed", "1"]
+    run_tool("fairseq-validate", args, log_path=out / "validate.log", log=log)
+    line = _last_valid_line(out / "validate.log")
+    found = dict(re.findall(r"(correct_[mu]_0) ([0-9.]+)", line))
+    if not found:
+        raise TrainingError(f"{out / 'validate.log'}: no accuracy in fairseq-validate's output")
+    return {"masked": float(found["correct_m_0"]), "unmasked": float(found["correct_u_0"])}
 
 
 def shipped_checkpoint() -> Path:
