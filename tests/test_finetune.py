@@ -188,7 +188,7 @@ def test_hydra_demo_config_as_documented(corpus, tiny_base, tmp_path):
         cwd=REPO,
     )
     model, task = load_frame_classifier(save_dir / "checkpoint_last.pt")
-    assert model.cfg.mask_prob == 0.75 and model.freeze_updates == 30 and task.cfg.labels == "phn"
+    assert model.cfg.mask_prob == 0.0 and model.freeze_updates == 60 and model.cfg.train_cnn and task.cfg.labels == "phn"
 
 
 def test_labels_for_another_manifest_stop_before_training(corpus, tiny_base, tmp_path):

@@ -21,6 +21,7 @@ import torch
 from ..errors import ConfigError
 from ..io import atomic_write
 from .context import DemoContext, StageResult, Table
+from .targets import target_checks, targets_table
 
 #: Pipeline order. Each name is a module ``spokenlm_plugin.demo.stage_<name>``.
 STAGES: tuple[str, ...] = ("synth", "finetune", "units", "ulm")
@@ -119,6 +120,9 @@ def render_report(results: Sequence[StageResult], *, out: Path, quick: bool) -> 
         ).to_markdown(),
         "",
     ]
+    checks = target_checks({r.name: r.metrics for r in results})
+    if checks:
+        lines += [targets_table(checks, quick=quick).to_markdown(), ""]
     for r in results:
         lines += [f"## {r.name}", ""]
         if r.text:

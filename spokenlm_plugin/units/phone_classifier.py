@@ -47,6 +47,7 @@ class ClassifierResult:
     test_utterances: int
     train_frames: int
     train_utterances: int
+    train_frame_accuracy: float  # on its own training frames: the fit, against the test's generalisation
     classes: int  # phones seen in training
     context: int
     iterations: int
@@ -129,12 +130,13 @@ def linear_phone_baseline(
     seconds = time.perf_counter() - t0
     sil = phones.index(SIL) if SIL in phones and not keep_sil else None
     scores = score_classifier(model, test_x, test_y, sil=sil)
+    fit = score_classifier(model, train_x, train_y, sil=sil)
     lr = model[-1]
     iterations = int(np.max(lr.n_iter_))
     return ClassifierResult(
         frame_accuracy=scores.frame_accuracy, per=scores.per, test_frames=scores.frames,
         test_utterances=scores.utterances, train_frames=int(sum(len(y) for y in train_y)),
-        train_utterances=len(train_y), classes=len(lr.classes_), context=context, iterations=iterations,
+        train_utterances=len(train_y), train_frame_accuracy=fit.frame_accuracy, classes=len(lr.classes_), context=context, iterations=iterations,
         converged=iterations < max_iter, train_seconds=round(seconds, 2),
     )
 

@@ -1,0 +1,67 @@
+"""The demo report's targets table: scored from the stages' metrics, misses explained."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from spokenlm_plugin.demo.context import StageResult
+from spokenlm_plugin.demo.pipeline import render_report
+from spokenlm_plugin.demo.targets import LOGMEL, target_checks
+
+
+def _metrics(*, ft_acc: float, base_across: float, lexical: float) -> dict:
+    abx = lambda w, a: {"abx_within": w, "abx_across": a}  # noqa: E731
+    return {
+        "finetune": {
+            "finetuned": {"frame_accuracy": ft_acc, "per": 0.9, "train_frame_accuracy": 0.97,
+                          "valid_frame_accuracy": 0.9},
+            "logmel_classifier": {"frame_accuracy": 0.63},
+            "subset_seconds": 600.0, "subset_speakers": 8,
+        },
+        "units": {
+            "features": {"base L2": abx(0.16, base_across), "base L3": abx(0.15, base_across + 0.05),
+                         "finetuned L4": abx(0.07, 0.10)},
+            "baseline_features": {LOGMEL: abx(0.08, 0.17)},
+            "units": {"base": {"pnmi": 0.38}, "finetuned": {"pnmi": 0.60}},
+        },
+        "ulm": {
+            "finetuned/centroids": {"lexical": lexical, "lexical_ci": (lexical - 0.05, lexical + 0.05),
+                                    "syntactic": 0.52, "syntactic_ci": (0.45, 0.59)},
+            "base/centroids": {"lexical": 0.50, "lexical_ci": (0.45, 0.55), "syntactic": 0.5,
+                               "syntactic_ci": (0.43, 0.57)},
+            "phones/random": {"lexical": 0.64, "syntactic": 0.61},
+        },
+    }
+
+
+def test_targets_scored_from_the_stage_metrics() -> None:
+    checks = {c.target: c for c in target_checks(_metrics(ft_acc=0.85, base_across=0.12, lexical=0.70))}
+    assert checks["base features: across-speaker ABX below log-mel's"].met
+    assert "base L2" in checks["base features: across-speaker ABX below log-mel's"].measured  # the best layer
+    assert checks["fine-tuned frame accuracy"].met
+    assert not checks["fine-tuned PER (greedy, no LM)"].met
+    assert checks["fine-tuned units: PNMI >= 0.50 and clearly above the base's (+0.05)"].met
+    assert checks["LM on fine-tuned units, centroid init: sWUGGY"].met
+    assert not checks["LM on fine-tuned units, centroid init: sBLIMP"].met  # CI reaches below 50 %
+
+
+def test_missed_targets_state_their_measured_cause() -> None:
+    checks = {c.target: c for c in target_checks(_metrics(ft_acc=0.61, base_across=0.31, lexical=0.53))}
+    acc = checks["fine-tuned frame accuracy"]
+    assert not acc.met and "97.0 %" in acc.cause and "90.0 %" in acc.cause and "8 speakers" in acc.cause
+    base = checks["base features: across-speaker ABX below log-mel's"]
+    assert not base.met and "31.0 %" in base.measured
+    lex = checks["LM on fine-tuned units, centroid init: sWUGGY"]
+    assert not lex.met and "64.0 %" in lex.cause  # the gold-phone topline of the same run
+
+
+def test_report_carries_the_targets_table(tmp_path: Path) -> None:
+    metrics = _metrics(ft_acc=0.61, base_across=0.31, lexical=0.53)
+    results = [StageResult(name=n, metrics=m) for n, m in metrics.items()]
+    report = render_report(results, out=tmp_path, quick=False)
+    assert "Targets on the demo's unseen test speakers" in report
+    assert "| fine-tuned frame accuracy | >= 0.800 | 0.610 | **no** |" in report
+
+
+def test_no_targets_without_the_stages() -> None:
+    assert target_checks({"synth": {"pairs": 3}}) == []
