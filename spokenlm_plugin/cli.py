@@ -1,8 +1,9 @@
 """The ``spokenlm`` command: git-style subcommands, one per standalone pipeline step.
 
 Each subcommand lives in its stage's module, which defines ``configure_parser(parser)`` and
-``run(args) -> int | None``. Modules are imported only when their subcommand runs, so
-``spokenlm --help`` stays fast. User errors (:class:`SpokenLMError`) print as one line.
+``run(args) -> int | None``. Modules are imported only when their subcommand runs, and fairseq
+(:func:`spokenlm_plugin.register`) only once the arguments parse, so ``--help`` and argument
+errors stay fast. User errors (:class:`SpokenLMError`) print as one line.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import logging
 import sys
 from typing import Sequence
 
+from . import register
 from .errors import SpokenLMError
 
 #: subcommand -> (module, one-line help). Order is the pipeline's order.
@@ -36,8 +38,15 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lm-data": ("spokenlm_plugin.ulm.data", "units (.km) -> fairseq binarized LM dataset with a fixed dictionary"),
     "lm-score": ("spokenlm_plugin.ulm.score", "score utterances with a unit LM; sWUGGY / sBLIMP accuracy"),
     "lm-generate": ("spokenlm_plugin.ulm.generate", "continue unit prompts (.km) with fairseq-generate"),
+    "vocoder-train": ("spokenlm_plugin.vocoder.train", "train a unit HiFi-GAN vocoder (fairseq CodeHiFiGAN format), resumable"),
+    "vocoder-synth": ("spokenlm_plugin.vocoder.synth", "units (.km) -> 16 kHz wavs with a unit vocoder"),
+    "resynth-eval": ("spokenlm_plugin.vocoder.evaluate", "resynthesis metrics: MCD, F0 correlation, PER of resynthesised audio"),
     "demo": ("spokenlm_plugin.demo.pipeline", "run the whole pipeline on the embedded synthetic corpus"),
 }
+
+#: Commands whose rerun continues where an interrupted run stopped (the others start over).
+RESUMABLE = frozenset({"synth-corpus", "synth-pairs", "synth-pretrain-corpus", "manifest", "pretrain-small",
+                       "dump-features", "baseline-features", "demo"})
 
 
 def build_parser(argv: Sequence[str]) -> argparse.ArgumentParser:
@@ -74,12 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
+        register()
         code = args._run(args)
     except SpokenLMError as e:
         print(f"spokenlm {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"spokenlm {args.command}: interrupted (completed outputs are kept; rerun to resume)", file=sys.stderr)
+        then = "rerun to resume" if args.command in RESUMABLE else "rerun to start it again"
+        print(f"spokenlm {args.command}: interrupted (completed outputs are kept; {then})", file=sys.stderr)
         return 130
     return int(code or 0)
 

@@ -1,0 +1,151 @@
+"""``spokenlm resynth-eval``: how much of the original speech a resynthesis keeps.
+
+For every manifest row, the original audio and ``WAVDIR/<utt_id>.wav`` are compared with
+:mod:`.metrics` (MCD, F0 correlation). With ``--phone-model`` (a ``hubert_frame_cls`` checkpoint,
+e.g. the project's fine-tuned model) both are also transcribed by greedy frame classification and
+scored against ``--labels`` (the gold 50 Hz phone labels): the PER of the resynthesised audio next to
+the PER of the original audio, the paper's WER analogue (the recogniser never heard resynthesised
+speech). PER as in :mod:`spokenlm_plugin.finetune.metrics`: runs collapsed, SIL dropped, total
+edits / total reference phones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
+from ..io import atomic_write, read_lines, read_manifest
+from .metrics import f0_correlation, mel_cepstral_distortion
+
+MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, 50 ms / 12.5 ms, "
+            "DTW, path-normalised); F0 corr: Pearson over the original's voiced 10 ms frames")
+
+
+class PhoneRecognizer:
+    """Greedy phone transcription with a ``hubert_frame_cls`` checkpoint (frame argmax)."""
+
+    def __init__(self, checkpoint: str | os.PathLike) -> None:
+        from ..finetune.evaluate import load_frame_classifier
+        from ..phones import SIL
+        from ..units.encoder import DenseModel
+
+        try:
+            model, task = load_frame_classifier(checkpoint)
+        except SpokenLMError:
+            raise
+        except Exception as e:  # fairseq's loader fails in many ways on a foreign file
+            from ..errors import CheckpointError
+
+            raise CheckpointError(f"{checkpoint}: not a hubert_frame_cls checkpoint ({type(e).__name__}: "
+                                  f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
+        self.phones = task.phones
+        self.sil = self.phones.index(SIL) if SIL in self.phones else None
+        self.dense = DenseModel(model, layer="logits", normalize=bool(getattr(task.cfg, "normalize", False)),
+                                device="cpu", name=str(checkpoint))
+
+    def frames(self, wav: np.ndarray) -> list[int]:
+        return self.dense(wav).argmax(-1).tolist()
+
+    def label_ids(self, labels: list[str], *, where: str) -> list[int]:
+        index = {p: i for i, p in enumerate(self.phones)}
+        unknown = sorted({p for p in labels if p not in index})
+        if unknown:
+            raise DictionaryError(f"{where}: phones {unknown[:5]} are not classes of the phone model")
+        return [index[p] for p in labels]
+
+    def errors(self, wav: np.ndarray, reference: list[int]) -> tuple[int, int]:
+        from ..finetune.metrics import phone_errors
+
+        return phone_errors(self.frames(wav), reference, sil=self.sil)
+
+
+def _read_wav(path: Path) -> np.ndarray:
+    from ..units.features import read_audio
+
+    if not path.is_file():
+        raise ManifestError(f"{path}: resynthesised audio missing (expected <utt_id>.wav for every manifest row)")
+    return read_audio(path)
+
+
+def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
+                        phone_model: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
+                        recognizer: PhoneRecognizer | None = None, progress: bool = False) -> dict[str, Any]:
+    """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and original."""
+    from tqdm import tqdm
+
+    from ..units.features import read_audio
+
+    m = read_manifest(manifest)
+    wavs = Path(wavs)
+    if recognizer is None and phone_model is not None:
+        recognizer = PhoneRecognizer(phone_model)
+    refs: list[list[str]] | None = None
+    if recognizer is not None:
+        if labels is None:
+            raise ConfigError("--phone-model needs --labels (the 50 Hz frame phone labels of the manifest)")
+        refs = [line.split() for line in read_lines(labels)]
+        if len(refs) != len(m):
+            raise LabelMismatchError(f"{labels}: {len(refs)} lines but {manifest} has {len(m)} rows")
+    rows: list[dict[str, Any]] = []
+    totals = {"resynth_edits": 0, "original_edits": 0, "ref_phones": 0}
+    for i, row in enumerate(tqdm(m.rows, desc="resynth-eval", unit="utt", disable=not progress)):
+        original = read_audio(m.path(row))
+        resynth = _read_wav(wavs / f"{row.utt_id}.wav")
+        r: dict[str, Any] = {"utt_id": row.utt_id, "mcd": mel_cepstral_distortion(original, resynth),
+                             "f0_corr": f0_correlation(original, resynth)}
+        if recognizer is not None and refs is not None:
+            ref = recognizer.label_ids(refs[i], where=f"{labels}:{i + 1}")
+            e_syn, n = recognizer.errors(resynth, ref)
+            e_orig, _ = recognizer.errors(original, ref)
+            r |= {"per_resynth": e_syn / n if n else math.nan, "per_original": e_orig / n if n else math.nan,
+                  "ref_phones": n}
+            totals["resynth_edits"] += e_syn
+            totals["original_edits"] += e_orig
+            totals["ref_phones"] += n
+        rows.append(r)
+    total: dict[str, Any] = {"utterances": len(rows), "mcd": float(np.mean([r["mcd"] for r in rows])),
+                             "f0_corr": float(np.nanmean([r["f0_corr"] for r in rows]))
+                             if any(not math.isnan(r["f0_corr"]) for r in rows) else math.nan}
+    if recognizer is not None:
+        n = totals["ref_phones"]
+        total |= {"per_resynth": totals["resynth_edits"] / n if n else math.nan,
+                  "per_original": totals["original_edits"] / n if n else math.nan, "ref_phones": n}
+    return {"utterances": rows, "total": total, "definition": MCD_NOTE}
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, type=Path, help="manifest of the original audio")
+    parser.add_argument("--wavs", required=True, type=Path, help="folder of resynthesised <utt_id>.wav")
+    parser.add_argument("--phone-model", type=Path, help="hubert_frame_cls checkpoint for the PER")
+    parser.add_argument("--labels", type=Path, help="50 Hz frame phone labels (.phn) of the manifest, for the PER")
+    parser.add_argument("--json", type=Path, help="write the per-utterance and total metrics here")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.3f}" if isinstance(v, float) else str(v)
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    result = resynthesis_metrics(args.manifest, args.wavs, phone_model=args.phone_model, labels=args.labels)
+    keys = ["mcd", "f0_corr"] + (["per_resynth", "per_original"] if args.phone_model else [])
+    print("\t".join(["utt_id", *keys]))
+    for r in result["utterances"]:
+        print("\t".join([r["utt_id"], *(_fmt(r[k]) for k in keys)]))
+    print("\t".join(["TOTAL", *(_fmt(result["total"][k]) for k in keys)]))
+    print(f"# {MCD_NOTE}" + ("; PER: greedy frame decoding, total edits / total reference phones"
+                              if args.phone_model else ""))
+    if args.json:
+        with atomic_write(args.json) as f:
+            json.dump(result, f, indent=1)
+    return 0

@@ -1,0 +1,296 @@
+"""``spokenlm vocoder-train``: train a code HiFi-GAN on (audio, units), resumably.
+
+Every ``--checkpoint-every`` steps (and at the end) the run writes ``OUT/vocoder.pt`` +
+``OUT/config.json`` (fairseq-loadable, see :mod:`.checkpoint`) and ``OUT/train_state.pt`` (both
+networks with their optimisers, schedulers, random states and loss history), each atomically;
+rerunning the same command resumes from ``train_state.pt`` and ends with exactly the weights of an
+uninterrupted run. Validation writes ``OUT/valid/step<N>/`` wavs and mel plots.
+
+:func:`train_vocoder` also trains several unit sets of one corpus together (the demo's base /
+fine-tuned / logits units): one shared generator body, one embedding table per set (see
+:class:`.model.SharedGenerators`); each set is written to ``OUT/<name>/vocoder.pt``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, ConfigError
+from ..io import atomic_path, atomic_write, read_manifest
+from .checkpoint import save_vocoder
+from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
+from .data import UnitSet, VocoderCorpus
+from .losses import LogMel, discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
+from .model import Discriminators, SharedGenerators
+
+STATE = "train_state.pt"
+#: Validation utterances synthesised per unit set at each validation.
+VALID_UTTERANCES = 3
+
+
+def _speakers(manifest: Path) -> list[str]:
+    from ..data.speakers import speaker_of
+
+    m = read_manifest(manifest)
+    return [speaker_of(row, "auto", where=f"{manifest}:{i}") for i, row in enumerate(m.rows, start=2)]
+
+
+def _dedup(units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    values, counts = torch.unique_consecutive(units, return_counts=True)
+    return values, counts
+
+
+def _duration_loss(g: SharedGenerators, code: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+    """MSE of the predicted log(run length + 1) of each segment's deduplicated units (speech-resynthesis)."""
+    losses = []
+    for c, t in zip(code, table.tolist()):
+        values, counts = _dedup(c)
+        pred = g.body.dur_predictor(g.tables[t](values)[None])[0]
+        losses.append(torch.nn.functional.mse_loss(pred, torch.log(counts.float() + 1)))
+    return torch.stack(losses).mean()
+
+
+def _fingerprint(gen_cfgs: Sequence[GeneratorConfig], names: Sequence[str], cfg: TrainConfig) -> dict[str, Any]:
+    """What must not change between a run and its resumption (steps and intervals may)."""
+    train = {k: v for k, v in asdict(cfg).items() if k not in ("steps", "checkpoint_every", "valid_every")}
+    return json.loads(json.dumps({"generators": [c.to_fairseq() for c in gen_cfgs], "names": list(names),
+                                  "train": train}))
+
+
+def output_paths(out: Path, names: Sequence[str]) -> dict[str, tuple[Path, Path]]:
+    """name -> (vocoder.pt, config.json): ``OUT/`` for one unit set, ``OUT/<name>/`` for several."""
+    if len(names) == 1:
+        return {names[0]: (out / "vocoder.pt", out / "config.json")}
+    return {n: (out / n / "vocoder.pt", out / n / "config.json") for n in names}
+
+
+def train_vocoder(
+    manifest: str | Path,
+    unit_sets: Sequence[UnitSet],
+    out: str | Path,
+    *,
+    train: TrainConfig,
+    channels: int = 128,
+    embedding_dim: int = 128,
+    multispeaker: bool = False,
+    duration_predictor: bool = False,
+    valid_manifest: str | Path | None = None,
+    valid_units: dict[str, Path] | None = None,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Train (or resume) to ``train.steps``; return the loss history and the output paths."""
+    from tqdm import tqdm
+
+    out = Path(out)
+    names = [s.name for s in unit_sets]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"unit set names must differ: {names}")
+    speakers = _speakers(Path(manifest)) if multispeaker else None
+    corpus = VocoderCorpus(manifest, unit_sets, speakers=speakers)
+    speaker_names = sorted(set(speakers)) if speakers else []
+    gen_cfgs = [GeneratorConfig(num_embeddings=s.num_units, upsample_initial_channel=channels,
+                                embedding_dim=embedding_dim, multispkr=multispeaker, num_speakers=len(speaker_names),
+                                speakers=tuple(speaker_names), duration_predictor=duration_predictor)
+                for s in unit_sets]
+    valid = None
+    if valid_manifest is not None:
+        if not valid_units or set(valid_units) != set(names):
+            raise ConfigError(f"--valid-manifest needs the validation units of every unit set {names}")
+        valid = VocoderCorpus(valid_manifest, [UnitSet(n, valid_units[n], s.num_units) for n, s in
+                                               zip(names, unit_sets)],
+                              speakers=_speakers(Path(valid_manifest)) if multispeaker else None)
+
+    torch.manual_seed(train.seed)
+    gen = SharedGenerators(gen_cfgs)
+    disc = Discriminators(train.discriminator)
+    mel = LogMel()
+    opt_g = torch.optim.AdamW(gen.parameters(), train.lr, betas=train.betas)
+    opt_d = torch.optim.AdamW(disc.parameters(), train.lr, betas=train.betas)
+    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, train.lr_decay)
+    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, train.lr_decay)
+    sampler = torch.Generator().manual_seed(train.seed)
+    fingerprint = _fingerprint(gen_cfgs, names, train)
+    step, history = 0, []
+    state_path = out / STATE
+    if state_path.is_file():
+        try:
+            state = torch.load(state_path, map_location="cpu", weights_only=False)
+        except Exception as e:  # a foreign or damaged file: never overwrite it silently
+            raise CheckpointError(f"{state_path}: unreadable training state ({type(e).__name__}); "
+                                  "remove it to start afresh") from None
+        if state.get("fingerprint") != fingerprint:
+            raise ConfigError(f"{state_path}: a run with other options or data lives in {out}; "
+                              "use another --out or the same options")
+        gen.load_state_dict(state["generator"])
+        disc.load_state_dict(state["discriminators"])
+        opt_g.load_state_dict(state["opt_g"])
+        opt_d.load_state_dict(state["opt_d"])
+        sched_g.load_state_dict(state["sched_g"])
+        sched_d.load_state_dict(state["sched_d"])
+        sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        step, history = int(state["step"]), list(state["history"])
+        log(f"[vocoder-train] resuming {out} at step {step}")
+    paths = output_paths(out, names)
+    speaker_index = {s: i for i, s in enumerate(speaker_names)} if multispeaker else None
+    # The recipe decays the LR once per epoch: one segment per utterance.
+    steps_per_epoch = max(1, len(corpus) // train.batch_size)
+
+    def checkpoint() -> None:
+        for i, n in enumerate(names):
+            save_vocoder(gen.export(i), gen_cfgs[i], checkpoint=paths[n][0], config=paths[n][1])
+        with atomic_path(state_path) as tmp:
+            torch.save({"fingerprint": fingerprint, "step": step, "generator": gen.state_dict(),
+                        "discriminators": disc.state_dict(), "opt_g": opt_g.state_dict(),
+                        "opt_d": opt_d.state_dict(), "sched_g": sched_g.state_dict(),
+                        "sched_d": sched_d.state_dict(), "sampler": sampler.get_state(),
+                        "torch_rng": torch.get_rng_state(), "history": history}, tmp)
+        with atomic_write(out / "train_log.json") as f:
+            json.dump({"step": step, "history": history}, f, indent=0)
+
+    bar = tqdm(total=train.steps, initial=min(step, train.steps), desc="vocoder-train", unit="step",
+               disable=not progress)
+    t_start = time.perf_counter()
+    steps_this_run = 0
+    while step < train.steps:
+        batch = corpus.segments(batch=train.batch_size, segment_units=train.segment_units, generator=sampler,
+                                speaker_index=speaker_index)
+        real = batch["audio"]
+        fake = gen(batch["code"], batch["table"], batch.get("spkr"))
+        adversarial = step >= train.adversarial_from
+        losses: dict[str, float] = {}
+        if adversarial:
+            opt_d.zero_grad()
+            loss_d = discriminator_loss(disc(real), disc(fake.detach()))
+            loss_d.backward()
+            opt_d.step()
+            losses["d"] = loss_d.item()
+        opt_g.zero_grad()
+        loss_mel = mel_loss(mel, real[:, 0], fake[:, 0])
+        loss_g = train.lambda_mel * loss_mel
+        if adversarial:
+            with torch.no_grad():
+                real_out = disc(real)
+            fake_out = disc(fake)
+            adv, fm = generator_adv_loss(fake_out), feature_matching_loss(real_out, fake_out)
+            loss_g = loss_g + adv + train.lambda_fm * fm
+            losses |= {"g_adv": adv.item(), "fm": fm.item()}
+        if duration_predictor:
+            dur = _duration_loss(gen, batch["code"], batch["table"])
+            loss_g = loss_g + dur
+            losses["dur"] = dur.item()
+        loss_g.backward()
+        opt_g.step()
+        step += 1
+        steps_this_run += 1
+        if step % steps_per_epoch == 0:
+            sched_g.step()
+            sched_d.step()
+        losses["mel"] = loss_mel.item()
+        history.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
+        bar.update(1)
+        bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
+        if valid is not None and train.valid_every and (step % train.valid_every == 0 or step == train.steps):
+            history[-1]["valid_mel"] = validate(gen, valid, out / "valid" / f"step{step:06d}", mel=mel,
+                                                speaker_index=speaker_index)
+        if step % train.checkpoint_every == 0 or step == train.steps:
+            checkpoint()
+    bar.close()
+    if steps_this_run == 0 and not all(p.is_file() for pair in paths.values() for p in pair):
+        checkpoint()
+    seconds = time.perf_counter() - t_start
+    return {"steps": step, "steps_this_run": steps_this_run, "seconds": seconds,
+            "steps_per_second": steps_this_run / seconds if seconds and steps_this_run else None,
+            "history": history, "outputs": {n: {"checkpoint": c, "config": j} for n, (c, j) in paths.items()}}
+
+
+@torch.no_grad()
+def validate(gen: SharedGenerators, valid: VocoderCorpus, out: Path, *, mel: LogMel,
+             speaker_index: dict[str, int] | None) -> dict[str, float]:
+    """Resynthesise the first validation utterances of every unit set: wavs, one mel plot per set,
+    and the mean mel L1 per set (the training loss's measure, on whole utterances)."""
+    from .plots import plot_mels
+    from .synth import write_wav
+
+    gen.eval()
+    scores = {}
+    try:
+        for t, name in enumerate(valid.names):
+            l1, waves = [], []
+            for i in range(min(VALID_UTTERANCES, len(valid))):
+                code = torch.as_tensor(valid.units[name][i])[None]
+                spkr = (torch.tensor([[speaker_index[valid.speakers[i]]]])
+                        if speaker_index is not None and valid.speakers else None)
+                wav = gen(code, torch.tensor([t]), spkr)[0, 0].numpy()
+                ref = valid.waveform(i)
+                n = min(len(ref), len(wav))
+                l1.append(float(mel_loss(mel, torch.from_numpy(ref[:n])[None], torch.from_numpy(wav[:n])[None])))
+                write_wav(out / name / f"{valid.utt_ids[i]}.wav", wav)
+                waves.append((ref, wav, valid.utt_ids[i]))
+            scores[name] = float(np.mean(l1))
+            ref, wav, utt = waves[0]
+            plot_mels([(f"{utt} original", ref), (f"{utt} resynthesised ({name} units)", wav)],
+                      out / f"{name}_mel.png")
+    finally:
+        gen.train()
+    return scores
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--manifest", required=True, type=Path, help="training manifest (16 kHz audio)")
+    parser.add_argument("--units", required=True, type=Path, help="its units (.km, one line per manifest row, 50 Hz)")
+    parser.add_argument("--num-units", required=True, type=int, help="K, the size of the unit vocabulary")
+    parser.add_argument("--out", required=True, type=Path, help="output folder (vocoder.pt, config.json, state)")
+    parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="total training steps (default %(default)s)")
+    parser.add_argument("--channels", type=int, default=128,
+                        help="generator width upsample_initial_channel (512 published; default %(default)s for CPU)")
+    parser.add_argument("--embedding-dim", type=int, default=128, help="unit embedding size (default %(default)s)")
+    parser.add_argument("--valid-manifest", type=Path, help="validation manifest")
+    parser.add_argument("--valid-units", type=Path, help="its units")
+    parser.add_argument("--multispeaker", action="store_true",
+                        help="learn a speaker embedding (speakers from the utterance ids, see manifests/README.md)")
+    parser.add_argument("--duration-predictor", action="store_true",
+                        help="also train a duration predictor (synthesis from deduplicated units: --durations)")
+    parser.add_argument("--batch-size", type=int, default=TrainConfig.batch_size, help="segments per step")
+    parser.add_argument("--segment-units", type=int, default=TrainConfig.segment_units, help="units per segment")
+    parser.add_argument("--lr", type=float, default=TrainConfig.lr, help="AdamW learning rate")
+    parser.add_argument("--adversarial-from", type=int, default=0,
+                        help="step at which the GAN losses start (default 0: from the start, as published)")
+    parser.add_argument("--disc-scale", type=float, default=DiscriminatorConfig.scale,
+                        help="discriminator width factor (1.0 = published; default %(default)s)")
+    parser.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps")
+    parser.add_argument("--valid-every", type=int, default=TrainConfig.valid_every, help="steps (0 = never)")
+    parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    torch.set_num_threads(max(1, args.threads))
+    if (args.valid_manifest is None) != (args.valid_units is None):
+        raise ConfigError("--valid-manifest and --valid-units go together")
+    cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, segment_units=args.segment_units, lr=args.lr,
+                      adversarial_from=args.adversarial_from, checkpoint_every=args.checkpoint_every,
+                      valid_every=args.valid_every, seed=args.seed,
+                      discriminator=DiscriminatorConfig(scale=args.disc_scale))
+    result = train_vocoder(
+        args.manifest, [UnitSet("units", args.units, args.num_units)], args.out, train=cfg, channels=args.channels,
+        embedding_dim=args.embedding_dim, multispeaker=args.multispeaker, duration_predictor=args.duration_predictor,
+        valid_manifest=args.valid_manifest,
+        valid_units={"units": args.valid_units} if args.valid_units is not None else None,
+        progress=not args.no_progress,
+    )
+    last = result["history"][-1] if result["history"] else {}
+    rate = f", {result['steps_per_second']:.2f} steps/s" if result["steps_per_second"] else ""
+    print(f"{result['steps']} steps ({result['steps_this_run']} in this run{rate}); last mel L1 "
+          f"{last.get('mel', float('nan')):.3f} -> {args.out / 'vocoder.pt'}, {args.out / 'config.json'}")
+    return 0
