@@ -194,7 +194,8 @@ def train_vocoder(
         steps_this_run += 1
         if step % steps_per_epoch == 0:
             sched_g.step()
-            sched_d.step()
+            if adversarial:  # (the discriminators' LR decays from when they join)
+                sched_d.step()
         losses["mel"] = loss_mel.item()
         history.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
         bar.update(1)
