@@ -4,12 +4,22 @@ Load it with ``fairseq-train --user-dir spokenlm_plugin`` (or ``import spokenlm_
 import applies the fairseq compatibility fixes (:mod:`spokenlm_plugin.compat`) and registers every
 task, model and criterion of the plugin. ``--user-dir`` imports only this package, so every module
 that registers a component must be listed in ``_COMPONENT_MODULES``.
+
+One exception: in the ``spokenlm`` console script's own process the registration waits until a
+command runs (:func:`register`, called by :mod:`spokenlm_plugin.cli`), so that ``--help`` and
+argument errors do not pay for importing fairseq (seconds).
+
+In a fairseq tool, a plugin refusal (a :class:`~spokenlm_plugin.errors.SpokenLMError`, e.g. labels
+that do not match the audio) ends the run as one line, without a Python traceback.
 """
 
 from __future__ import annotations
 
 import importlib
 import logging
+import multiprocessing
+import sys
+from pathlib import Path
 
 __version__ = "0.1.0"
 
@@ -21,6 +31,19 @@ _COMPONENT_MODULES: tuple[str, ...] = (
     "spokenlm_plugin.finetune.criterion",
     "spokenlm_plugin.finetune.ctc",
 )
+
+
+_registered = False
+
+
+def register() -> None:
+    """Apply the fairseq fixes and register the plugin's components (idempotent)."""
+    global _registered
+    if _registered:
+        return
+    _register()
+    _install_excepthook()
+    _registered = True
 
 
 def _register() -> None:
@@ -38,4 +61,30 @@ def _register() -> None:
         importlib.import_module(name)
 
 
-_register()
+def _install_excepthook() -> None:
+    """Print a SpokenLMError that reaches the top of a fairseq tool as ``tool: error: message``.
+
+    Each message already names the file and what to do; the traceback through fairseq's trainer
+    only hid it. Any other exception keeps the previous hook (the full traceback).
+    """
+    from .errors import SpokenLMError
+
+    previous = sys.excepthook
+
+    def hook(kind, value, tb) -> None:
+        if isinstance(value, SpokenLMError):
+            print(f"{Path(sys.argv[0]).name}: error: {value}", file=sys.stderr)
+        else:
+            previous(kind, value, tb)
+
+    sys.excepthook = hook
+
+
+def _is_cli_process() -> bool:
+    """Whether this is the main process of the ``spokenlm`` console script, which registers the
+    components itself once a command runs (processes it spawns re-import this package and register)."""
+    return Path(sys.argv[0]).name == "spokenlm" and multiprocessing.current_process().name == "MainProcess"
+
+
+if not _is_cli_process():
+    register()

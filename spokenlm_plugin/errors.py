@@ -40,6 +40,14 @@ class FeatureError(SpokenLMError):
     """Dumped features are inconsistent (shape, NaN, .npy/.len disagreement)."""
 
 
+class IncompleteDumpError(FeatureError):
+    """A feature dump stopped part-way (its ``.dump.json`` names more rows than its ``.len`` holds)."""
+
+
+class AbxConditionError(FeatureError):
+    """An ABX condition cannot be scored on this item file (e.g. across speaker with one speaker)."""
+
+
 class ConfigError(SpokenLMError):
     """Options that contradict each other or name something that does not exist."""
 
@@ -49,4 +57,4 @@ class MissingToolError(SpokenLMError):
 
 
 class TrainingError(SpokenLMError):
-    """A fairseq training or evaluation run (a subprocess) failed."""
+    """A fairseq tool run as a subprocess (train, validate, preprocess, generate) failed."""

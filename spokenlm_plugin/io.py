@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import secrets
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
@@ -16,16 +16,29 @@ from typing import IO, Iterator, Sequence
 from .errors import ManifestError
 
 
+def _create_temp(path: Path) -> tuple[int, str]:
+    """Create a new, unique temporary file beside ``path``: ``(fd, name)``.
+
+    Opened with mode 0666 so that the kernel applies the umask, as for any output: mkstemp's 0600
+    would need a chmod computed from ``os.umask()``, which can only be read by changing it, a
+    process-wide change that races with files created by other threads meanwhile.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_CLOEXEC", 0)
+    for _ in range(100):
+        tmp = path.parent / f".{path.name}.{secrets.token_hex(4)}.tmp"
+        try:
+            return os.open(tmp, flags, 0o666), str(tmp)
+        except FileExistsError:
+            continue
+    raise FileExistsError(f"{path.parent}: no free temporary name beside {path.name}")
+
+
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    # mkstemp makes the file 0600; outputs get the usual permissions (0666 less the umask).
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)
+    fd, tmp = _create_temp(path)
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
@@ -90,7 +103,10 @@ def read_manifest(path: str | os.PathLike, *, check_files: bool = False) -> Mani
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: manifest not found")
-    lines = path.read_text().splitlines()
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text manifest (undecodable bytes); make it with 'spokenlm manifest'") from None
     if not lines:
         raise ManifestError(f"{path}: empty manifest (expected the audio root on the first line)")
     root = Path(lines[0].strip())
@@ -130,4 +146,7 @@ def read_lines(path: str | os.PathLike) -> list[str]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: file not found")
-    return path.read_text().splitlines()
+    try:
+        return path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise ManifestError(f"{path}: not a text file (undecodable bytes); check the path") from None

@@ -14,9 +14,18 @@ from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.items import HEADER, fastabx_slice, format_time, make_items
 from spokenlm_plugin.data.speakers import id_speaker
 from spokenlm_plugin.errors import AlignmentError, ConfigError
-from spokenlm_plugin.io import ManifestRow, write_manifest
+from spokenlm_plugin.io import ManifestRow
+from spokenlm_plugin.io import write_manifest as io_write_manifest
 from spokenlm_plugin.phones import INVENTORY, num_frames
-from tests.test_data_labels import textgrid_long
+from tests.test_data_labels import textgrid_long, write_audio
+
+
+def write_manifest(path: Path, root: Path, rows: list[ManifestRow]) -> None:
+    """A manifest and its audio (noise of each row's length, unless already there): items open the audio."""
+    for row in rows:
+        if not (root / row.relpath).is_file():
+            write_audio(root / row.relpath, row.num_samples)
+    io_write_manifest(path, root, rows)
 
 # u1 (1 s, 49 frames): K is 5 ms long (no frame centre); T and AE-as-triphone end at 1.0 s, past the
 # 49th frame. u2 (0.6 s): a gap between K and AA, which therefore has no triphone context.

@@ -67,12 +67,12 @@ def check_audio(path: str | os.PathLike) -> AudioInfo:
     if info.sample_rate != SAMPLE_RATE:
         raise AudioFormatError(
             f"{info.path}: sample rate {info.sample_rate} Hz, expected {SAMPLE_RATE} Hz; "
-            "pass --resample-to-dir DIR to write 16 kHz copies, or --skip-bad"
+            "write 16 kHz copies with 'spokenlm manifest --resample-to-dir DIR', or pass --skip-bad"
         )
     if info.channels != 1:
         raise AudioFormatError(
             f"{info.path}: {info.channels} channels, expected mono; "
-            "pass --resample-to-dir DIR to write down-mixed copies, or --skip-bad"
+            "write down-mixed copies with 'spokenlm manifest --resample-to-dir DIR', or pass --skip-bad"
         )
     if info.num_samples < RECEPTIVE_FIELD:
         raise AudioFormatError(

@@ -31,7 +31,7 @@ from ..errors import SpokenLMError
 from ..io import atomic_write, read_manifest
 from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
 from .alignments import Alignment, AlignmentFormat, Alignments, Segment, load_inventory, resolve_phones
-from .labels import add_alignment_arguments
+from .labels import add_alignment_arguments, check_alignment_length, check_row_audio
 from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
 
 ItemKind = Literal["triphone", "phoneme"]
@@ -157,7 +157,9 @@ def make_items(
     lines: list[str] = []
     for index, row in enumerate(man.rows):
         try:
+            check_row_audio(man, row, where=f"{manifest}:{index + 2}")
             ali = resolve_phones(source.load(row.utt_id), phones)
+            check_alignment_length(ali, row.num_samples)
         except SpokenLMError:
             if not skip_bad:
                 raise
@@ -201,5 +203,5 @@ def run(args: argparse.Namespace) -> int:
         f"and {counts.beyond_end} ending after the last frame"
     )
     if counts.skipped_utterances:
-        print(f"skipped {counts.skipped_utterances} utterances with a missing or bad alignment")
+        print(f"skipped {counts.skipped_utterances} utterances with bad audio or a missing or bad alignment")
     return 0

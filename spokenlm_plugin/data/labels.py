@@ -18,9 +18,10 @@ from fractions import Fraction
 from pathlib import Path
 
 from ..errors import ConfigError, LabelMismatchError, ManifestError, SpokenLMError
-from ..io import ManifestRow, atomic_write, read_manifest, write_manifest
+from ..io import Manifest, ManifestRow, atomic_write, read_manifest, write_manifest
 from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
 from .alignments import FORMATS, Alignment, AlignmentFormat, Alignments, load_inventory, resolve_phones
+from .audio import check_audio
 from .manifest import skipped_list_path
 
 #: Label frames per second (HuBERT's frame rate), exact.
@@ -34,16 +35,13 @@ def frames_before(t: Fraction, *, rate: Fraction = LABEL_RATE) -> int:
     return max(0, -(-num // (2 * rate.denominator * t.denominator)))
 
 
-def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
-    """The 50 Hz label of every HuBERT frame of an utterance of ``num_samples`` samples.
+def check_alignment_length(alignment: Alignment, num_samples: int) -> int:
+    """The alignment's label frame count, checked against the audio's HuBERT frames.
 
-    Raises :class:`LabelMismatchError` when the alignment and the audio differ by more than one frame.
+    The rule ``labels`` and ``items`` share: the alignment may end at most one frame before or
+    after the audio; more means it belongs to other audio (:class:`LabelMismatchError`).
     """
     n_align = frames_before(alignment.end)
-    labels = [SIL] * n_align
-    for s in alignment.segments:
-        a, b = frames_before(s.start), frames_before(s.end)
-        labels[a:b] = [s.phone] * (b - a)
     expected = num_frames(num_samples)
     if abs(n_align - expected) > 1:
         raise LabelMismatchError(
@@ -51,6 +49,37 @@ def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
             f"(alignment ends at {float(alignment.end):.3f} s) but its audio has {expected} frames "
             f"({num_samples} samples); check that the alignment belongs to this audio, or pass --skip-bad"
         )
+    return n_align
+
+
+def check_row_audio(manifest: Manifest, row: ManifestRow, *, where: str) -> None:
+    """Open the audio of a manifest row: 16 kHz mono, readable, and as long as the manifest says.
+
+    Labels and items are computed from the manifest's sample count; a file that is not audio, is
+    truncated or has another rate would get labels that match no features.
+    """
+    path = manifest.path(row)
+    if not path.is_file():
+        raise ManifestError(f"{where}: audio file {path} does not exist; fix the manifest root or pass --skip-bad")
+    info = check_audio(path)
+    if info.num_samples != row.num_samples:
+        raise ManifestError(
+            f"{where}: {path} has {info.num_samples} samples but the manifest says {row.num_samples}; "
+            "make the manifest again (spokenlm manifest) or pass --skip-bad"
+        )
+
+
+def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
+    """The 50 Hz label of every HuBERT frame of an utterance of ``num_samples`` samples.
+
+    Raises :class:`LabelMismatchError` when the alignment and the audio differ by more than one frame.
+    """
+    n_align = check_alignment_length(alignment, num_samples)
+    labels = [SIL] * n_align
+    for s in alignment.segments:
+        a, b = frames_before(s.start), frames_before(s.end)
+        labels[a:b] = [s.phone] * (b - a)
+    expected = num_frames(num_samples)
     if n_align > expected:
         labels = labels[:expected]
     elif n_align < expected:
@@ -114,11 +143,7 @@ def make_labels(
     skipped: list[tuple[str, str]] = []
     for lineno, row in enumerate(man.rows, start=2):
         try:
-            if not man.path(row).is_file():
-                raise ManifestError(
-                    f"{manifest}:{lineno}: audio file {man.path(row)} does not exist; "
-                    "fix the manifest root or pass --skip-bad"
-                )
+            check_row_audio(man, row, where=f"{manifest}:{lineno}")
             ali = resolve_phones(source.load(row.utt_id), phones)
             labels = frame_labels(ali, row.num_samples)
         except SpokenLMError as e:

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, LabelMismatchError
+from ..errors import ConfigError, DictionaryError, LabelMismatchError
 from ..io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
 from ..phones import SAMPLE_RATE, num_frames
 from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
@@ -52,6 +52,19 @@ def select_balanced(
         if queues[spk]:
             heapq.heappush(heap, (got, rank, spk))
     return sorted(chosen)
+
+
+def _check_phones(dict_path: Path, labels: Path, lines: Sequence[str]) -> None:
+    """Every phone of the frame labels must be in the dictionary copied beside the subset:
+    fine-tuning on the subset would otherwise stop at the first unknown phone."""
+    known = {line.split()[0] for line in read_lines(dict_path) if line.strip()}
+    for lineno, line in enumerate(lines, start=1):
+        unknown = set(line.split()) - known
+        if unknown:
+            raise DictionaryError(
+                f"{labels}:{lineno}: phone {sorted(unknown)[0]!r} is not in {dict_path}; "
+                "make the labels and the dictionary together (spokenlm labels)"
+            )
 
 
 @dataclass(frozen=True)
@@ -98,6 +111,9 @@ def make_subset(
     seq_lines = read_lines(seq_path) if seq_path.is_file() else None
     if seq_lines is not None and len(seq_lines) != len(man):
         raise LabelMismatchError(f"{seq_path}: {len(seq_lines)} lines but {manifest} has {len(man)} utterances")
+    src_dict = labels.parent / "dict.phn.txt"
+    if src_dict.is_file():
+        _check_phones(src_dict, labels, lines)
 
     durations = [r.num_samples / SAMPLE_RATE for r in man.rows]
     available = sum(durations)
@@ -134,7 +150,7 @@ def make_subset(
     else:
         # A sequence file left by an earlier run would not match this subset.
         out_seq.unlink(missing_ok=True)
-    src_dict, out_dict = labels.parent / "dict.phn.txt", out_dir / "dict.phn.txt"
+    out_dict = out_dir / "dict.phn.txt"
     if src_dict.is_file() and src_dict.resolve() != out_dict.resolve():
         with atomic_path(out_dict) as tmp:
             shutil.copyfile(src_dict, tmp)

@@ -21,7 +21,6 @@ import json
 import logging
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 from collections import Counter
@@ -29,6 +28,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import ConfigError, DictionaryError, FeatureError, MissingToolError
+from ..finetune.runner import run_tool
 from ..io import atomic_write
 from ..units.kmeans import deduplicate
 
@@ -47,8 +47,12 @@ def read_km(path: str | os.PathLike, *, vocab_size: int | None = None, allow_emp
     path = Path(path)
     if not path.is_file():
         raise FeatureError(f"{path}: units file not found; make it with 'spokenlm kmeans assign'")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise FeatureError(f"{path}: not a text .km file; make it with 'spokenlm kmeans assign'") from None
     rows: list[list[int]] = []
-    for lineno, text in enumerate(path.read_text().splitlines(), start=1):
+    for lineno, text in enumerate(lines, start=1):
         units = []
         for tok in text.split():
             if not tok.isdigit():
@@ -147,9 +151,11 @@ def binarize(
             "--workers", str(max(1, workers)), "--dataset-impl", "mmap",
         ]
         logger.info("running %s", " ".join(cmd))
-        proc = subprocess.run(cmd, capture_output=True, text=True)
-        if proc.returncode != 0:
-            raise FeatureError(f"{out}: fairseq-preprocess failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        # On failure the log stays as out/preprocess.log, named by the error; on success
+        # fairseq's own preprocess.log replaces it below.
+        log_path = out / "preprocess.log"
+        log_path.unlink(missing_ok=True)
+        run_tool("fairseq-preprocess", cmd[1:], log_path=log_path)
         for i, split in enumerate(rows):
             name = "valid" if i == 0 else f"valid{i}"
             for ext in (".bin", ".idx"):

@@ -36,7 +36,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 from typing import Sequence
@@ -45,7 +44,9 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
 from ..io import atomic_write
-from .data import binarize, fairseq_tool, read_dictionary_size, read_km
+from ..finetune.runner import run_tool
+from .checkpoint import read_lm_state
+from .data import NUM_SPECIAL, binarize, fairseq_tool, read_dictionary_size, read_km
 
 logger = logging.getLogger(__name__)
 
@@ -143,18 +144,24 @@ def write_km(path: str | os.PathLike, rows: Sequence[Sequence[int]]) -> None:
 
 def lm_dictionary(checkpoint: str | os.PathLike | None, *, data: str | os.PathLike | None = None) -> Path:
     """An LM's ``dict.txt``: ``data/dict.txt``, or that of the training data recorded in ``checkpoint``."""
-    from fairseq import checkpoint_utils
-
+    state = read_lm_state(checkpoint) if checkpoint is not None else None  # refuses a non-LM file early
     if data is None:
-        if checkpoint is None or not Path(checkpoint).is_file():
-            raise CheckpointError(f"{checkpoint}: checkpoint not found")
-        cfg = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint)).get("cfg")
-        if cfg is None or cfg.task.get("_name") != "language_modeling":
-            raise CheckpointError(f"{checkpoint}: not a fairseq language_modeling checkpoint")
-        data = cfg.task.data
+        if state is None:
+            raise CheckpointError("no checkpoint given: pass --checkpoint, or --data with the LM's dict.txt")
+        data = state["cfg"].task.data
     path = Path(data) / "dict.txt"
     read_dictionary_size(path)  # checks that it exists and is a unit dictionary
     return path
+
+
+def clamp_top_k(top_k: int, *, dictionary: str | os.PathLike) -> int:
+    """``top_k`` capped at the LM's number of output symbols (units + fairseq's 4 specials):
+    torch's top-k fails on a k above it, e.g. the default 50 for an LM of fewer units."""
+    symbols = NUM_SPECIAL + sum(1 for line in Path(dictionary).read_text().splitlines() if line.strip())
+    if top_k > symbols:
+        logger.warning("--top-k %d is above the LM's %d symbols: sampling among all of them", top_k, symbols)
+        return symbols
+    return top_k
 
 
 def continue_units(
@@ -187,6 +194,7 @@ def continue_units(
     dictionary = lm_dictionary(checkpoint, data=data)
     prompts = read_prompts(prompts_km, vocab_size=read_dictionary_size(dictionary))
     longest = max(map(len, prompts))
+    top_k = clamp_top_k(top_k, dictionary=dictionary)
     with tempfile.TemporaryDirectory(prefix="lm-generate.") as scratch:
         work = Path(work) if work is not None else Path(scratch)
         prepare_prompts(prompts, work / "data", dictionary=dictionary)
@@ -195,12 +203,15 @@ def continue_units(
             max_len=longest + max_new, min_len=longest + min_new, seed=seed, batch_size=batch_size, cpu=cpu,
         )
         logger.info("running %s", " ".join(cmd))
+        # The log must outlive the scratch folder when the run fails: beside --out unless --work.
+        log_path = work / "fairseq-generate.log" if work != Path(scratch) else Path(f"{out_km}.fairseq-generate.log")
+        log_path.unlink(missing_ok=True)
         # Token-by-token sampling gains nothing from intra-op threads and suffers from their
         # spinning on a busy CPU; an OMP_NUM_THREADS set by the user wins.
-        env = {"OMP_NUM_THREADS": "1", **os.environ}
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            raise FeatureError(f"{checkpoint}: fairseq-generate failed ({proc.returncode}):\n{proc.stderr[-2000:]}")
+        run_tool("fairseq-generate", cmd[1:], log_path=log_path,
+                 threads=None if "OMP_NUM_THREADS" in os.environ else 1)
+        if work == Path(scratch):
+            log_path.unlink()
         rows = read_continuations(work / "out" / f"generate-{SUBSET}.txt", prompts, keep_prompt=keep_prompt)
     write_km(out_km, rows)
     return rows

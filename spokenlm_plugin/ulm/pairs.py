@@ -82,6 +82,13 @@ def read_gold(path: str | os.PathLike, *, task: PairTask) -> list[GoldRow]:
     path = Path(path)
     if not path.is_file():
         raise ManifestError(f"{path}: gold file not found")
+    try:
+        return _read_gold(path, task=task)
+    except (UnicodeDecodeError, csv.Error) as e:
+        raise ManifestError(f"{path}: not a readable CSV file ({type(e).__name__}: {e}); give the gold.csv") from None
+
+
+def _read_gold(path: Path, *, task: PairTask) -> list[GoldRow]:
     with path.open(newline="") as f:
         reader = csv.DictReader(f)
         columns = reader.fieldnames or []
@@ -92,7 +99,14 @@ def read_gold(path: str | os.PathLike, *, task: PairTask) -> list[GoldRow]:
                 f"expected at least {', '.join(REQUIRED_COLUMNS[task])}"
             )
         rows = []
-        for lineno, rec in enumerate(reader, start=2):
+        for rec in reader:
+            lineno = reader.line_num
+            if None in rec.values():  # csv.DictReader fills the columns of a short row with None
+                got = sum(v is not None for k, v in rec.items() if k is not None)
+                raise ManifestError(
+                    f"{path}:{lineno}: {got} fields but the header has {len(columns)}; "
+                    "every row needs one value per column (quote values that hold commas)"
+                )
             correct = rec["correct"].strip()
             if correct not in {"0", "1"}:
                 raise ManifestError(f"{path}:{lineno}: correct must be 0 or 1, got {correct!r}")

@@ -37,6 +37,7 @@ import torch
 
 from ..errors import CheckpointError, ConfigError, LabelMismatchError
 from ..io import atomic_write, read_lines, read_manifest
+from .checkpoint import read_lm_state
 from .data import read_km
 from .pairs import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
 
@@ -60,15 +61,9 @@ def load_unit_lm(
     from fairseq.models import FairseqLanguageModel
 
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
     overrides = {"data": str(data)} if data is not None else {}
-    state = checkpoint_utils.load_checkpoint_to_cpu(str(checkpoint), arg_overrides=overrides)
-    cfg = state.get("cfg")
-    if cfg is None or cfg.task.get("_name") != "language_modeling":
-        raise CheckpointError(
-            f"{checkpoint}: not a fairseq language_modeling checkpoint (trained with --task language_modeling)"
-        )
+    state = read_lm_state(checkpoint, arg_overrides=overrides)
+    cfg = state["cfg"]
     dict_path = Path(cfg.task.data) / "dict.txt"
     if not dict_path.is_file():
         raise CheckpointError(

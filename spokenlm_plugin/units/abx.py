@@ -21,6 +21,7 @@ import argparse
 import contextlib
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -29,7 +30,7 @@ from typing import Callable, Iterator, Literal, Sequence
 import numpy as np
 import torch
 
-from ..errors import ConfigError, FeatureError, LabelMismatchError
+from ..errors import AbxConditionError, ConfigError, FeatureError, LabelMismatchError
 from ..io import atomic_write, read_lines, read_manifest
 from ..phones import FRAME_RATE
 
@@ -76,6 +77,17 @@ def item_files(item: str | os.PathLike) -> set[str]:
     if not lines or tuple(lines[0].split()) != ITEM_COLUMNS:
         raise ConfigError(f"{item}: not a ZeroSpeech item file; the header must be '{' '.join(ITEM_COLUMNS)}'")
     return {line.split(" ", 1)[0] for line in lines[1:] if line.strip()}
+
+
+def _empty_condition(item: str | os.PathLike, speaker: Speaker, context: Context) -> AbxConditionError:
+    """The error for a condition without any ABX triplet, with its most likely cause."""
+    speakers = {line.split()[-1] for line in read_lines(item)[1:] if line.strip()}
+    if speaker == "across" and len(speakers) < 2:
+        reason = (f"the item file has {len(speakers)} speaker{'s' if len(speakers) != 1 else ''}; "
+                  "across-speaker ABX needs two or more: score --speaker within only")
+    else:
+        reason = "no (A, B, X) triplet satisfies it; the item file is too small for this condition"
+    return AbxConditionError(f"{item}: {speaker} speaker, {context} context cannot be scored: {reason}")
 
 
 def _load_feature(path: str | Path) -> torch.Tensor:
@@ -133,6 +145,8 @@ def abx(
                 feature_maker=feature_maker or _load_feature, extension=extension, seed=seed, device=device,
                 progress=progress,
             )
+        except fastabx.EmptyTaskError:
+            raise _empty_condition(item, speaker, context) from None
         except fastabx.NonFiniteError as e:
             raise FeatureError(f"{features}: {e}; the features are corrupt, dump them again") from e
         except (fastabx.FeaturesSizeError, fastabx.EmptyFeaturesError) as e:
@@ -190,8 +204,13 @@ def abx_units_many(
     seed: int = 0,
     device: str | None = None,
     progress: bool = False,
+    on_empty: Callable[[AbxConditionError], None] | None = None,
 ) -> list[AbxResult]:
-    """:func:`abx_units` for several conditions (the unit files are written once)."""
+    """:func:`abx_units` for several conditions (the unit files are written once).
+
+    :param on_empty: called with the error of a condition that cannot be scored (e.g. across
+        speaker on a one-speaker item file), which is then left out; ``None``: raise it.
+    """
     from .kmeans import read_units
 
     rows = read_manifest(manifest).utt_ids
@@ -205,12 +224,30 @@ def abx_units_many(
         # fastabx reads one file per utterance: the unit ids go there, the embedding happens on load.
         for utt, ids in zip(rows, units):
             np.save(Path(tmp) / f"{utt}.npy", ids)
-        return [
-            AbxResult(s, c, abx(tmp, item, speaker=s, context=c, extension=".npy",
-                                feature_maker=lambda p: embed(np.load(p)), librilight_slicing=librilight_slicing,
-                                seed=seed, device=device, progress=progress))
-            for s, c in conditions
-        ]
+        return _each_condition(
+            conditions,
+            lambda s, c: abx(tmp, item, speaker=s, context=c, extension=".npy",
+                             feature_maker=lambda p: embed(np.load(p)), librilight_slicing=librilight_slicing,
+                             seed=seed, device=device, progress=progress),
+            on_empty=on_empty,
+        )
+
+
+def _each_condition(
+    conditions: Sequence[tuple[Speaker, Context]],
+    score: Callable[[Speaker, Context], float],
+    *,
+    on_empty: Callable[[AbxConditionError], None] | None,
+) -> list[AbxResult]:
+    results = []
+    for s, c in conditions:
+        try:
+            results.append(AbxResult(s, c, score(s, c)))
+        except AbxConditionError as e:
+            if on_empty is None:
+                raise
+            on_empty(e)
+    return results
 
 
 def markdown_table(results: Sequence[AbxResult], *, title: str = "ABX error (%)") -> str:
@@ -258,23 +295,33 @@ def run(args: argparse.Namespace) -> int:
     conditions = [(s, c) for c in args.context for s in args.speaker]
     common = dict(librilight_slicing=args.librilight_slicing, seed=args.seed, device=args.device,
                   progress=args.progress)
+    # A condition without triplets (across speaker on a one-speaker item file) is skipped with a
+    # message; the others are still scored and written. Nothing scorable at all is the error.
+    skipped: list[AbxConditionError] = []
+
     if args.units is not None:
         from .kmeans import load_centroids
 
         centroids = load_centroids(args.centroids) if args.centroids is not None else None
         results = abx_units_many(args.units, args.manifest, args.item, conditions=conditions, centroids=centroids,
-                                 **common)
+                                 on_empty=skipped.append, **common)
         source = {"units": str(args.units), "manifest": str(args.manifest),
                   "representation": "centroids" if centroids is not None else "onehot"}
     else:
-        results = [AbxResult(s, c, abx(args.features, args.item, speaker=s, context=c, **common))
-                   for s, c in conditions]
+        results = _each_condition(
+            conditions, lambda s, c: abx(args.features, args.item, speaker=s, context=c, **common), on_empty=skipped.append
+        )
         source = {"features": str(args.features)}
+    if not results:
+        raise skipped[0]
+    for e in skipped:
+        print(f"spokenlm abx: skipped: {e}", file=sys.stderr)
     print(markdown_table(results))
     if args.json is not None:
         payload = {**source, "item": str(args.item), "librilight_slicing": args.librilight_slicing,
                    "seed": args.seed, "max_size_group": MAX_SIZE_GROUP, "max_x_across": MAX_X_ACROSS,
-                   "distance": "angular", "frequency": int(FRAME_RATE), "results": [asdict(r) for r in results]}
+                   "distance": "angular", "frequency": int(FRAME_RATE), "results": [asdict(r) for r in results],
+                   **({"skipped": [str(e) for e in skipped]} if skipped else {})}
         with atomic_write(args.json) as f:
             json.dump(payload, f, indent=2)
     return 0

@@ -196,6 +196,7 @@ def dump_baseline_features(
     per_utterance: bool = False,
     normalize: bool = True,
     progress: bool = False,
+    downmix: bool = False,
 ) -> tuple[Path, Path, int]:
     """Dump ``kind`` features of ``manifest`` into ``out_dir`` (the format of ``dump-features``);
     ``(npy, len, frames in the shard)``. ``phones`` needs ``labels`` and ``dict_path``."""
@@ -212,7 +213,8 @@ def dump_baseline_features(
 
     extractor = SpectralFeatures(kind, normalize=normalize)
     res = dump_features(extractor, manifest, out_dir, split=split,  # type: ignore[arg-type]
-                        nshard=nshard, rank=rank, per_utterance=per_utterance, progress=progress)
+                        nshard=nshard, rank=rank, per_utterance=per_utterance, progress=progress,
+                        downmix=downmix)
     return res.npy, res.len, int(sum(int(t) for t in res.len.read_text().split()))
 
 
@@ -233,6 +235,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="logmel / mfcc: no per-utterance mean and variance normalisation")
     parser.add_argument("--nshard", type=int, default=1, help="number of shards (default 1)")
     parser.add_argument("--rank", type=int, default=0, help="shard to dump, 0..nshard-1 (default 0)")
+    parser.add_argument("--downmix", action="store_true",
+                        help="logmel / mfcc: average the channels of multi-channel audio (default: refuse it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -245,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     npy, _, frames = dump_baseline_features(
         args.kind, args.manifest, args.out, labels=args.labels, dict_path=args.dict, split=args.manifest.stem,
         nshard=args.nshard, rank=args.rank, per_utterance=args.per_utterance, normalize=not args.no_cmvn,
-        progress=not args.no_progress,
+        progress=not args.no_progress, downmix=args.downmix,
     )
     dim = np.load(npy, mmap_mode="r").shape[1]
     print(f"{npy}: {args.kind} features, {frames} frames x {dim} dims in {time.perf_counter() - t0:.1f} s")

@@ -33,7 +33,7 @@ from ..errors import AudioFormatError, ConfigError, FeatureError, ManifestError
 from ..io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
 from ..phones import SAMPLE_RATE
 from .encoder import DenseModel, parse_layer
-from .shards import shard_paths, shard_range
+from .shards import read_dump_state, shard_paths, shard_range, state_path
 
 logger = logging.getLogger(__name__)
 
@@ -55,20 +55,36 @@ class DumpResult:
     seconds: float  # wall time of this call
 
 
-def read_audio(path: Path, *, expected_samples: int | None = None) -> np.ndarray:
-    """A 16 kHz waveform as float32 (channels averaged, as fairseq does)."""
+def read_audio(path: Path, *, expected_samples: int | None = None, downmix: bool = False) -> np.ndarray:
+    """A 16 kHz mono waveform as float32; :class:`AudioFormatError` naming the file otherwise.
+
+    :param expected_samples: the manifest's sample count; a file of another length is refused (the
+        manifest no longer describes it, and frame counts computed from it would be off).
+    :param downmix: average the channels of multi-channel audio (as fairseq does) instead of
+        refusing it.
+    """
     import soundfile as sf
 
     try:
         wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
     except (sf.LibsndfileError, RuntimeError) as e:
         if not path.is_file():
-            raise ManifestError(f"{path}: audio file not found; check the manifest's root line") from e
-        raise AudioFormatError(f"{path}: unreadable audio ({e})") from e
+            raise ManifestError(f"{path}: audio file not found; check the manifest's root line") from None
+        raise AudioFormatError(f"{path}: unreadable audio ({e}); re-encode or remove the file") from None
     if sr != SAMPLE_RATE:
         raise AudioFormatError(f"{path}: sample rate {sr} Hz; HuBERT needs {SAMPLE_RATE} Hz (resample it first)")
-    if expected_samples is not None and abs(len(wav) - expected_samples) > 160:
-        logger.warning("%s: %d samples but the manifest says %d", path, len(wav), expected_samples)
+    if len(wav) == 0:
+        raise AudioFormatError(f"{path}: empty audio (0 samples); remove it from the manifest")
+    if wav.shape[1] != 1 and not downmix:
+        raise AudioFormatError(
+            f"{path}: {wav.shape[1]} channels, expected mono; pass --downmix to average the channels, "
+            "or write mono copies with 'spokenlm manifest --resample-to-dir DIR'"
+        )
+    if expected_samples is not None and len(wav) != expected_samples:
+        raise ManifestError(
+            f"{path}: {len(wav)} samples but the manifest says {expected_samples}; "
+            "the file changed since the manifest was made: make the manifest again"
+        )
     return wav.mean(axis=1)
 
 
@@ -112,16 +128,18 @@ def _repair(npy: Path, len_path: Path) -> int:
     return kept
 
 
-def _check_state(state_path: Path, state: dict, *, resuming: bool) -> None:
-    if resuming and state_path.is_file():
-        before = json.loads(state_path.read_text())
-        if before != state:
-            diff = {k: (before.get(k), v) for k, v in state.items() if before.get(k) != v}
-            raise ConfigError(
-                f"{state_path.parent}: holds a partial dump made with other settings {diff}; "
-                "use another --out folder or delete the partial files"
-            )
-    with atomic_write(state_path) as f:
+def _check_state(npy: Path, state: dict, *, resuming: bool) -> None:
+    """Refuse to resume a dump made with other settings; record this dump's settings."""
+    before = read_dump_state(npy) if resuming else None
+    if before is not None and before != state:
+        diff = {k: (before.get(k), v) for k, v in state.items() if before.get(k) != v}
+        hint = (f"; or resume with the recorded thread count (OMP_NUM_THREADS={before.get('threads')}): "
+                "other counts change the features in the last digits" if set(diff) == {"threads"} else "")
+        raise ConfigError(
+            f"{npy.parent}: holds a partial dump made with other settings {diff}; "
+            f"use another --out folder or delete the partial files{hint}"
+        )
+    with atomic_write(state_path(npy)) as f:
         json.dump(state, f, indent=1)
 
 
@@ -164,6 +182,7 @@ def dump_features(
     batch_seconds: float | None = None,
     progress: bool = True,
     max_utterances: int | None = None,
+    downmix: bool = False,
 ) -> DumpResult:
     """Dump ``dense``'s features of shard ``rank``/``nshard`` of ``manifest`` into ``out_dir``.
 
@@ -173,6 +192,10 @@ def dump_features(
         utterance per forward pass). Resume with the same value for bit-identical features.
     :param max_utterances: stop after computing this many rows (a partial run, resumed by the next
         call, e.g. for time-limited jobs).
+    :param downmix: average the channels of multi-channel audio (default: refuse it).
+
+    A failure before the shard's first row is written removes the files this call created, so the
+    next run starts afresh (e.g. after an unreadable first file is taken out of the manifest).
     """
     if not isinstance(manifest, Manifest):
         split = split or Path(manifest).stem
@@ -186,9 +209,9 @@ def dump_features(
     rows = manifest.rows[start:end]
 
     state = {"model": dense.name, "fingerprint": dense.fingerprint, "layer": dense.layer, "dim": dense.dim,
-             "split": split, "rows": [start, end], "per_utterance": per_utterance}
+             "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": _cpu_threads(dense)}
     resuming = npy.is_file() or len_path.is_file()
-    _check_state(out_dir / f".{npy.stem}.dump.json", state, resuming=resuming)
+    _check_state(npy, state, resuming=resuming)
     done = _repair(npy, len_path) if resuming else 0
     if not resuming:
         len_path.write_text("")
@@ -205,47 +228,65 @@ def dump_features(
     from npy_append_array import NpyAppendArray
 
     def read(batches: list[list[int]]) -> dict[int, np.ndarray]:
-        return {i: read_audio(manifest.path(rows[i]), expected_samples=rows[i].num_samples)
+        return {i: read_audio(manifest.path(rows[i]), expected_samples=rows[i].num_samples, downmix=downmix)
                 for batch in batches for i in batch}
 
     next_row = done
-    with NpyAppendArray(str(npy)) as feats_file, open(len_path, "a") as len_file, \
-            ThreadPoolExecutor(max_workers=1) as pool:
-        pending = pool.submit(read, plan[0]) if plan else None
-        for k, batches in enumerate(plan):
-            audio = pending.result()
-            if k + 1 < len(plan):  # read the next window while this one is computed
-                pending = pool.submit(read, plan[k + 1])
-            ready: dict[int, np.ndarray] = {}
-            for batch in batches:
-                for i, f in zip(batch, dense.batch([audio[i] for i in batch])):
-                    if i >= next_row:  # rows before next_row were written by an earlier run
-                        ready[i] = f.cpu().numpy()
-                while next_row in ready and next_row < stop:  # write rows in manifest order
-                    x = ready.pop(next_row)
-                    if not np.isfinite(x).all():
-                        raise FeatureError(
-                            f"{manifest.path(rows[next_row])}: the model produced NaN/inf features "
-                            "(try --dtype float32)"
-                        )
-                    if per_utterance:
-                        with atomic_path(out_dir / f"{rows[next_row].utt_id}.npy") as tmp:
-                            np.save(tmp, x)
-                    feats_file.append(np.ascontiguousarray(x))
-                    len_file.write(f"{len(x)}\n")
-                    len_file.flush()
-                    frames_total += len(x)
-                    seconds = len(audio[next_row]) / SAMPLE_RATE
-                    audio_total += seconds
-                    bar.update(seconds / 3600)
-                    bar.set_postfix_str(f"{audio_total / (time.perf_counter() - t0):.0f}x real time", refresh=False)
-                    next_row += 1
+    try:
+        with NpyAppendArray(str(npy)) as feats_file, open(len_path, "a") as len_file, \
+                ThreadPoolExecutor(max_workers=1) as pool:
+            pending = pool.submit(read, plan[0]) if plan else None
+            for k, batches in enumerate(plan):
+                audio = pending.result()
+                if k + 1 < len(plan):  # read the next window while this one is computed
+                    pending = pool.submit(read, plan[k + 1])
+                ready: dict[int, np.ndarray] = {}
+                for batch in batches:
+                    for i, f in zip(batch, dense.batch([audio[i] for i in batch])):
+                        if i >= next_row:  # rows before next_row were written by an earlier run
+                            ready[i] = f.cpu().numpy()
+                    while next_row in ready and next_row < stop:  # write rows in manifest order
+                        x = ready.pop(next_row)
+                        if not np.isfinite(x).all():
+                            raise FeatureError(
+                                f"{manifest.path(rows[next_row])}: the model produced NaN/inf features "
+                                "(try --dtype float32)"
+                            )
+                        if per_utterance:
+                            with atomic_path(out_dir / f"{rows[next_row].utt_id}.npy") as tmp:
+                                np.save(tmp, x)
+                        feats_file.append(np.ascontiguousarray(x))
+                        len_file.write(f"{len(x)}\n")
+                        len_file.flush()
+                        frames_total += len(x)
+                        seconds = len(audio[next_row]) / SAMPLE_RATE
+                        audio_total += seconds
+                        bar.update(seconds / 3600)
+                        speed = audio_total / (time.perf_counter() - t0)
+                        bar.set_postfix_str(f"{speed:.0f}x real time", refresh=False)
+                        next_row += 1
+    except BaseException:
+        bar.close()
+        if next_row == 0:  # nothing of the shard on disk: leave no state that blocks the next run
+            for path in (npy, len_path, state_path(npy)):
+                path.unlink(missing_ok=True)
+        raise
     bar.close()
     if not npy.is_file():  # an empty shard (more shards than rows) still gets its (0 x dim) file
         with atomic_path(npy) as tmp:
             np.save(tmp, np.zeros((0, dense.dim), dtype=np.float32))
     return DumpResult(npy=npy, len=len_path, utterances=next_row, dumped=next_row - done,
                       frames=frames_total, audio_seconds=audio_total, seconds=time.perf_counter() - t0)
+
+
+def _cpu_threads(dense: DenseModel) -> int | None:
+    """torch's intra-op threads when computing on the CPU (sums, hence features, change in the last
+    digits with the thread count); ``None`` on a GPU."""
+    if dense.device.type != "cpu":
+        return None
+    import torch
+
+    return torch.get_num_threads()
 
 
 def _plan(rows: Sequence[ManifestRow], *, done: int, stop: int, batch_samples: int) -> list[list[list[int]]]:
@@ -298,6 +339,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="auto = CUDA when available")
     parser.add_argument("--dtype", choices=["auto", "float32", "bfloat16"], default="auto",
                         help="auto = bfloat16 autocast on GPU, float32 on CPU; features are saved as float32")
+    parser.add_argument("--downmix", action="store_true",
+                        help="average the channels of multi-channel audio (default: refuse it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -309,7 +352,7 @@ def run(args: argparse.Namespace) -> int:
                                        dtype=args.dtype)
     res = dump_features(dense, manifest, args.out, split=args.manifest.stem, nshard=args.nshard, rank=args.rank,
                         per_utterance=args.per_utterance, batch_seconds=args.batch_seconds,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, downmix=args.downmix)
     speed = res.audio_seconds / res.seconds if res.seconds > 0 else float("nan")
     print(f"{res.npy}: {res.utterances} utterances ({res.dumped} computed now: {res.frames} frames, "
           f"{res.audio_seconds / 3600:.3f} h audio in {res.seconds:.1f} s, {speed:.0f}x real time; "

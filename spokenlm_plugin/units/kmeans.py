@@ -14,6 +14,7 @@ frames), line for line.
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import time
 from itertools import groupby
@@ -33,6 +34,9 @@ INIT_POINTS = 30_000
 
 
 def _faiss():
+    # faiss's loader reports at INFO every optimised build it tries and fails to load
+    # (ModuleNotFoundError lines on every command); only a real failure to import matters.
+    logging.getLogger("faiss.loader").setLevel(logging.WARNING)
     import faiss  # imported lazily: it takes a moment and the CLI dispatcher stays fast
 
     return faiss
@@ -168,11 +172,22 @@ def load_centroids(path: str | os.PathLike) -> np.ndarray:
     if not path.is_file():
         raise CheckpointError(f"{path}: centroids file not found")
     if path.suffix == ".npy":
-        centroids = np.load(path)
+        try:
+            centroids = np.load(path, allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:
+            raise CheckpointError(
+                f"{path}: not a readable .npy centroids file ({e}); fit them again with 'spokenlm kmeans fit'"
+            ) from None
     elif path.suffix in {".joblib", ".pkl", ".pickle", ".bin"}:
         import joblib
 
-        model = joblib.load(path)
+        try:
+            model = joblib.load(path)
+        except Exception as e:  # unpickling garbage raises anything (UnpicklingError, EOFError, KeyError, ...)
+            raise CheckpointError(
+                f"{path}: not a readable joblib k-means model ({type(e).__name__}: {e}); "
+                "give the .joblib file of a fitted sklearn k-means, or a k x dims .npy"
+            ) from None
         if not hasattr(model, "cluster_centers_"):
             raise CheckpointError(
                 f"{path}: {type(model).__name__} is not a fitted k-means model (no cluster_centers_)"
@@ -180,7 +195,8 @@ def load_centroids(path: str | os.PathLike) -> np.ndarray:
         centroids = np.asarray(model.cluster_centers_)
     else:
         raise CheckpointError(f"{path}: unknown quantizer format; expected .npy (k x dims) or a joblib sklearn model")
-    if centroids.ndim != 2 or not np.isfinite(centroids).all():
+    if centroids.ndim != 2 or centroids.shape[0] == 0 or not np.issubdtype(centroids.dtype, np.number) \
+            or not np.isfinite(centroids).all():
         raise CheckpointError(f"{path}: centroids must be a finite 2-D array (k x dims), got shape {centroids.shape}")
     return np.ascontiguousarray(centroids, dtype=np.float32)
 
@@ -228,12 +244,19 @@ def read_units(path: str | os.PathLike) -> list[np.ndarray]:
     path = Path(path)
     if not path.is_file():
         raise FeatureError(f"{path}: units file not found; make it with 'spokenlm kmeans assign'")
+    try:
+        lines = path.read_text().splitlines()
+    except UnicodeDecodeError:
+        raise FeatureError(f"{path}: not a text .km file; make it with 'spokenlm kmeans assign'") from None
     rows = []
-    for lineno, text in enumerate(path.read_text().splitlines(), start=1):
-        try:
-            rows.append(np.asarray([int(t) for t in text.split()], dtype=np.int64))
-        except ValueError:
-            raise FeatureError(f"{path}:{lineno}: expected space-separated integer unit ids") from None
+    for lineno, text in enumerate(lines, start=1):
+        tokens = text.split()
+        if not all(t.isdigit() for t in tokens):
+            bad = next(t for t in tokens if not t.isdigit())
+            raise FeatureError(
+                f"{path}:{lineno}: {bad!r} is not a unit id; a .km line holds space-separated non-negative integers"
+            )
+        rows.append(np.asarray([int(t) for t in tokens], dtype=np.int64))
     return rows
 
 

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DictionaryError, LabelMismatchError
+from ..errors import ConfigError, DictionaryError, LabelMismatchError
 from ..io import atomic_write, read_lines
 
 
@@ -51,11 +51,13 @@ def joint_counts(
     *,
     max_frame_diff: int = 1,
     phones: Sequence[str] | None = None,
+    vocab_size: int | None = None,
 ) -> tuple[np.ndarray, list[str], np.ndarray, int]:
     """Counts of (phone, unit) over frames: ``(counts [phones x units], phones, unit ids, trimmed)``.
 
     Rows are the phones seen (in ``phones`` order when given, which then must cover every label);
-    columns the units seen, ascending.
+    columns the units seen, ascending. Units must be ``0..vocab_size-1`` (non-negative when
+    ``vocab_size`` is ``None``).
     """
     if len(units) != len(labels):
         raise LabelMismatchError(
@@ -73,6 +75,7 @@ def joint_counts(
             )
         m = min(len(u), len(y))
         trimmed += diff
+        _check_units(u, line=n + 1, vocab_size=vocab_size)
         try:
             ys.append(np.fromiter((index[p] for p in y[:m]), dtype=np.int64, count=m))
         except KeyError as e:
@@ -82,6 +85,20 @@ def joint_counts(
     unit_ids, z_idx = np.unique(z_all, return_inverse=True)
     counts = np.bincount(y_all * len(unit_ids) + z_idx, minlength=len(phone_list) * len(unit_ids))
     return counts.reshape(len(phone_list), len(unit_ids)), phone_list, unit_ids, trimmed
+
+
+def _check_units(units: Sequence[int], *, line: int, vocab_size: int | None) -> None:
+    """Refuse a unit id that no quantizer makes (negative, or ``>= vocab_size``)."""
+    if not len(units):
+        return
+    lo, hi = int(np.min(units)), int(np.max(units))
+    if lo < 0:
+        raise LabelMismatchError(f"line {line}: unit {lo} is negative; units are cluster indices 0..K-1")
+    if vocab_size is not None and hi >= vocab_size:
+        raise LabelMismatchError(
+            f"line {line}: unit {hi} is outside 0..{vocab_size - 1} (--vocab-size {vocab_size}); "
+            "give the number of clusters of the k-means that made the units"
+        )
 
 
 def _entropy(p: np.ndarray) -> float:
@@ -120,9 +137,11 @@ def unit_quality(
     *,
     max_frame_diff: int = 1,
     phones: Sequence[str] | None = None,
+    vocab_size: int | None = None,
 ) -> UnitQuality:
     """Phone purity, cluster purity and PNMI of ``units`` against frame ``labels`` (line by line)."""
-    counts, _, _, trimmed = joint_counts(units, labels, max_frame_diff=max_frame_diff, phones=phones)
+    counts, _, _, trimmed = joint_counts(units, labels, max_frame_diff=max_frame_diff, phones=phones,
+                                         vocab_size=vocab_size)
     return quality_from_counts(counts, utterances=len(units), trimmed=trimmed)
 
 
@@ -150,6 +169,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--units", required=True, type=Path, help="units .km (one line per manifest row)")
     parser.add_argument("--labels", required=True, type=Path, help="frame phone labels .phn (same rows, 50 Hz)")
     parser.add_argument("--dict", type=Path, help="phone dictionary (dict.phn.txt); labels must be in it")
+    parser.add_argument("--vocab-size", type=int, default=None,
+                        help="K, the number of k-means clusters: units must be 0..K-1 (default: not checked "
+                             "beyond being non-negative)")
     parser.add_argument("--max-frame-diff", type=int, default=1,
                         help="allowed length difference per utterance, cut off at the end (default 1)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
@@ -161,8 +183,11 @@ def run(args: argparse.Namespace) -> int:
     units = read_units(args.units)
     labels = [line.split() for line in read_lines(args.labels)]
     phones = read_phone_dict(args.dict) if args.dict is not None else None
+    if args.vocab_size is not None and args.vocab_size < 1:
+        raise ConfigError(f"--vocab-size {args.vocab_size}: must be >= 1")
     try:
-        q = unit_quality(units, labels, max_frame_diff=args.max_frame_diff, phones=phones)
+        q = unit_quality(units, labels, max_frame_diff=args.max_frame_diff, phones=phones,
+                         vocab_size=args.vocab_size)
     except (LabelMismatchError, DictionaryError) as e:
         raise type(e)(f"{args.units} vs {args.labels}: {e}") from None
     print(markdown_table(q))

@@ -8,6 +8,7 @@ slice of the manifest's rows (:func:`shard_range`), its ``.npy`` the frames of t
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, FeatureError
+from ..errors import ConfigError, FeatureError, IncompleteDumpError
 
 
 def shard_range(total: int, nshard: int, rank: int) -> tuple[int, int]:
@@ -53,11 +54,37 @@ class FeatureShard:
             yield feats[off : off + n]
 
 
+def state_path(npy: str | os.PathLike) -> Path:
+    """The sidecar ``.{split}_{rank}_{nshard}.dump.json`` that records what a dump holds."""
+    npy = Path(npy)
+    return npy.with_name(f".{npy.stem}.dump.json")
+
+
+def read_dump_state(npy: str | os.PathLike) -> dict | None:
+    """The recorded settings of the dump of ``npy`` (``None``: no sidecar, e.g. fairseq's own dumps)."""
+    path = state_path(npy)
+    if not path.is_file():
+        return None
+    try:
+        state = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as e:
+        raise FeatureError(
+            f"{path}: corrupt dump record ({e.__class__.__name__}); delete it together with "
+            f"{Path(npy).name} and {Path(npy).with_suffix('.len').name} and dump again"
+        ) from None
+    if not isinstance(state, dict):
+        raise FeatureError(f"{path}: corrupt dump record (not a JSON object); delete the dump's files and dump again")
+    return state
+
+
 def read_lengths(path: Path) -> np.ndarray:
     """Frames per utterance from a ``.len`` file."""
     if not path.is_file():
         raise FeatureError(f"{path}: .len file not found; dump the features with 'spokenlm dump-features'")
-    lines = path.read_text().split()
+    try:
+        lines = path.read_text().split()
+    except UnicodeDecodeError:
+        raise FeatureError(f"{path}: not a text .len file; dump the features again") from None
     if not all(t.isdigit() for t in lines):
         raise FeatureError(f"{path}: expected one non-negative integer per line")
     return np.asarray([int(t) for t in lines], dtype=np.int64)
@@ -69,10 +96,17 @@ def open_shard(npy: str | os.PathLike) -> FeatureShard:
     if not npy.is_file():
         raise FeatureError(f"{npy}: feature file not found; dump the features with 'spokenlm dump-features'")
     lengths = read_lengths(npy.with_suffix(".len"))
+    state = read_dump_state(npy)
+    rows = state.get("rows") if state is not None else None
+    if isinstance(rows, list) and len(rows) == 2 and len(lengths) != rows[1] - rows[0]:
+        raise IncompleteDumpError(
+            f"{npy}: incomplete dump, {len(lengths)} of {rows[1] - rows[0]} utterances "
+            f"({state_path(npy).name}); rerun the same 'spokenlm dump-features' command to finish it"
+        )
     try:
         feats = np.load(npy, mmap_mode="r")
-    except ValueError as e:
-        raise FeatureError(f"{npy}: not a readable .npy file ({e}); dump the features again") from e
+    except (ValueError, OSError, EOFError) as e:
+        raise FeatureError(f"{npy}: not a readable .npy file ({e}); dump the features again") from None
     if feats.ndim != 2:
         raise FeatureError(f"{npy}: expected a 2-D array (frames x dims), got shape {feats.shape}")
     if int(lengths.sum()) != feats.shape[0]:
