@@ -23,6 +23,8 @@ ARTIFACT_KEYS = {
     "'layer': int|'logits', 'pairs_km_dir': Path} (units stage)",
     "ulm": "dict with 'checkpoint' (the LM used for continuation), 'units', 'prompts' and "
     "'continuations' (.km files) (ulm stage)",
+    "vocoder": "dict with 'vocoders' (unit set name -> {'checkpoint': vocoder.pt, 'config': config.json}, "
+    "fairseq CodeHiFiGAN format) and 'continuations' (list of wav Paths: spoken LM continuations) (vocoder stage)",
 }
 
 

@@ -76,8 +76,10 @@ def _read_wav(path: Path) -> np.ndarray:
 
 def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
                         phone_model: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
-                        recognizer: PhoneRecognizer | None = None, progress: bool = False) -> dict[str, Any]:
-    """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and original."""
+                        recognizer: PhoneRecognizer | None = None, score_original: bool = True,
+                        progress: bool = False) -> dict[str, Any]:
+    """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and
+    original (``score_original=False`` skips the latter when it is known already)."""
     from tqdm import tqdm
 
     from ..units.features import read_audio
@@ -103,9 +105,10 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
         if recognizer is not None and refs is not None:
             ref = recognizer.label_ids(refs[i], where=f"{labels}:{i + 1}")
             e_syn, n = recognizer.errors(resynth, ref)
-            e_orig, _ = recognizer.errors(original, ref)
-            r |= {"per_resynth": e_syn / n if n else math.nan, "per_original": e_orig / n if n else math.nan,
-                  "ref_phones": n}
+            e_orig = recognizer.errors(original, ref)[0] if score_original else 0
+            r |= {"per_resynth": e_syn / n if n else math.nan, "ref_phones": n}
+            if score_original:
+                r["per_original"] = e_orig / n if n else math.nan
             totals["resynth_edits"] += e_syn
             totals["original_edits"] += e_orig
             totals["ref_phones"] += n
@@ -115,8 +118,9 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
                              if any(not math.isnan(r["f0_corr"]) for r in rows) else math.nan}
     if recognizer is not None:
         n = totals["ref_phones"]
-        total |= {"per_resynth": totals["resynth_edits"] / n if n else math.nan,
-                  "per_original": totals["original_edits"] / n if n else math.nan, "ref_phones": n}
+        total |= {"per_resynth": totals["resynth_edits"] / n if n else math.nan, "ref_phones": n}
+        if score_original:
+            total["per_original"] = totals["original_edits"] / n if n else math.nan
     return {"utterances": rows, "total": total, "definition": MCD_NOTE}
 
 
