@@ -350,3 +350,119 @@ def test_atomic_write_leaves_the_umask_alone(tmp_path: Path, monkeypatch) -> Non
     with atomic_write(tmp_path / "x.txt") as f:
         f.write("x")
     assert stat.S_IMODE((tmp_path / "x.txt").stat().st_mode) == 0o666 & ~umask
+
+
+# ------------------------------------------------------------------------------ fuzz
+
+
+def _empty(path: Path) -> None:
+    path.write_bytes(b"")
+
+
+def _truncated(path: Path) -> None:
+    data = path.read_bytes()
+    cut = len(data) // 2
+    while cut > 1 and data[cut - 1 : cut] in (b"\n", b" "):  # cut inside a token, not at a boundary
+        cut -= 1
+    path.write_bytes(data[:cut])
+
+
+def _wrong_format(path: Path) -> None:
+    path.write_bytes(bytes(range(256)) * 8)  # binary noise: no text, no audio, no pickle, no .npy
+
+
+CORRUPTIONS = {"empty": _empty, "truncated": _truncated, "wrong-format": _wrong_format}
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, pairs_dir: Path) -> Path:
+    """Valid inputs of every command, built once (the valid split: 9 utterances, one speaker)."""
+    ws = tmp_path_factory.mktemp("fuzz")
+    man = read_manifest(corpus_dir / "manifests" / "valid.tsv")
+    shutil.copytree(corpus_dir / "audio" / "valid", ws / "audio")
+    _manifest(ws / "valid.tsv", ws / "audio", [(r.relpath, r.num_samples) for r in man.rows])
+    (ws / "ali").mkdir()
+    for utt in man.utt_ids:
+        shutil.copy(corpus_dir / "alignments" / f"{utt}.json", ws / "ali")
+    for name in ("valid.phn", "dict.phn.txt"):
+        shutil.copy(corpus_dir / "labels" / name, ws / name)
+    shutil.copy(corpus_dir / "items" / "valid.phoneme.item", ws / "valid.item")
+    _onehot_units(ws / "valid.tsv", ws / "valid.km")
+    np.save(ws / "centroids.npy", np.random.default_rng(0).normal(size=(8, 40)).astype(np.float32))
+    _logmel_dump(ws / "valid.tsv", ws / "feats")
+    (ws / "ckpt.pt").write_bytes(b"placeholder: every case with a checkpoint corrupts it")
+    shutil.copy(pairs_dir / "lexical" / "gold.csv", ws / "gold.csv")
+    lex = read_manifest(pairs_dir / "manifests" / "lexical.tsv")
+    (ws / "lex.ids").write_text("".join(f"{u}\n" for u in lex.utt_ids))
+    (ws / "lex.km").write_text("".join("1 2 3\n" for _ in lex.rows))
+    return ws
+
+
+FIRST_UTT = "rms-c"  # prefix of the valid split's alignment files; the first one is corrupted
+#: (name, argv with {ws} for the workspace and {out} for the output, the file that gets corrupted)
+CASES: list[tuple[str, str, str]] = [
+    ("labels/manifest", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "valid.tsv"),
+    ("labels/alignment", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "ali/*"),
+    ("labels/audio", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "audio/*"),
+    ("items/manifest", "items --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "valid.tsv"),
+    ("items/alignment", "items --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "ali/*"),
+    ("items/audio", "items --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "audio/*"),
+    ("subset/manifest", "subset --manifest {ws}/valid.tsv --labels {ws}/valid.phn --minutes 0.1 --out {out}",
+     "valid.tsv"),
+    ("subset/labels", "subset --manifest {ws}/valid.tsv --labels {ws}/valid.phn --minutes 0.1 --out {out}",
+     "valid.phn"),
+    ("kmeans-fit/npy", "kmeans fit --k 2 --features {ws}/feats --split valid --out {out}", "feats/valid_0_1.npy"),
+    ("kmeans-fit/len", "kmeans fit --k 2 --features {ws}/feats --split valid --out {out}", "feats/valid_0_1.len"),
+    ("kmeans-assign/centroids",
+     "kmeans assign --features {ws}/feats --split valid --centroids {ws}/centroids.npy --out {out}", "centroids.npy"),
+    ("kmeans-assign/npy", "kmeans assign --features {ws}/feats --split valid --centroids {ws}/centroids.npy --out {out}",
+     "feats/valid_0_1.npy"),
+    ("unit-quality/units", "unit-quality --units {ws}/valid.km --labels {ws}/valid.phn --json {out}", "valid.km"),
+    ("unit-quality/labels", "unit-quality --units {ws}/valid.km --labels {ws}/valid.phn --json {out}", "valid.phn"),
+    ("unit-quality/dict",
+     "unit-quality --units {ws}/valid.km --labels {ws}/valid.phn --dict {ws}/dict.phn.txt --json {out}",
+     "dict.phn.txt"),
+    ("abx/item", "abx --item {ws}/valid.item --units {ws}/valid.km --manifest {ws}/valid.tsv --speaker within "
+     "--device cpu --json {out}", "valid.item"),
+    ("abx/units", "abx --item {ws}/valid.item --units {ws}/valid.km --manifest {ws}/valid.tsv --speaker within "
+     "--device cpu --json {out}", "valid.km"),
+    ("abx/manifest", "abx --item {ws}/valid.item --units {ws}/valid.km --manifest {ws}/valid.tsv --speaker within "
+     "--device cpu --json {out}", "valid.tsv"),
+    ("phone-units/labels", "phone-units --labels {ws}/valid.phn --dict {ws}/dict.phn.txt --out-dir {out}", "valid.phn"),
+    ("phone-units/dict", "phone-units --labels {ws}/valid.phn --dict {ws}/dict.phn.txt --out-dir {out}",
+     "dict.phn.txt"),
+    ("baseline-features/manifest", "baseline-features --kind logmel --manifest {ws}/valid.tsv --out {out} "
+     "--no-progress", "valid.tsv"),
+    ("baseline-features/audio", "baseline-features --kind logmel --manifest {ws}/valid.tsv --out {out} "
+     "--no-progress", "audio/*"),
+    ("dump-features/checkpoint", "dump-features --checkpoint {ws}/ckpt.pt --layer 1 --manifest {ws}/valid.tsv "
+     "--out {out} --device cpu --no-progress", "ckpt.pt"),
+    ("lm-score/units", "lm-score --scorer length --units {ws}/lex.km --ids {ws}/lex.ids --out {out}", "lex.km"),
+    ("lm-score/gold", "lm-score --scorer length --units {ws}/lex.km --ids {ws}/lex.ids --out {ws}/scores.txt "
+     "--gold {ws}/gold.csv --task lexical --results {out}", "gold.csv"),
+    ("lm-score/checkpoint", "lm-score --checkpoint {ws}/ckpt.pt --units {ws}/lex.km --ids {ws}/lex.ids --out {out}",
+     "ckpt.pt"),
+    ("lm-generate/checkpoint", "lm-generate --checkpoint {ws}/ckpt.pt --prompts {ws}/lex.km --out {out}", "ckpt.pt"),
+]
+
+
+@pytest.mark.parametrize("corruption", sorted(CORRUPTIONS))
+@pytest.mark.parametrize(("case", "template", "victim"), CASES, ids=[c[0] for c in CASES])
+def test_fuzz_every_file_input(workspace: Path, tmp_path: Path, capsys, case: str, template: str, victim: str,
+                               corruption: str) -> None:
+    """A damaged input file: exit 2, one line naming the file, no traceback, no output left."""
+    ws = tmp_path / "ws"
+    shutil.copytree(workspace, ws)
+    lines = (ws / "valid.tsv").read_text().splitlines()
+    (ws / "valid.tsv").write_text("\n".join([str(ws / "audio"), *lines[1:]]) + "\n")  # the copy's audio
+    if victim.endswith("/*"):
+        target = sorted((ws / victim[:-2]).rglob("*.*"))[0]
+    else:
+        target = ws / victim
+    CORRUPTIONS[corruption](target)
+    out = tmp_path / "out"
+    argv = template.format(ws=ws, out=out).split()
+    line = _fails(argv, capsys)
+    assert target.name in line, f"{case} ({corruption}): the error does not name {target.name}: {line}"
+    left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    assert not left, f"{case} ({corruption}): {left} left behind"

@@ -18,7 +18,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DictionaryError
+from ..errors import ConfigError, DictionaryError, FeatureError
 from ..io import read_lines
 from .kmeans import dedup_paths, write_units
 from .quality import read_phone_dict
@@ -36,6 +36,8 @@ def phone_units(labels: str | os.PathLike, phones: Sequence[str]) -> list[np.nda
                 f"{labels}:{lineno}: phone {e.args[0]!r} is not in the phone dictionary; "
                 "use the dict.phn.txt the labels were made with"
             ) from None
+    if not rows:
+        raise FeatureError(f"{labels}: no utterance (empty file); give the .phn written by 'spokenlm labels'")
     return rows
 
 

@@ -189,7 +189,8 @@ def run(args: argparse.Namespace) -> int:
         q = unit_quality(units, labels, max_frame_diff=args.max_frame_diff, phones=phones,
                          vocab_size=args.vocab_size)
     except (LabelMismatchError, DictionaryError) as e:
-        raise type(e)(f"{args.units} vs {args.labels}: {e}") from None
+        with_dict = f" ({args.dict})" if args.dict is not None and isinstance(e, DictionaryError) else ""
+        raise type(e)(f"{args.units} vs {args.labels}: {e}{with_dict}") from None
     print(markdown_table(q))
     if args.json is not None:
         with atomic_write(args.json) as f:

@@ -100,7 +100,7 @@ def open_shard(npy: str | os.PathLike) -> FeatureShard:
     rows = state.get("rows") if state is not None else None
     if isinstance(rows, list) and len(rows) == 2 and len(lengths) != rows[1] - rows[0]:
         raise IncompleteDumpError(
-            f"{npy}: incomplete dump, {len(lengths)} of {rows[1] - rows[0]} utterances "
+            f"{npy}: incomplete dump, {len(lengths)} of {rows[1] - rows[0]} utterances in {npy.with_suffix('.len').name} "
             f"({state_path(npy).name}); rerun the same 'spokenlm dump-features' command to finish it"
         )
     try:
