@@ -1,8 +1,9 @@
-"""The README's commands stay in step with the code.
+"""The READMEs' commands stay in step with the code.
 
-Every ``spokenlm`` command line in the README's bash blocks must parse with the real argument
-parser, every fairseq command must name registered components, and CI must run exactly the
-README's test command. (Each command's behaviour is tested by the stage's own tests.)
+Every ``spokenlm`` command line in the bash blocks of README.md and of every examples/*/README.md
+must parse with the real argument parser, every fairseq command must name registered components
+(and evaluate a split that its recipe makes), and CI must run exactly the README's test command.
+(Each command's behaviour is tested by the stage's own tests.)
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from spokenlm_plugin import cli
 
 REPO = Path(__file__).resolve().parents[1]
 README = (REPO / "README.md").read_text()
+#: README.md and the recipes' READMEs: name -> text.
+READMES = {p.relative_to(REPO).as_posix(): p.read_text()
+           for p in [REPO / "README.md", *sorted((REPO / "examples").glob("*/README.md"))]}
 
 
 def _bash_commands(text: str) -> list[str]:
@@ -32,6 +36,9 @@ def _bash_commands(text: str) -> list[str]:
 
 
 COMMANDS = _bash_commands(README)
+#: (readme, command) of every README; placeholders (``spokenlm labels ...``, ``[--option]``) are prose.
+ALL_COMMANDS = [(name, c) for name, text in READMES.items() for c in _bash_commands(text)
+                if "..." not in c and "[" not in c.split("#")[0].replace("'[", "").replace('"[', "")]
 
 
 def _argv(command: str) -> list[str]:
@@ -47,24 +54,25 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert "bash setup.sh" in ci and ".venv/bin/python -m pytest" in ci
 
 
-SPOKENLM = [c for c in COMMANDS if _argv(c)[0] in ("spokenlm", ".venv/bin/spokenlm")]
+SPOKENLM = [(r, c) for r, c in ALL_COMMANDS if _argv(c)[0] in ("spokenlm", ".venv/bin/spokenlm")]
 
 
-@pytest.mark.parametrize("command", SPOKENLM)
-def test_spokenlm_commands_parse(command: str) -> None:
-    argv = _argv(command)[1:]
+@pytest.mark.parametrize(("readme", "command"), SPOKENLM)
+def test_spokenlm_commands_parse(readme: str, command: str) -> None:
+    # A lone capital (--vocab-size K, $((L + 200))) is a quantity the prose defines: any number parses.
+    argv = ["1" if re.fullmatch(r"[A-Z]", a) else a for a in _argv(command)[1:]]
     parser = cli.build_parser(argv)
     try:
         parser.parse_args(argv)
     except SystemExit as e:  # argparse reports the bad option on stderr
-        pytest.fail(f"README command does not parse: {command} (exit {e.code})")
+        pytest.fail(f"{readme} command does not parse: {command} (exit {e.code})")
 
 
-FAIRSEQ = [c for c in COMMANDS if _argv(c)[0].startswith("fairseq-")]
+FAIRSEQ = [(r, c) for r, c in ALL_COMMANDS if _argv(c)[0].startswith("fairseq-")]
 
 
-@pytest.mark.parametrize("command", FAIRSEQ)
-def test_fairseq_commands_name_registered_components(command: str) -> None:
+@pytest.mark.parametrize(("readme", "command"), FAIRSEQ)
+def test_fairseq_commands_name_registered_components(readme: str, command: str) -> None:
     from fairseq.criterions import CRITERION_REGISTRY
     from fairseq.models import ARCH_MODEL_REGISTRY
     from fairseq.tasks import TASK_REGISTRY
@@ -77,3 +85,17 @@ def test_fairseq_commands_name_registered_components(command: str) -> None:
             assert name in registry, f"{command}: {flag} {name} is not registered"
     if "--user-dir" in argv:
         assert argv[argv.index("--user-dir") + 1] == "spokenlm_plugin"
+
+
+@pytest.mark.parametrize(("readme", "command"),
+                         [(r, c) for r, c in FAIRSEQ if "--valid-subset" in _argv(c) or "--gen-subset" in _argv(c)])
+def test_evaluated_splits_are_made_by_the_recipe(readme: str, command: str) -> None:
+    """A split given to fairseq-validate / fairseq-generate is one the same README makes (a manifest
+    or labels copied or written under that name, or an lm-data split)."""
+    argv = _argv(command)
+    flag = "--valid-subset" if "--valid-subset" in argv else "--gen-subset"
+    others = " ".join(c for r, c in ALL_COMMANDS if r == readme and c != command)
+    for split in argv[argv.index(flag) + 1].split(","):
+        made = re.search(rf"\b{re.escape(split)}\.(tsv|phn|km)\b", others) or re.search(
+            rf"--splits\b[^-]*\b{re.escape(split)}\b", others)
+        assert made, f"{readme}: {command} evaluates split {split!r}, which the recipe never makes"
