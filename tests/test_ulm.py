@@ -460,6 +460,14 @@ def test_lm_generate_continues_prompts(lstm_ckpt: Path, units: Path, tmp_path: P
     assert cont == [f[len(p):] for p, f in zip(prompts, full)]
 
 
+def test_lm_generate_default_top_k_above_the_vocabulary(lstm_ckpt: Path, tmp_path: Path) -> None:
+    """The default --top-k 50 on a K = 30 LM (34 symbols) samples among all of them instead of failing."""
+    _write_km(tmp_path / "prompts.km", [[1, 2, 3]])
+    assert cli.main(["lm-generate", "--checkpoint", str(lstm_ckpt), "--prompts", str(tmp_path / "prompts.km"),
+                     "--max-len", "5", "--out", str(tmp_path / "c.km")]) == 0
+    assert 1 <= len((tmp_path / "c.km").read_text().split()) <= 5
+
+
 def test_lm_generate_rejects_empty_prompt(lstm_ckpt: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "prompts.km").write_text("1 2\n\n3\n")
     assert cli.main(["lm-generate", "--checkpoint", str(lstm_ckpt), "--prompts", str(tmp_path / "prompts.km"),
