@@ -56,11 +56,11 @@ def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> 
     tuned, logmel = ft["finetuned"], ft["logmel_classifier"]
     acc, per, ref = tuned["frame_accuracy"], tuned["per"], logmel["frame_accuracy"]
     fit = tuned.get("train_frame_accuracy")
-    seen = tuned.get("valid_frame_accuracy")
+    seen = tuned.get("seen_frame_accuracy")
     where = ""
     if fit is not None and seen is not None:
         where = (f"the fine-tuned model classifies {_pct(fit)} % of its own labelled frames and {_pct(seen)} % on "
-                 f"its training speakers' other sentences, but {_pct(acc)} % on unseen speakers: most of the "
+                 f"its training speakers' other utterances, but {_pct(acc)} % on unseen speakers: most of the "
                  f"error is generalisation to new voices from {ft.get('subset_speakers', 'a few')} speakers' "
                  f"{ft['subset_seconds'] / 60:.0f} min of labels, which the small base does not close")
     checks = [

@@ -136,7 +136,9 @@ class HubertFrameClassifier(BaseFairseqModel):
         super().set_num_updates(num_updates)
         self.num_updates = num_updates
         if was_frozen != self.encoder_frozen:
-            logger.info(f"update {num_updates}: encoder {'frozen' if self.encoder_frozen else 'unfrozen'}")
+            # At the switch during training only; loading a finished checkpoint jumps past it silently.
+            log = logger.info if num_updates == self.freeze_updates else logger.debug
+            log(f"update {num_updates}: encoder {'frozen' if self.encoder_frozen else 'unfrozen'}")
             self.train(self.training)
 
     def train(self, mode: bool = True) -> "HubertFrameClassifier":

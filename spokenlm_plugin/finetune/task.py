@@ -20,7 +20,7 @@ import torch
 from fairseq.data import AddTargetDataset, Dictionary, FileAudioDataset
 from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
 from .labels import load_dictionary, read_frame_labels
 from .pretrained import keep_pretrained_cfg
@@ -47,6 +47,14 @@ class PhonemeFrameClsConfig(FairseqDataclass):
         default=1,
         metadata={"help": "largest accepted difference, in frames, between a label line and the CNN output"},
     )
+    speed_perturb: float = field(
+        default=0.0,
+        metadata={"help": "train-time speed perturbation: each utterance of --perturb-split is resampled by a "
+                  "factor drawn from [1 - x, 1 + x] (steps of 0.01) at every epoch, so tempo, pitch and formants "
+                  "move together as with another speaker; its frame labels are stretched to match. 0: off"},
+    )
+    perturb_split: str = field(default="train", metadata={"help": "the split that --speed-perturb applies to"})
+    seed: int = field(default=II("common.seed"), metadata={"help": "seed of the perturbation draws"})
 
 
 def trim_to_labels(
@@ -66,8 +74,45 @@ def _as_long(label: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(label.astype(np.int64))
 
 
+def speed_perturb(
+    wave: torch.Tensor, labels: np.ndarray, factor: float, *, sample_rate: int
+) -> tuple[torch.Tensor, np.ndarray]:
+    """Play ``wave`` ``factor`` times faster (resampling: pitch and formants scale by ``factor``) and
+    stretch its 50 Hz ``labels`` to the new duration: new frame ``j`` takes the label of the old
+    frame under its centre, ``floor((j + 0.5) * factor)``."""
+    import torchaudio.functional as AF
+
+    source_rate = int(round(sample_rate * factor))
+    if source_rate == sample_rate:
+        return wave, labels
+    out = AF.resample(wave, orig_freq=source_rate, new_freq=sample_rate)
+    n = max(1, int(round(len(labels) / factor)))
+    old = np.minimum(np.floor((np.arange(n) + 0.5) * factor).astype(np.int64), len(labels) - 1)
+    return out, labels[old]
+
+
 class FrameLabelDataset(AddTargetDataset):
-    """fairseq's ``AddTargetDataset`` holding labels already encoded (arrays, not text lines)."""
+    """fairseq's ``AddTargetDataset`` holding labels already encoded (arrays, not text lines), with
+    optional speed perturbation (:func:`speed_perturb`), drawn per (seed, epoch, utterance)."""
+
+    def __init__(self, *args, perturb: float = 0.0, sample_rate: int = 16_000, seed: int = 1, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
+        self.perturb, self.sample_rate, self.seed, self.epoch = perturb, sample_rate, seed, 1
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.epoch = epoch
+
+    def __getitem__(self, index: int) -> dict:
+        if self.perturb <= 0:
+            return super().__getitem__(index)
+        item = self.dataset[index]
+        rng = np.random.default_rng([self.seed, self.epoch, index])
+        factor = 1.0 + round(float(rng.uniform(-self.perturb, self.perturb)), 2)
+        item["source"], label = speed_perturb(item["source"], self.labels[index], factor,
+                                              sample_rate=self.sample_rate)
+        item["label"] = label if self.process_label is None else self.process_label(label)
+        return item
 
     def get_label(self, index: int, process_fn=None):
         label = self.labels[index]
@@ -141,6 +186,9 @@ class PhonemeFrameClsTask(FairseqTask):
             batch_targets=True,
             process_label=_as_long,
             label_len_fn=len,
+            perturb=self.cfg.speed_perturb if split == self.cfg.perturb_split else 0.0,
+            sample_rate=self.cfg.sample_rate,
+            seed=self.cfg.seed,
         )
         logger.info(f"{split}: {len(labels)} utterances, {sum(len(x) for x in labels)} label frames")
 
