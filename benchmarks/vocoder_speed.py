@@ -82,6 +82,10 @@ def train_steps_per_s(channels: int, *, scale: float, adversarial: bool, device:
     return steps / (time.perf_counter() - t0)
 
 
+def _f(v: float) -> str:
+    return "n/a" if v != v else f"{v:.2f}"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2], help="torch CPU thread counts")
@@ -106,8 +110,9 @@ def main() -> None:
         for channels in (512, 128):
             xrt, mel, adv = rows[channels]
             disc = "published D" if channels == 512 else "D x1/8"
-            print(f"| {channels} ch ({disc}) | {where} | {xrt:.1f} | {xrt / rows[512][0]:.2f}x | {mel:.2f} | "
-                  f"{adv:.2f} | {adv / rows[512][2]:.2f}x |")
+            ratio = adv / rows[512][2]
+            print(f"| {channels} ch ({disc}) | {where} | {xrt:.1f} | {xrt / rows[512][0]:.2f}x | {_f(mel)} | "
+                  f"{_f(adv)} | {'n/a (--train-512)' if ratio != ratio else f'{ratio:.1f}x'} |")
 
 
 if __name__ == "__main__":

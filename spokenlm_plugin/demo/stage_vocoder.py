@@ -39,7 +39,7 @@ UNIT_SETS = ("base", "finetuned", "finetuned-logits")
 #: Sizes: generator width / embedding, steps, when the discriminators join, test utterances scored.
 FULL = {"channels": 128, "embedding": 128, "steps": 450, "adversarial_from": 360, "batch": 4, "segment": 28,
         "test_utterances": 12, "continuations": 3}
-QUICK = {"channels": 32, "embedding": 32, "steps": 30, "adversarial_from": 24, "batch": 2, "segment": 16,
+QUICK = {"channels": 32, "embedding": 32, "steps": 20, "adversarial_from": 16, "batch": 2, "segment": 16,
          "test_utterances": 3, "continuations": 3}
 
 
@@ -178,9 +178,9 @@ def run(ctx: DemoContext) -> StageResult:
     table = Table(
         title=f"Resynthesis of {len(rows)} test utterances (held-out speakers)",
         headers=["units", "K", "MCD", "F0 corr", "PER % (resynthesised)", "synthesis x real time"],
-        rows=[[n, s.num_units, round(results[n]["mcd"], 2), round(results[n]["f0_corr"], 3),
-               pct(results[n]["per_resynth"]), round(speed[n], 1)] for n, s in zip(names, sets)]
-        + [["original audio (reference)", "-", 0.0, 1.0, pct(original_per), "-"]],
+        rows=[[n, s.num_units, f"{results[n]['mcd']:.2f}", f"{results[n]['f0_corr']:.3f}",
+               pct(results[n]["per_resynth"]), f"{speed[n]:.0f}"] for n, s in zip(names, sets)]
+        + [["original audio (reference)", "-", "-", "-", pct(original_per), "-"]],
         note=f"{MCD_NOTE}. PER: greedy frame decoding by the fine-tuned phone classifier (never trained on "
              "resynthesised speech), SIL dropped. Paper (LibriSpeech / Expresso, 512-channel vocoders trained for "
              "hundreds of thousands of steps): WER 3.82 / 4.36 / 5.78 (base L11 / FT L12 / FT L13), original 1.69; "
