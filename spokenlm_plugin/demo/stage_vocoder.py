@@ -6,7 +6,7 @@ trained on the train split. To fit the CPU budget the three are trained *togethe
 table per set, each step a mix of the sets), then exported as three ordinary fairseq vocoders: the
 sets differ only in what their units carry, as in the paper's comparison. Recipe: the
 speech-resynthesis losses and optimiser, 128 channels (published 512), discriminators at 1/8
-width, joining for the last fifth of the steps (mel-only before: the fastest start on a short run).
+width, joining for the last sixth of the steps (mel-only before: the fastest start on a short run).
 
 A few test utterances (held-out speakers) are resynthesised with each vocoder and scored with
 ``spokenlm resynth-eval``'s metrics: MCD (fairseq's), F0 correlation, and the PER of the
