@@ -52,6 +52,16 @@ def _base_checks(units: Mapping[str, Any]) -> list[Check]:
     return checks
 
 
+def _abx_cause(ft: Mapping[str, float], logmel: Mapping[str, float]) -> str:
+    within, across = ft["abx_within"], ft["abx_across"]
+    cause = (f"within a speaker the features err on {_pct(within)} % of triplets (log-mel {_pct(logmel['abx_within'])} %) "
+             f"and crossing speakers adds {_pct(across - within)} points (log-mel "
+             f"{_pct(logmel['abx_across'] - logmel['abx_within'])})")
+    if across - within < logmel["abx_across"] - logmel["abx_within"]:
+        cause += ": fine-tuning removed most of the speaker effect; what is missing is sharper phone classes"
+    return cause
+
+
 def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> list[Check]:
     tuned, logmel = ft["finetuned"], ft["logmel_classifier"]
     acc, per, ref = tuned["frame_accuracy"], tuned["per"], logmel["frame_accuracy"]
@@ -59,10 +69,19 @@ def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> 
     seen = tuned.get("seen_frame_accuracy")
     where = ""
     if fit is not None and seen is not None:
-        where = (f"the fine-tuned model classifies {_pct(fit)} % of its own labelled frames and {_pct(seen)} % on "
-                 f"its training speakers' other utterances, but {_pct(acc)} % on unseen speakers: most of the "
-                 f"error is generalisation to new voices from {ft.get('subset_speakers', 'a few')} speakers' "
-                 f"{ft['subset_seconds'] / 60:.0f} min of labels, which the small base does not close")
+        # Split the error into not fitting the labelled frames, not carrying over to other sentences
+        # of the same speakers, and not carrying over to new speakers; name the largest share.
+        gaps = {"fit (its own labelled frames)": 1 - fit, "other utterances of its speakers": fit - seen,
+                "new speakers": seen - acc}
+        largest = max(gaps, key=gaps.get)
+        where = (f"frame accuracy {_pct(fit)} % on its own labelled frames, {_pct(seen)} % on its speakers' other "
+                 f"utterances, {_pct(acc)} % on unseen speakers: the largest loss is {largest} "
+                 f"({_pct(gaps[largest])} points)")
+        if largest.startswith("fit"):
+            where += (f"; after {ft.get('regime', {}).get('max_update', '?')} updates on CPU the small model "
+                      "still underfits its labels")
+        elif largest == "new speakers":
+            where += f", from {ft.get('subset_speakers', 'a few')} speakers' {ft['subset_seconds'] / 60:.0f} min of labels"
     checks = [
         Check("fine-tuned frame accuracy", ">= 0.800", f"{acc:.3f}", acc >= 0.80, where),
         Check("fine-tuned frame accuracy above the log-mel linear classifier", f">= {ref + 0.10:.3f} (log-mel + 0.10)",
@@ -80,8 +99,7 @@ def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> 
                 "fine-tuned features: across-speaker ABX <= half of log-mel's",
                 f"<= {_pct(logmel_abx['abx_across'] / 2)} %", f"{_pct(across)} % ({ft_name})",
                 across <= logmel_abx["abx_across"] / 2,
-                f"the same speaker-generalisation gap as the frame accuracy (within-speaker "
-                f"{_pct(feats[ft_name]['abx_within'])} %)"))
+                _abx_cause(feats[ft_name], logmel_abx)))
         ft_pnmi, base_pnmi = units["units"]["finetuned"]["pnmi"], units["units"]["base"]["pnmi"]
         checks.append(Check("fine-tuned units: PNMI >= 0.50 and clearly above the base's (+0.05)",
                             f">= {max(0.50, base_pnmi + 0.05):.3f}", f"{ft_pnmi:.3f} (base {base_pnmi:.3f})",
