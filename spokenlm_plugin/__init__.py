@@ -30,6 +30,8 @@ _COMPONENT_MODULES: tuple[str, ...] = (
     "spokenlm_plugin.finetune.model",
     "spokenlm_plugin.finetune.criterion",
     "spokenlm_plugin.finetune.ctc",
+    "spokenlm_plugin.sutlm.task",
+    "spokenlm_plugin.sutlm.models",
 )
 
 
