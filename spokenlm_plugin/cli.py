@@ -41,6 +41,9 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "vocoder-train": ("spokenlm_plugin.vocoder.train", "train a unit HiFi-GAN vocoder (fairseq CodeHiFiGAN format), resumable"),
     "vocoder-synth": ("spokenlm_plugin.vocoder.synth", "units (.km) -> 16 kHz wavs with a unit vocoder"),
     "resynth-eval": ("spokenlm_plugin.vocoder.evaluate", "resynthesis metrics: MCD, F0 correlation, PER of resynthesised audio"),
+    "sutlm-data": ("spokenlm_plugin.sutlm.data", "units + word alignments + text -> joint speech-unit / text LM subsets"),
+    "sutlm-generate": ("spokenlm_plugin.sutlm.generate", "continue speech or text prompts in either modality (joint LM)"),
+    "sutlm-eval": ("spokenlm_plugin.sutlm.evaluate", "CRA (u2u / u2t / t2u / t2t) and PELM of a joint LM"),
     "demo": ("spokenlm_plugin.demo.pipeline", "run the whole pipeline on the embedded synthetic corpus"),
 }
 

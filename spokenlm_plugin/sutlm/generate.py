@@ -1,0 +1,118 @@
+"""Continuing a prompt of either modality into either modality, with fairseq's own sampler.
+
+The prompt is rendered as joint tokens and followed by the marker of the wanted modality
+(``[SPEECH] u ... [TEXT]`` asks for text after speech); fairseq's ``SequenceGenerator``
+(``task.build_generator``, sampling top-k) continues it in-process, the prompt forced as the prefix
+(the ``language_modeling`` task's ``inference_step``, as ``fairseq-generate`` does). The
+continuation is cut at the first token of the other modality or marker: a switch is the end of
+the wanted continuation. Units out are written as ``.km``.
+
+``spokenlm sutlm-generate --checkpoint LM.pt --data DATA --prompts P.txt --to text|speech --out X``
+reads one prompt per line, ``speech <unit> <unit> ...`` (deduplicated units) or ``text <word> ...``,
+and writes one continuation per line (words, or units for ``--to speech``).
+"""
+
+from __future__ import annotations
+
+import argparse
+from argparse import Namespace
+from pathlib import Path
+from typing import Sequence
+
+import torch
+
+from ..errors import ConfigError, FeatureError
+from ..io import atomic_write, read_lines
+from ..ulm.score import torch_threads
+from .score import indices, load_lm
+from .sequences import render
+from .tokens import MARKER_OF, Modality, Tokenizer, decode_text, decode_units, modality_of
+
+
+@torch.no_grad()
+def sample_continuations(
+    model, task, prompts: Sequence[Sequence[int]], *, to: Modality, temperature: float = 0.8, top_k: int = 20,
+    max_new: int = 40, min_new: int = 1, seed: int = 1,
+) -> list[list[str]]:
+    """Joint tokens continuing each prompt (dictionary indices, the target marker already appended)."""
+    if temperature <= 0 or max_new < 1 or not 0 <= min_new <= max_new:
+        raise ConfigError(f"temperature {temperature} / max-new {max_new} / min-new {min_new}: need > 0, >= 1, <= max")
+    d = task.source_dictionary
+    torch.manual_seed(seed)
+    out: list[list[str]] = [[] for _ in prompts]
+    by_len: dict[int, list[int]] = {}
+    for i, p in enumerate(prompts):
+        by_len.setdefault(len(p), []).append(i)
+    device = next(model.parameters()).device
+    for length, which in sorted(by_len.items()):
+        gen = task.build_generator([model], Namespace(
+            sampling=True, sampling_topk=min(top_k, len(d)), sampling_topp=-1.0, temperature=temperature, beam=1,
+            max_len_a=0, max_len_b=length + max_new, min_len=length + min_new, unkpen=10000.0))
+        src = torch.tensor([list(prompts[i]) for i in which], dtype=torch.long, device=device)
+        sample = {"net_input": {"src_tokens": src, "src_lengths": torch.full((len(which),), length, device=device)}}
+        hyps = task.inference_step(gen, [model], sample, prefix_tokens=src)
+        for i, h in zip(which, hyps):
+            toks = h[0]["tokens"].tolist()[length:]
+            words = []
+            for t in toks:
+                sym = d[t]
+                if t == d.eos() or modality_of(sym) != to:
+                    break
+                words.append(sym)
+            out[i] = words
+    return out
+
+
+def prompt_tokens(modality: Modality, tokens: Sequence[str], *, to: Modality) -> list[str]:
+    """A prompt's joint tokens, followed by the marker of ``to`` when it switches modality."""
+    return render([(modality, list(tokens))]) + ([MARKER_OF[to]] if to != modality else [])
+
+
+def parse_prompt(line: str, *, where: str) -> tuple[Modality, list[str]]:
+    head, _, rest = line.partition(" ")
+    if head not in MARKER_OF or not rest.split():
+        raise FeatureError(f"{where}: expected 'speech <unit> ...' or 'text <word> ...', got {line!r}")
+    return head, rest.split()  # type: ignore[return-value]
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--checkpoint", type=Path, required=True, help="joint LM checkpoint (fairseq-train)")
+    parser.add_argument("--data", type=Path, required=True, help="its data folder (dict.txt, unit.model if any)")
+    parser.add_argument("--text-model", type=Path, default=None, help="text SentencePiece (default: DATA/../text.model)")
+    parser.add_argument("--prompts", type=Path, required=True, help="'speech <units>' or 'text <words>' per line")
+    parser.add_argument("--to", choices=["speech", "text"], required=True, help="modality of the continuations")
+    parser.add_argument("--out", type=Path, required=True, help="one continuation per line (.km for --to speech)")
+    parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
+    parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (default 20)")
+    parser.add_argument("--max-new", type=int, default=40, help="at most this many new tokens (default 40)")
+    parser.add_argument("--min-new", type=int, default=1, help="no end of sentence before this many (default 1)")
+    parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+
+
+def run(args: argparse.Namespace) -> int:
+    unit_model = args.data / "unit.model"
+    units = Tokenizer(unit_model if unit_model.is_file() else None, kind="units")
+    text = Tokenizer(args.text_model or args.data.parent / "text.model", kind="text")
+    with torch_threads(1):
+        model, task = load_lm(args.checkpoint, data=args.data)
+        prompts = []
+        for lineno, line in enumerate(read_lines(args.prompts), start=1):
+            where = f"{args.prompts}:{lineno}"
+            modality, items = parse_prompt(line, where=where)
+            if modality == "speech":
+                if not all(x.isdigit() for x in items):
+                    raise FeatureError(f"{where}: a speech prompt holds unit ids (non-negative integers)")
+                toks = units.encode_units([int(x) for x in items], where=where)
+            else:
+                toks = text.encode_words(items, where=where)
+            prompts.append(indices(task.source_dictionary, prompt_tokens(modality, toks, to=args.to), where=where))
+        if not prompts:
+            raise FeatureError(f"{args.prompts}: no prompt")
+        conts = sample_continuations(model, task, prompts, to=args.to, temperature=args.temperature, top_k=args.top_k,
+                                     max_new=args.max_new, min_new=args.min_new, seed=args.seed)
+    with atomic_write(args.out) as f:
+        for c in conts:
+            f.write(" ".join(map(str, decode_units(c))) if args.to == "speech" else " ".join(decode_text(c)))
+            f.write("\n")
+    print(f"{len(conts)} continuations ({args.to}) -> {args.out}")
+    return 0

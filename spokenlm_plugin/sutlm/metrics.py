@@ -1,0 +1,58 @@
+"""CRA and PELM's companions: definitions, and the bootstrap interval of an accuracy.
+
+CRA, context retrieval accuracy (the paper's definition, REFERENCE.md): held-out paired items cut
+into a context (prompt) and a continuation; in a candidate set of C items, continuation j is
+scored after every context i, ``s[i, j] = log p(continuation_j | context_i)``, and counts as
+retrieved when its own context scores highest (``argmax_i s[i, j] == j``; a tie counts 1 / (number
+tied)). Chance = 1 / C. The interval is the 2.5 / 97.5 percentiles of the accuracy over bootstrap
+resamples of the continuations.
+
+Prompt-copy rate: the share of a continuation's word bigrams that also occur in its prompt's
+transcript (PELM rewards copying the prompt, so it is printed beside it). distinct-n: distinct word
+n-grams over all n-grams of all continuations of a condition.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def retrieved(scores: np.ndarray) -> np.ndarray:
+    """Per continuation j (columns), 1 if its own context i = j scores highest, 1/k on a k-way tie."""
+    scores = np.asarray(scores, dtype=np.float64)
+    best = scores.max(axis=0)
+    own = np.diag(scores)
+    ties = (scores == best[None, :]).sum(axis=0)
+    return np.where(own == best, 1.0 / ties, 0.0)
+
+
+def bootstrap_ci(hits: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile interval of ``mean(hits)`` over resamples of the items."""
+    hits = np.asarray(hits, dtype=np.float64)
+    if resamples <= 0 or hits.size == 0:
+        return None
+    rng = np.random.default_rng(seed)
+    means = hits[rng.integers(0, hits.size, size=(resamples, hits.size))].mean(axis=1)
+    return float(np.percentile(means, 2.5)), float(np.percentile(means, 97.5))
+
+
+def ngrams(words: Sequence[str], n: int) -> list[tuple[str, ...]]:
+    return [tuple(words[i:i + n]) for i in range(len(words) - n + 1)]
+
+
+def copy_rate(prompts: Sequence[Sequence[str]], continuations: Sequence[Sequence[str]], *, n: int = 2) -> float | None:
+    """Share of continuation n-grams found in their own prompt (over all continuations)."""
+    hit = total = 0
+    for p, c in zip(prompts, continuations):
+        seen = set(ngrams(p, n))
+        grams = ngrams(c, n)
+        hit += sum(g in seen for g in grams)
+        total += len(grams)
+    return hit / total if total else None
+
+
+def distinct_n(continuations: Sequence[Sequence[str]], *, n: int) -> float | None:
+    grams = [g for c in continuations for g in ngrams(c, n)]
+    return len(set(grams)) / len(grams) if grams else None

@@ -1,0 +1,76 @@
+"""log p(continuation | context) under a fairseq LM, batched; and loading a joint / text LM.
+
+The scored sum is ``sum_t log p(c_t | </s>, x_1 .. x_m, c_1 .. c_{t-1})`` over the continuation
+tokens ``c`` only (no end of sentence), the context ``x`` read after ``</s>``, the begin symbol a
+``--sample-break-mode eos`` LM saw before every training sequence (as :mod:`spokenlm_plugin.ulm.score`).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from ..errors import CheckpointError, DictionaryError
+
+
+def load_lm(checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None, device: str = "cpu"):
+    """A trained fairseq LM (joint ``speech_text_lm`` or plain ``language_modeling``) and its task, eval mode."""
+    from fairseq import checkpoint_utils
+
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file():
+        raise CheckpointError(f"{checkpoint}: checkpoint not found")
+    overrides = {"data": str(data)} if data is not None else {}
+    try:
+        models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=overrides)
+    except (FileNotFoundError, KeyError, RuntimeError, EOFError, ValueError) as e:
+        raise CheckpointError(f"{checkpoint}: not a loadable fairseq LM checkpoint ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); give fairseq-train's checkpoint "
+                              "and --data with its dict.txt") from None
+    return models[0].eval().to(device), task
+
+
+def indices(dictionary, tokens: Sequence[str], *, where: str = "") -> list[int]:
+    """Dictionary indices of ``tokens``; a token outside the dictionary is a :class:`DictionaryError`."""
+    out = []
+    for t in tokens:
+        i = dictionary.index(t)
+        if i == dictionary.unk():
+            raise DictionaryError(f"{where}: token {t!r} is not in the LM's dictionary; "
+                                  "use data made with the same SentencePiece models as the LM's")
+        out.append(i)
+    return out
+
+
+@torch.no_grad()
+def continuation_logprobs(
+    model, dictionary, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
+    batch_size: int = 64,
+) -> np.ndarray:
+    """Sum of log p over each continuation (dictionary indices) after its context; one value per pair."""
+    if len(contexts) != len(continuations):
+        raise ValueError("one context per continuation")
+    seqs = [[dictionary.eos(), *c, *x] for c, x in zip(contexts, continuations)]
+    order = np.argsort([-len(s) for s in seqs], kind="stable")
+    device = next(model.parameters()).device
+    out = np.zeros(len(seqs), dtype=np.float64)
+    for start in range(0, len(order), batch_size):
+        batch = order[start:start + batch_size]
+        width = len(seqs[batch[0]]) - 1
+        src = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
+        tgt = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.bool)
+        for row, i in enumerate(batch):
+            s = torch.tensor(seqs[i], dtype=torch.long)
+            n = len(s) - 1
+            src[row, :n], tgt[row, :n] = s[:-1], s[1:]
+            mask[row, n - len(continuations[i]):n] = True
+        # Right padding is harmless: the LM is causal.
+        lprobs = model.get_normalized_probs(model(src.to(device)), log_probs=True)
+        lp = lprobs.gather(-1, tgt.to(device).unsqueeze(-1)).squeeze(-1).double().cpu()
+        out[batch] = lp.masked_fill(~mask, 0.0).sum(dim=1).numpy()
+    return out
