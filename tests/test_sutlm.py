@@ -1,0 +1,116 @@
+"""SUTLM end to end: sutlm-data -> fairseq-train --task speech_text_lm -> CRA, with one-line refusals."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from spokenlm_plugin.sutlm.data import build
+from spokenlm_plugin.sutlm.evaluate import CONDITIONS, cra, eval_items, renderer_for, split_pair
+from spokenlm_plugin.sutlm.data import read_aligned
+from spokenlm_plugin.sutlm.score import continuation_logprobs, indices, load_lm
+from spokenlm_plugin.sutlm.tokens import modality_of
+
+from .conftest import run_cli
+from .test_sutlm_data import CFG, _small_corpus
+
+TRAIN = ["--arch", "sutlm_transformer_lm_tiny", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "256",
+         "--sample-break-mode", "eos", "--tokens-per-sample", "512", "--max-tokens", "1024", "--optimizer", "adam",
+         "--lr", "5e-3", "--lr-scheduler", "inverse_sqrt", "--warmup-updates", "10", "--dropout", "0",
+         "--no-epoch-checkpoints", "--no-save-optimizer-state", "--cpu", "--num-workers", "0", "--seed", "1"]
+ENV = {"OMP_NUM_THREADS": "1"}
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    tmp = tmp_path_factory.mktemp("sutlm")
+    corpus, km = _small_corpus(tmp)
+    build(corpus, km, tmp / "out", cfg=CFG, workers=2)
+    return tmp / "out"
+
+
+@pytest.fixture(scope="module")
+def trained(data: Path) -> Path:
+    save = data.parent / "ckpt"
+    run_cli("fairseq-train", str(data / "units-raw"), "--user-dir", str(Path(__file__).parents[1] / "spokenlm_plugin"),
+            "--task", "speech_text_lm", *TRAIN, "--max-update", "300", "--speech-ratio", "0.2", "--paired-ratio", "0.6",
+            "--text-ratio", "0.2", "--valid-subset", "valid_speech,valid_ast", "--save-dir", str(save), env=ENV)
+    return save / "checkpoint_last.pt"
+
+
+def test_data_dictionary_and_subsets(data: Path) -> None:
+    import json
+
+    meta = json.loads((data / "sutlm-data.json").read_text())
+    for name in ("units-raw", "units-sp60"):
+        symbols = [line.split()[0] for line in (data / name / "dict.txt").read_text().splitlines()]
+        assert symbols[:2] == ["[SPEECH]", "[TEXT]"] and len(set(symbols)) == len(symbols)
+        for split in ("train", "valid", "test"):
+            for kind in ("speech", "text", "cst", "tsc", "ast"):
+                assert (data / name / f"{split}_{kind}.bin").is_file()
+    raw = [line.split()[0] for line in (data / "units-raw" / "dict.txt").read_text().splitlines()]
+    assert sum(modality_of(s) == "speech" for s in raw) == 40
+    assert meta["variants"]["units-raw"]["subsets"]["train_ast"]["sequences"] == 2 * 34
+    corpus = Path(meta["corpus"])
+    used = {line for f in (corpus / "transcripts").glob("*.wrd") for line in f.read_text().splitlines()}
+    assert not used & set((data / "text_corpus.txt").read_text().splitlines())
+
+
+def test_trained_joint_lm_beats_untrained_on_cra(data: Path, trained: Path) -> None:
+    torch.set_num_threads(1)
+    model, task = load_lm(trained, data=data / "units-raw")
+    torch.manual_seed(0)
+    from fairseq import checkpoint_utils
+
+    untrained = task.build_model(checkpoint_utils.load_checkpoint_to_cpu(str(trained))["cfg"].model).eval()
+    renderer = renderer_for(data / "units-raw")
+    # the training utterances: what a few hundred updates can learn on 34 utterances
+    items = eval_items(read_aligned(data / "aligned" / "train.jsonl"), max_items=32)
+    acc = {name: np.mean([cra(m, task.source_dictionary, renderer, items, condition=c, candidates=8,
+                               resamples=0).accuracy for c in CONDITIONS])
+           for name, m in (("trained", model), ("untrained", untrained))}
+    assert acc["trained"] >= acc["untrained"] + 0.15, acc
+
+
+def test_cra_scores_match_a_prefix_by_prefix_reference(data: Path, trained: Path) -> None:
+    torch.set_num_threads(1)
+    model, task = load_lm(trained, data=data / "units-raw")
+    d = task.source_dictionary
+    renderer = renderer_for(data / "units-raw")
+    items = eval_items(read_aligned(data / "aligned" / "test.jsonl"), max_items=3)
+    pairs = [split_pair(renderer, u, c) for u in items for c in ("u2t", "t2u")]
+    ctx = [indices(d, p[0]) for p in pairs]
+    cont = [indices(d, p[1]) for p in pairs]
+    fast = continuation_logprobs(model, d, ctx, cont, batch_size=4)
+    with torch.no_grad():
+        for c, x, value in zip(ctx, cont, fast):
+            slow = 0.0
+            for t in range(len(x)):
+                prefix = torch.tensor([[d.eos(), *c, *x[:t]]])
+                slow += torch.log_softmax(model(prefix)[0][0, -1].double(), -1)[x[t]].item()
+            assert value == pytest.approx(slow, abs=1e-3)
+
+
+def _train_fails(data_dir: Path, *extra: str) -> str:
+    proc = run_cli("fairseq-train", str(data_dir), "--user-dir", str(Path(__file__).parents[1] / "spokenlm_plugin"),
+                   "--task", "speech_text_lm", *TRAIN, "--max-update", "1", "--save-dir", str(data_dir / "ck"),
+                   *extra, check=False, env=ENV)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert not (data_dir / "ck" / "checkpoint_last.pt").exists()
+    return proc.stderr.strip().splitlines()[-1]
+
+
+def test_bad_ratios_and_missing_marker_are_one_line(data: Path, tmp_path: Path) -> None:
+    line = _train_fails(data / "units-raw", "--speech-ratio", "0.5", "--paired-ratio", "0.5", "--text-ratio", "0.5")
+    assert line.startswith("fairseq-train: error: mixing ratios") and "sum to 1.5000" in line
+    broken = tmp_path / "broken"
+    shutil.copytree(data / "units-raw", broken)
+    lines = (broken / "dict.txt").read_text().splitlines()
+    (broken / "dict.txt").write_text("\n".join(lines[1:]) + "\n")
+    line = _train_fails(broken)
+    assert line == (f"fairseq-train: error: {broken / 'dict.txt'}: the modality marker(s) [SPEECH] are missing from "
+                    "the dictionary; make the data with 'spokenlm sutlm-data'")
