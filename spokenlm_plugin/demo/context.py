@@ -25,6 +25,8 @@ ARTIFACT_KEYS = {
     "'continuations' (.km files) (ulm stage)",
     "vocoder": "dict with 'vocoders' (unit set name -> {'checkpoint': vocoder.pt, 'config': config.json}, "
     "fairseq CodeHiFiGAN format) and 'continuations' (list of wav Paths: spoken LM continuations) (vocoder stage)",
+    "sutlm": "dict with 'data' (Path: the sutlm-data folder, units-raw / units-spN / textlm inside) and 'checkpoints' "
+    "(ablation row name or 'text LM' -> checkpoint Path) (sutlm stage)",
 }
 
 

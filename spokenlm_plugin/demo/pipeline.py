@@ -1,6 +1,6 @@
 """``spokenlm demo``: the whole pipeline on the embedded synthetic corpus, ending in a report.
 
-Stages run in order (synth -> finetune -> units -> ulm -> vocoder); each writes under ``OUT/<stage>/`` and
+Stages run in order (synth -> finetune -> units -> ulm -> vocoder -> sutlm); each writes under ``OUT/<stage>/`` and
 records its result in ``OUT/<stage>/result.json`` when it completes, so an interrupted demo
 resumes at the first unfinished stage. The report is ``OUT/report.md`` (tables + PNG plots).
 """
@@ -24,7 +24,7 @@ from .context import DemoContext, StageResult, Table
 from .targets import target_checks, targets_table
 
 #: Pipeline order. Each name is a module ``spokenlm_plugin.demo.stage_<name>``.
-STAGES: tuple[str, ...] = ("synth", "finetune", "units", "ulm", "vocoder")
+STAGES: tuple[str, ...] = ("synth", "finetune", "units", "ulm", "vocoder", "sutlm")
 
 
 def _jsonable(value: Any) -> Any:
