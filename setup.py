@@ -30,6 +30,11 @@ setup(
         "safetensors",
         "tqdm",
     ],
-    extras_require={"gpu": ["faiss-gpu-cu12"], "test": ["pytest", "transformers==5.23.0"]},
+    extras_require={
+        # GPU machines: faiss with CUDA (k-means fit / assign on the GPU). It ships the same `faiss`
+        # module as faiss-cpu: install it over the CPU build (see README, "GPU machines").
+        "gpu": ["faiss-gpu-cu12"],
+        "test": ["pytest", "ruff==0.17.6", "transformers==5.23.0"],
+    },
     entry_points={"console_scripts": ["spokenlm=spokenlm_plugin.cli:main"]},
 )

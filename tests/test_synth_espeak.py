@@ -22,7 +22,7 @@ from spokenlm_plugin.synth.corpus import SPLITS, build_corpus
 from spokenlm_plugin.synth.espeak import HELDOUT_ESPEAK, Espeak, heldout_speakers, to_arpabet
 from spokenlm_plugin.synth.pretrain_corpus import ESPEAK
 from spokenlm_plugin.synth.speakers import aligned_speakers, pretrain_speakers
-from spokenlm_plugin.synth.text import load_sentences, pool_sentences, sentence_pool
+from spokenlm_plugin.synth.text import load_sentences, sentence_pool
 from tests.test_synth import _best_shift, _energy_contrast, _frication_contrast
 
 SENTENCES = (

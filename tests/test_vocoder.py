@@ -12,10 +12,9 @@ import torch
 
 from spokenlm_plugin.io import read_manifest
 from spokenlm_plugin.units.features import read_audio
-from spokenlm_plugin.vocoder import train as train_module
 from spokenlm_plugin.vocoder.checkpoint import save_vocoder
 from spokenlm_plugin.vocoder.config import GeneratorConfig
-from spokenlm_plugin.vocoder.data import read_unit_rows
+from spokenlm_plugin.vocoder.data import VocoderCorpus, read_unit_rows
 from spokenlm_plugin.vocoder.metrics import mel_cepstral_distortion
 from spokenlm_plugin.vocoder.model import SharedGenerators
 from spokenlm_plugin.vocoder.synth import Vocoder, synthesize
@@ -103,7 +102,7 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
     # Interrupt a second run during its 5th step (after the step-4 checkpoint), then rerun it.
     interrupted = tmp_path / "interrupted"
     calls = {"n": 0}
-    segments = train_module.VocoderCorpus.segments
+    segments = VocoderCorpus.segments
 
     def interrupt_on_fifth(self, **kwargs):
         calls["n"] += 1
@@ -111,7 +110,7 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
             raise KeyboardInterrupt
         return segments(self, **kwargs)
 
-    monkeypatch.setattr(train_module.VocoderCorpus, "segments", interrupt_on_fifth)
+    monkeypatch.setattr(VocoderCorpus, "segments", interrupt_on_fifth)
     with pytest.raises(KeyboardInterrupt):
         tiny_train(corpus_dir, km["train"], interrupted, steps=6, mel_only=False, checkpoint_every=2)
     monkeypatch.undo()

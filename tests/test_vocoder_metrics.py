@@ -4,7 +4,6 @@ pitch, and the PER of resynthesised vs original audio under a frame classifier."
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -40,8 +39,8 @@ def _slow_mcd(a: np.ndarray, b: np.ndarray, sr: int = 16000) -> float:
             prev = [(cost[i - 1, j - 1], length[i - 1, j - 1]) if i and j else (np.inf, 0),
                     (cost[i - 1, j], length[i - 1, j]) if i else (np.inf, 0),
                     (cost[i, j - 1], length[i, j - 1]) if j else (np.inf, 0)]
-            c, l = min(prev, key=lambda t: t[0])
-            cost[i, j], length[i, j] = c + d[i, j], l + 1
+            c, n = min(prev, key=lambda t: t[0])
+            cost[i, j], length[i, j] = c + d[i, j], n + 1
     return float(cost[-1, -1] / length[-1, -1])
 
 

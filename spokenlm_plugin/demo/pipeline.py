@@ -16,8 +16,6 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-import torch
-
 from ..errors import ConfigError
 from ..io import atomic_write
 from .context import DemoContext, StageResult, Table
@@ -102,6 +100,8 @@ def run_pipeline(
 
 def render_report(results: Sequence[StageResult], *, out: Path, quick: bool) -> str:
     """The markdown report: a summary table, then each stage's text, tables and plots."""
+    import torch  # here, not at module level: `spokenlm demo --help` must not wait seconds for it
+
     lines = [
         "# spokenlm_plugin demo report",
         "",

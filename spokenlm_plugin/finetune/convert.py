@@ -46,19 +46,15 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
-
-import torch
-from fairseq.data import Dictionary
-from fairseq.dataclass.configs import FairseqConfig
-from fairseq.models.hubert.hubert import HubertConfig, HubertModel
-from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
-from omegaconf import OmegaConf
-from safetensors import SafetensorError
-from safetensors.torch import load_file
+from typing import TYPE_CHECKING, Any, Literal, Mapping
 
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path
+
+if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch and fairseq
+    import torch
+    from fairseq.models.hubert.hubert import HubertConfig
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 
 Layout = Literal["torchaudio", "hf"]
 ExtractorMode = Literal["default", "layer_norm"]
@@ -169,6 +165,8 @@ class Conversion:
 
 
 def _check_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     if not isinstance(obj, Mapping) or not obj:
         raise CheckpointError(f"{path}: not a state dict (got {type(obj).__name__}); save model.state_dict()")
     for key, value in obj.items():
@@ -181,6 +179,8 @@ def _check_state_dict(obj: Any, path: Path) -> dict[str, torch.Tensor]:
 
 
 def _torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    import torch
+
     if not path.is_file():
         raise CheckpointError(f"{path}: file not found")
     with path.open("rb") as f:
@@ -200,6 +200,9 @@ def _torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _safetensors(path: Path) -> dict[str, torch.Tensor]:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     try:
         return _check_state_dict(load_file(path), path)
     except (SafetensorError, OSError) as e:
@@ -440,6 +443,9 @@ def _fairseq_name(name: str, mode: ExtractorMode) -> str | None:
 def _configs(
     arch: HubertArch, *, final_dim: int, normalize: bool, path: Path
 ) -> tuple[HubertConfig, HubertPretrainingConfig]:
+    from fairseq.models.hubert.hubert import HubertConfig
+    from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
+
     if arch.embed_dim % arch.num_heads:
         raise ConfigError(f"{path}: {arch.num_heads} attention heads do not divide the model width {arch.embed_dim}")
     if arch.conv_layers[-1][0] == arch.embed_dim:
@@ -469,6 +475,12 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
     encoder parameter must come from the source; anything else is a :class:`CheckpointError`
     naming the source file and key.
     """
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.dataclass.configs import FairseqConfig
+    from fairseq.models.hubert.hubert import HubertModel
+    from omegaconf import OmegaConf
+
     arch, path = source.arch, source.path
     tensors = dict(source.tensors)
     labels = tensors.pop("label_embeddings", None)
@@ -542,6 +554,8 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
 def convert_hubert(src: str | Path, out: str | Path, *, layout: Layout, config: str | Path | None = None,
                    arch: TorchaudioArch | None = None, normalize: bool | None = None) -> Conversion:
     """Convert ``src`` (``layout``: ``torchaudio`` or ``hf``) into the fairseq checkpoint ``out``."""
+    import torch
+
     if layout == "torchaudio":
         source = read_torchaudio(src, config=config, arch=arch)
     else:

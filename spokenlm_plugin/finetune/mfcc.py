@@ -8,13 +8,16 @@ reads every second target to match its 50 Hz frames (``feat2tar_ratio`` = 2).
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import soundfile as sf
-import torch
-import torchaudio
 
 from ..errors import AudioFormatError
 from ..phones import SAMPLE_RATE
+
+if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
+    import torch
 
 #: MFCC frame rate (10 ms shift).
 MFCC_RATE = 100
@@ -22,6 +25,9 @@ MFCC_RATE = 100
 
 def mfcc_features(wav: np.ndarray | torch.Tensor, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
     """39-d MFCC + delta + delta-delta of a mono waveform, ``(frames, 39)`` float32 at 100 Hz."""
+    import torch
+    import torchaudio
+
     x = torch.as_tensor(wav, dtype=torch.float32).view(1, -1)
     with torch.no_grad():
         mfcc = torchaudio.compliance.kaldi.mfcc(x, sample_frequency=sample_rate, use_energy=False)  # (T, 13)

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, ConfigError, TrainingError
 from ..io import atomic_path, atomic_write, read_manifest
@@ -124,6 +123,8 @@ class PretrainSettings:
 
 
 def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
+    import torch
+
     manifest = read_manifest(manifest_path)
     threads = torch.get_num_threads()
     # MFCC ops are tiny: with several threads, synchronisation costs 30x the work.
@@ -164,6 +165,8 @@ def make_feature_targets(
     log: Callable[[str], None] = logger.info,
 ) -> None:
     """Iteration-2 targets: k-means of ``checkpoint``'s layer ``layer``; 50 Hz ``{train,valid}.km``."""
+    import torch
+
     from ..units.encoder import DenseModel
     from ..units.kmeans import assign_units, fit_kmeans, save_centroids
 
@@ -197,6 +200,8 @@ def export_checkpoint(src: Path, dst: Path, *, half: bool = True) -> None:
     The result is still a fairseq checkpoint: ``cfg``, ``model``, ``task_state`` (the label
     dictionaries), and the small bookkeeping entries ``load_checkpoint_to_cpu`` expects.
     """
+    import torch
+
     state = torch.load(src, map_location="cpu", weights_only=False)
     state.pop("last_optimizer_state", None)
     if half:
@@ -297,6 +302,8 @@ def masked_prediction_accuracy(
     """Masked / unmasked target accuracy of a pretraining run (``run_dir`` of ``pretrain-small``) on
     other audio (e.g. unseen speakers): targets made as the run made its own (its ``targets/km.npy``
     on MFCC, or on the ``--init-from`` model's layer), scored with ``fairseq-validate``."""
+    import torch
+
     from ..units.encoder import DenseModel
     from ..units.kmeans import assign_units, load_centroids
 
@@ -344,7 +351,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     defaults = PretrainSettings()
     parser.add_argument("--corpus", required=True, help="synthetic corpus folder (from `spokenlm synth-corpus`)")
     parser.add_argument("--out", required=True, help="output folder (gets hubert_small.pt, recipe.json, targets/, train/)")
-    parser.add_argument("--updates", type=int, default=defaults.max_update, help=f"training updates (default: {defaults.max_update}; warm-up: the first 1/12)")
+    parser.add_argument("--updates", type=int, default=defaults.max_update,
+                        help=f"training updates (default: {defaults.max_update}; warm-up: the first 1/12)")
     parser.add_argument(
         "--max-tokens", type=int, default=defaults.max_tokens,
         help=f"audio samples per batch, crops of at most 2 s (default: {defaults.max_tokens})",

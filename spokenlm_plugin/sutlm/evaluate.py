@@ -36,7 +36,7 @@ from .generate import prompt_tokens, sample_continuations
 from .metrics import bootstrap_ci, copy_rate, distinct_n, retrieved
 from .score import continuation_logprobs, indices, load_lm
 from .sequences import Renderer
-from .tokens import MARKER_OF, Modality, Tokenizer, decode_text
+from .tokens import Modality, Tokenizer, decode_text
 
 CONDITIONS: dict[str, tuple[Modality, Modality]] = {
     "u2u": ("speech", "speech"), "u2t": ("speech", "text"), "t2u": ("text", "speech"), "t2t": ("text", "text"),

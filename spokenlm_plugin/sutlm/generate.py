@@ -19,8 +19,6 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from ..errors import ConfigError, FeatureError
 from ..io import atomic_write, read_lines
 from ..ulm.score import torch_threads
@@ -29,12 +27,15 @@ from .sequences import render
 from .tokens import MARKER_OF, Modality, Tokenizer, decode_text, decode_units, modality_of
 
 
-@torch.no_grad()
 def sample_continuations(
     model, task, prompts: Sequence[Sequence[int]], *, to: Modality, temperature: float = 0.8, top_k: int = 20,
     max_new: int = 40, min_new: int = 1, seed: int = 1,
 ) -> list[list[str]]:
     """Joint tokens continuing each prompt (dictionary indices, the target marker already appended)."""
+    # Imported here so that `spokenlm sutlm-generate --help` does not wait for torch; no @no_grad
+    # needed either: fairseq's inference_step generates under torch.no_grad().
+    import torch
+
     if temperature <= 0 or max_new < 1 or not 0 <= min_new <= max_new:
         raise ConfigError(f"temperature {temperature} / max-new {max_new} / min-new {min_new}: need > 0, >= 1, <= max")
     d = task.source_dictionary

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, DictionaryError
 
@@ -46,12 +45,13 @@ def indices(dictionary, tokens: Sequence[str], *, where: str = "") -> list[int]:
     return out
 
 
-@torch.no_grad()
 def continuation_logprobs(
     model, dictionary, contexts: Sequence[Sequence[int]], continuations: Sequence[Sequence[int]], *,
     batch_size: int = 64,
 ) -> np.ndarray:
     """Sum of log p over each continuation (dictionary indices) after its context; one value per pair."""
+    import torch
+
     if len(contexts) != len(continuations):
         raise ValueError("one context per continuation")
     seqs = [[dictionary.eos(), *c, *x] for c, x in zip(contexts, continuations)]
@@ -70,7 +70,8 @@ def continuation_logprobs(
             src[row, :n], tgt[row, :n] = s[:-1], s[1:]
             mask[row, n - len(continuations[i]):n] = True
         # Right padding is harmless: the LM is causal.
-        lprobs = model.get_normalized_probs(model(src.to(device)), log_probs=True)
+        with torch.no_grad():  # not a decorator: torch is imported lazily
+            lprobs = model.get_normalized_probs(model(src.to(device)), log_probs=True)
         lp = lprobs.gather(-1, tgt.to(device).unsqueeze(-1)).squeeze(-1).double().cpu()
         out[batch] = lp.masked_fill(~mask, 0.0).sum(dim=1).numpy()
     return out

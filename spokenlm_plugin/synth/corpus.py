@@ -460,7 +460,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--speakers-per-voice", type=int, default=None, metavar="N",
-        help="flite only: speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 4: later variants speak only the pretraining corpus)",
+        help="flite only: speaker variants per voice (F0, tempo, vocal-tract warp; default: 4, at most 4: "
+             "later variants speak only the pretraining corpus)",
     )
     parser.add_argument(
         "--seed", type=int, default=0, metavar="S",

@@ -63,7 +63,6 @@ from dataclasses import asdict, dataclass
 from typing import Literal, Sequence
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from ..errors import AlignmentError, ConfigError, MissingToolError
 from ..phones import INVENTORY, SAMPLE_RATE, SIL
@@ -579,6 +578,8 @@ def align(
     g = math.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // g, rate // g
     if (up, down) != (1, 1):
+        from scipy.signal import resample_poly  # scipy.signal takes ~1 s to import: only when used
+
         out = resample_poly(samples.astype(np.float32), up, down)
         out = np.clip(np.round(out), -32768, 32767).astype(np.int16)
     else:

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from scipy.signal import resample_poly
 
 from ..errors import AlignmentError, ConfigError, MissingToolError
 from ..phones import INVENTORY, SAMPLE_RATE, SIL, normalize_phone
@@ -239,6 +238,8 @@ class Flite:
 
         scale = 1.0
         if speaker.warp != 1.0:
+            from scipy.signal import resample_poly  # scipy.signal takes ~1 s to import: only when used
+
             ratio = speaker.warp_ratio
             samples = resample_poly(samples.astype(np.float32), ratio.numerator, ratio.denominator)
             samples = np.clip(np.round(samples), -32768, 32767).astype(np.int16)

@@ -32,7 +32,6 @@ from typing import Iterator, Literal, Sequence
 
 import numpy as np
 import soundfile as sf
-from scipy.signal import resample_poly
 
 from ..errors import ConfigError, MissingToolError
 from ..io import ManifestRow, atomic_path, atomic_write, write_manifest
@@ -84,6 +83,8 @@ def espeak(text: str, speaker: EspeakSpeaker) -> np.ndarray:
         raise MissingToolError(f"espeak-ng {speaker.voice}: failed on {text!r}: {done.stderr.decode(errors='replace').strip()}")
     wav, sr = sf.read(io.BytesIO(done.stdout), dtype="float32")
     if sr != SAMPLE_RATE:
+        from scipy.signal import resample_poly  # scipy.signal takes ~1 s to import: only when used
+
         g = math.gcd(SAMPLE_RATE, sr)
         wav = resample_poly(wav, SAMPLE_RATE // g, sr // g)
     return np.clip(np.round(wav * 32768), -32768, 32767).astype(np.int16)

@@ -40,8 +40,6 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-import torch
-
 from ..errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
 from ..io import atomic_write
 from ..finetune.runner import run_tool
@@ -246,6 +244,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     if args.collect is not None:
         vocab_size = (read_dictionary_size(lm_dictionary(args.checkpoint, data=args.data))
                       if args.checkpoint or args.data else None)

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, ConfigError, LabelMismatchError
 from ..io import atomic_write, read_lines, read_manifest
@@ -100,7 +99,6 @@ def _batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int) -> lis
     return batches
 
 
-@torch.no_grad()
 def sequence_logprobs(
     model,
     dictionary,
@@ -114,32 +112,35 @@ def sequence_logprobs(
 
     Identical unit sequences are scored once, so they get bit-identical scores (ties are ties).
     """
-    lut = torch.from_numpy(unit_indices(dictionary))
-    begin_idx = dictionary.eos() if begin == "eos" else dictionary.bos()
-    distinct = list(dict.fromkeys(tuple(u) for u in utterances))
-    lengths = [len(u) for u in distinct]
-    device = next(model.parameters()).device
-    sums = np.zeros(len(distinct), dtype=np.float64)
-    for batch in _batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
-        width = lengths[batch[0]] + 1
-        src = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
-        tgt = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
-        for row, i in enumerate(batch):
-            units = lut[torch.tensor(distinct[i], dtype=torch.long)]
-            n = len(units)
-            src[row, 0] = begin_idx
-            src[row, 1 : n + 1] = units
-            tgt[row, :n] = units
-            tgt[row, n] = dictionary.eos()
-        src, tgt = src.to(device), tgt.to(device)
-        # Right padding is harmless: both LMs are causal, a position never sees later ones.
-        lprobs = model.get_normalized_probs(model(src), log_probs=True)
-        token_lp = lprobs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).double()
-        token_lp = token_lp.masked_fill(tgt.eq(dictionary.pad()), 0.0)
-        sums[batch] = token_lp.sum(dim=1).cpu().numpy()
-    index = {u: i for i, u in enumerate(distinct)}
-    which = np.array([index[tuple(u)] for u in utterances], dtype=np.int64)
-    return sums[which], np.array([len(u) + 1 for u in utterances], dtype=np.int64)
+    import torch
+
+    with torch.no_grad():  # a decorator would need torch at import time
+        lut = torch.from_numpy(unit_indices(dictionary))
+        begin_idx = dictionary.eos() if begin == "eos" else dictionary.bos()
+        distinct = list(dict.fromkeys(tuple(u) for u in utterances))
+        lengths = [len(u) for u in distinct]
+        device = next(model.parameters()).device
+        sums = np.zeros(len(distinct), dtype=np.float64)
+        for batch in _batches(lengths, batch_size=batch_size, max_tokens=max_tokens):
+            width = lengths[batch[0]] + 1
+            src = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
+            tgt = torch.full((len(batch), width), dictionary.pad(), dtype=torch.long)
+            for row, i in enumerate(batch):
+                units = lut[torch.tensor(distinct[i], dtype=torch.long)]
+                n = len(units)
+                src[row, 0] = begin_idx
+                src[row, 1 : n + 1] = units
+                tgt[row, :n] = units
+                tgt[row, n] = dictionary.eos()
+            src, tgt = src.to(device), tgt.to(device)
+            # Right padding is harmless: both LMs are causal, a position never sees later ones.
+            lprobs = model.get_normalized_probs(model(src), log_probs=True)
+            token_lp = lprobs.gather(-1, tgt.unsqueeze(-1)).squeeze(-1).double()
+            token_lp = token_lp.masked_fill(tgt.eq(dictionary.pad()), 0.0)
+            sums[batch] = token_lp.sum(dim=1).cpu().numpy()
+        index = {u: i for i, u in enumerate(distinct)}
+        which = np.array([index[tuple(u)] for u in utterances], dtype=np.int64)
+        return sums[which], np.array([len(u) + 1 for u in utterances], dtype=np.int64)
 
 
 def score_units(
@@ -208,6 +209,8 @@ def torch_threads(n: int | None) -> Iterator[None]:
     Small LMs gain little from intra-op threads, and on a busy CPU torch's spinning threads make
     them many times slower (measured: 10-15x on a loaded 2-core machine).
     """
+    import torch
+
     before = torch.get_num_threads()
     if n is not None:
         torch.set_num_threads(n)
@@ -227,6 +230,8 @@ def _utt_ids(args: argparse.Namespace) -> list[str]:
 
 
 def _device(name: str) -> str:
+    import torch
+
     if name == "cuda" and not torch.cuda.is_available():
         raise ConfigError("--device cuda: torch sees no GPU")
     return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"

@@ -25,14 +25,16 @@ import sys
 import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import AbxConditionError, ConfigError, FeatureError, LabelMismatchError
 from ..io import atomic_write, read_lines, read_manifest
 from ..phones import FRAME_RATE
+
+if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
+    import torch
 
 Speaker = Literal["within", "across"]
 Context = Literal["within", "any"]
@@ -91,6 +93,8 @@ def _empty_condition(item: str | os.PathLike, speaker: Speaker, context: Context
 
 
 def _load_feature(path: str | Path) -> torch.Tensor:
+    import torch
+
     path = Path(path)
     x = torch.from_numpy(np.load(path)) if path.suffix == ".npy" else torch.load(path, map_location="cpu")
     if not isinstance(x, torch.Tensor) or x.ndim != 2:
@@ -159,6 +163,8 @@ def unit_features(
     units: Sequence[np.ndarray], *, centroids: np.ndarray | None = None
 ) -> Callable[[np.ndarray], torch.Tensor]:
     """Map a unit sequence to frames: one-hot vectors, or the units' centroids."""
+    import torch
+
     if centroids is not None:
         table = torch.from_numpy(np.ascontiguousarray(centroids, dtype=np.float32))
     else:

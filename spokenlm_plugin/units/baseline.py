@@ -39,15 +39,17 @@ import json
 import os
 import time
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import ConfigError
 from ..io import Manifest, atomic_path, atomic_write, read_manifest
 from ..phones import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
 from .shards import shard_paths, shard_range
+
+if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
+    import torch
 
 SpectralKind = Literal["logmel", "mfcc"]
 Kind = Literal["logmel", "mfcc", "phones"]
@@ -72,6 +74,8 @@ def cmvn(x: np.ndarray) -> np.ndarray:
 
 def spectral_features(wav: np.ndarray | torch.Tensor, kind: SpectralKind, *, normalize: bool = True) -> np.ndarray:
     """``logmel`` (40) or ``mfcc`` (39) features of a 16 kHz mono waveform: ``(num_frames(n), dims)`` float32."""
+    import torch
+
     x = torch.as_tensor(wav, dtype=torch.float32).reshape(1, -1)
     dim = N_MELS if kind == "logmel" else 3 * N_CEPS
     n = num_frames(x.shape[1])
@@ -102,6 +106,8 @@ class SpectralFeatures:
     (``name``, ``fingerprint``, ``layer``, ``dim``, ``device``, ``batch``), for :func:`~.features.dump_features`."""
 
     def __init__(self, kind: SpectralKind, *, normalize: bool = True) -> None:
+        import torch
+
         if kind not in ("logmel", "mfcc"):
             raise ConfigError(f"spectral features: unknown kind {kind!r}; choose logmel or mfcc")
         import torchaudio
@@ -119,6 +125,8 @@ class SpectralFeatures:
         return num_frames(num_samples)
 
     def __call__(self, waveform: np.ndarray | torch.Tensor) -> torch.Tensor:
+        import torch
+
         return torch.from_numpy(spectral_features(waveform, self.kind, normalize=self.normalize))
 
     def batch(self, waveforms: Sequence[np.ndarray | torch.Tensor]) -> list[torch.Tensor]:

@@ -25,15 +25,17 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, Sequence
+from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
 from ..errors import AudioFormatError, ConfigError, FeatureError, ManifestError
 from ..io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
 from ..phones import SAMPLE_RATE
-from .encoder import DenseModel, parse_layer
 from .shards import read_dump_state, shard_paths, shard_range, state_path
+
+if TYPE_CHECKING:  # torch loads in seconds: `spokenlm dump-features --help` must not wait for it
+    from .encoder import DenseModel
 
 logger = logging.getLogger(__name__)
 
@@ -348,6 +350,8 @@ def run(args: argparse.Namespace) -> int:
     manifest = read_manifest(args.manifest)
     if not 0 <= args.rank < args.nshard:
         raise ConfigError(f"--rank {args.rank} / --nshard {args.nshard}: need 0 <= rank < nshard")
+    from .encoder import DenseModel, parse_layer
+
     dense = DenseModel.from_checkpoint(args.checkpoint, layer=parse_layer(args.layer), device=args.device,
                                        dtype=args.dtype)
     res = dump_features(dense, manifest, args.out, split=args.manifest.stem, nshard=args.nshard, rank=args.rank,

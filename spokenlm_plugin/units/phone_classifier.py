@@ -25,7 +25,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-import torch
 
 from ..errors import LabelMismatchError
 from ..io import atomic_write, read_manifest
@@ -98,6 +97,8 @@ def fit_classifier(feats: Sequence[np.ndarray], targets: Sequence[np.ndarray], *
 
 def score_classifier(model, feats: Sequence[np.ndarray], targets: Sequence[np.ndarray], *, sil: int | None):
     """Frame accuracy and greedy PER (:class:`PhoneScores`) of the classifier, one utterance at a time."""
+    import torch
+
     from ..finetune.metrics import PhoneScores
 
     scores = PhoneScores()

@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import numpy as np
-import torch
 
 #: Frame of the F0 and voicing tracks (torchaudio's default).
 F0_FRAME_S = 0.01
@@ -22,6 +21,8 @@ F0_FRAME_S = 0.01
 
 def mel_cepstral_distortion(original: np.ndarray, resynthesised: np.ndarray, *, sample_rate: int = 16_000) -> float:
     """fairseq's DTW MCD (path-normalised) between two waveforms."""
+    import torch
+
     from fairseq.tasks.text_to_speech import batch_mel_cepstral_distortion
 
     ((distortion, _),) = batch_mel_cepstral_distortion(
@@ -32,6 +33,8 @@ def mel_cepstral_distortion(original: np.ndarray, resynthesised: np.ndarray, *, 
 
 def f0_track(wav: np.ndarray, *, sample_rate: int = 16_000) -> np.ndarray:
     """F0 (Hz) of every 10 ms frame (torchaudio NCCF, 60-500 Hz search range)."""
+    import torch
+
     import torchaudio.functional as AF
 
     return AF.detect_pitch_frequency(torch.as_tensor(wav, dtype=torch.float32), sample_rate,

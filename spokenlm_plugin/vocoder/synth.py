@@ -13,16 +13,16 @@ import argparse
 import os
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import AudioFormatError, ConfigError
 from ..io import atomic_path, read_manifest
-from .checkpoint import load_generator
 from .config import GeneratorConfig
-from .data import read_unit_rows
+
+if TYPE_CHECKING:  # imported where used: `spokenlm vocoder-synth --help` must not wait seconds for torch
+    import torch
 
 
 class Vocoder:
@@ -37,6 +37,8 @@ class Vocoder:
 
     @classmethod
     def load(cls, checkpoint: str | os.PathLike, config: str | os.PathLike) -> Vocoder:
+        from .checkpoint import load_generator
+
         generator, cfg = load_generator(checkpoint, config)
         return cls(generator, cfg, name=str(checkpoint))
 
@@ -56,16 +58,18 @@ class Vocoder:
         known = ", ".join(self.cfg.speakers) if self.cfg.speakers else f"indices 0..{self.cfg.num_speakers - 1}"
         raise ConfigError(f"--speaker {speaker}: unknown to {self.name} (it knows {known})")
 
-    @torch.inference_mode()
     def __call__(self, units: Sequence[int] | np.ndarray, *, speaker: int | None = None,
                  durations: bool = False) -> np.ndarray:
+        import torch
+
         if durations and self.generator.dur_predictor is None:
             raise ConfigError(f"--durations: {self.name} has no duration predictor (train with --duration-predictor)")
         code = torch.as_tensor(np.asarray(units, dtype=np.int64))[None]
         kwargs: dict = {"code": code, "dur_prediction": durations}
         if speaker is not None:
             kwargs["spkr"] = torch.tensor([[speaker]])
-        return self.generator(**kwargs).squeeze().numpy().astype(np.float32)
+        with torch.inference_mode():
+            return self.generator(**kwargs).squeeze().numpy().astype(np.float32)
 
 
 def write_wav(path: Path, wav: np.ndarray, sample_rate: int = 16_000) -> None:
@@ -81,6 +85,8 @@ def synthesize(vocoder: Vocoder, units_km: str | os.PathLike, out: str | os.Path
                durations: bool = False, progress: bool = True) -> dict[str, float]:
     """Write one wav per line of ``units_km``; return audio seconds, wall seconds and x real time."""
     from tqdm import tqdm
+
+    from .data import read_unit_rows
 
     ids: list[str] | None = None
     if manifest is not None:
@@ -116,6 +122,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+
     torch.set_num_threads(max(1, args.threads))
     vocoder = Vocoder.load(args.vocoder, args.config)
     stats = synthesize(vocoder, args.units, args.out, manifest=args.manifest, speaker=args.speaker,

@@ -18,18 +18,19 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
-import torch
 
 from ..errors import CheckpointError, ConfigError
 from ..io import atomic_path, atomic_write, read_manifest
-from .checkpoint import save_vocoder
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
-from .data import UnitSet, VocoderCorpus
-from .losses import LogMel, discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
-from .model import Discriminators, SharedGenerators
+
+if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
+    import torch
+    from .data import UnitSet, VocoderCorpus
+    from .losses import LogMel
+    from .model import SharedGenerators
 
 STATE = "train_state.pt"
 #: Validation utterances synthesised per unit set at each validation.
@@ -44,12 +45,16 @@ def _speakers(manifest: Path) -> list[str]:
 
 
 def _dedup(units: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    import torch
+
     values, counts = torch.unique_consecutive(units, return_counts=True)
     return values, counts
 
 
 def _duration_loss(g: SharedGenerators, code: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
     """MSE of the predicted log(run length + 1) of each segment's deduplicated units (speech-resynthesis)."""
+    import torch
+
     losses = []
     for c, t in zip(code, table.tolist()):
         values, counts = _dedup(c)
@@ -88,6 +93,12 @@ def train_vocoder(
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Train (or resume) to ``train.steps``; return the loss history and the output paths."""
+    import torch
+    from .checkpoint import save_vocoder
+    from .data import UnitSet, VocoderCorpus
+    from .losses import LogMel, discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
+    from .model import Discriminators, SharedGenerators
+
     from tqdm import tqdm
 
     out = Path(out)
@@ -214,15 +225,19 @@ def train_vocoder(
             "history": history, "outputs": {n: {"checkpoint": c, "config": j} for n, (c, j) in paths.items()}}
 
 
-@torch.no_grad()
 def validate(gen: SharedGenerators, valid: VocoderCorpus, out: Path, *, mel: LogMel,
              speaker_index: dict[str, int] | None) -> dict[str, float]:
     """Resynthesise the first validation utterances of every unit set: wavs, one mel plot per set,
     and the mean mel L1 per set (the training loss's measure, on whole utterances)."""
+    import torch
+    from .losses import mel_loss
+
     from .plots import plot_mels
     from .synth import write_wav
 
     gen.eval()
+    grad = torch.is_grad_enabled()
+    torch.set_grad_enabled(False)  # what @torch.no_grad() does, without importing torch with the module
     scores = {}
     try:
         for t, name in enumerate(valid.names):
@@ -243,6 +258,7 @@ def validate(gen: SharedGenerators, valid: VocoderCorpus, out: Path, *, mel: Log
                       out / f"{name}_mel.png")
     finally:
         gen.train()
+        torch.set_grad_enabled(grad)
     return scores
 
 
@@ -276,6 +292,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import torch
+    from .data import UnitSet
+
     torch.set_num_threads(max(1, args.threads))
     if (args.valid_manifest is None) != (args.valid_units is None):
         raise ConfigError("--valid-manifest and --valid-units go together")
