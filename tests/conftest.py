@@ -50,6 +50,21 @@ def pairs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return _relocated_copy(PAIRS, tmp_path_factory.mktemp("data") / "pairs")
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--slow", action="store_true", help="also run the tests marked slow (CI does)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Skip ``@pytest.mark.slow`` tests unless ``--slow``: the default run stays under 5 minutes on 2
+    cores, and the skip (with its reason) shows in the summary instead of vanishing like a deselection."""
+    if config.getoption("--slow"):
+        return
+    skip = pytest.mark.skip(reason="slow: run with --slow")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
 def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess:
     """Run a console script of the venv (spokenlm, fairseq-train, ...) as a user would."""
     exe = VENV_BIN / args[0]
