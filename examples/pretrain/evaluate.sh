@@ -41,7 +41,7 @@ python - "$OUT" "$LAYERS" "$K" <<'PY'
 import json, sys
 from pathlib import Path
 out, layers, k = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
-rows = ["| features | ABX within (%) | ABX across (%) | PNMI (k=%s) | phone purity |" % k, "|---|---:|---:|---:|---:|"]
+rows = [f"| features | ABX within (%) | ABX across (%) | PNMI (k={k}) | phone purity |", "|---|---:|---:|---:|---:|"]
 for name in ["logmel"] + [f"layer{l}" for l in range(1, layers + 1)]:
     abx = {r["speaker"]: r["error"] for r in json.loads((out / name / "abx.json").read_text())["results"]}
     units = json.loads((out / name / "units.json").read_text())
