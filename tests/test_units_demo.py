@@ -15,6 +15,7 @@ from spokenlm_plugin.phones import num_frames
 from spokenlm_plugin.units.encoder import DenseModel
 from spokenlm_plugin.units.features import read_audio
 from spokenlm_plugin.units.kmeans import read_units
+from spokenlm_plugin.units.quality import unit_quality
 from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoint
 
 
@@ -56,8 +57,11 @@ def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) ->
 
     assert [t.title.split(" ")[0] for t in result.tables] == ["Triphone", "Units"]
     assert len(result.tables[1].rows) == 5 and all(p.is_file() and p.suffix == ".png" for p in result.plots)
-    for m in result.metrics["units"].values():
-        assert 0.0 <= m["abx_within"] <= 1.0 and 0.0 <= m["pnmi"] <= 1.0
+    # Each unit set is scored on the test split's units against the test labels (not another split).
+    labels = [line.split() for line in (corpus_dir / "labels" / "test.phn").read_text().splitlines()]
+    for name, m in result.metrics["units"].items():
+        q = unit_quality(read_units(Path(units[name]["km_dir"]) / "test.km"), labels)
+        assert (m["pnmi"], m["phone_purity"], m["units_used"]) == (q.pnmi, q.phone_purity, q.units_used), name
     assert set(result.metrics["features"]) == {"base L2", "finetuned L3", "finetuned logits"}
 
     # Baselines (log-mel / MFCC frames and k-means units) and the gold-phone topline, in the same tables.
