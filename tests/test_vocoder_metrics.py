@@ -39,8 +39,8 @@ def _slow_mcd(a: np.ndarray, b: np.ndarray, sr: int = 16000) -> float:
             prev = [(cost[i - 1, j - 1], length[i - 1, j - 1]) if i and j else (np.inf, 0),
                     (cost[i - 1, j], length[i - 1, j]) if i else (np.inf, 0),
                     (cost[i, j - 1], length[i, j - 1]) if j else (np.inf, 0)]
-            c, n = min(prev, key=lambda t: t[0])
-            cost[i, j], length[i, j] = c + d[i, j], n + 1
+            c, steps = min(prev, key=lambda t: t[0])
+            cost[i, j], length[i, j] = c + d[i, j], steps + 1
     return float(cost[-1, -1] / length[-1, -1])
 
 
