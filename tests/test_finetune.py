@@ -226,6 +226,7 @@ def test_not_hubert_checkpoint_stops_before_training(corpus, tiny_base, tmp_path
     assert "Start iterating over samples" not in out
 
 
+@pytest.mark.slow  # a minute: the real stage (fine-tuning, probe, log-mel classifier, scoring)
 def test_demo_stage_quick(corpus, tmp_path):
     """The demo stage end to end on the committed corpus with the shipped small HuBERT."""
     from spokenlm_plugin.demo.context import DemoContext
