@@ -14,7 +14,7 @@ import logging
 import time
 
 import torch
-from fairseq.criterions.hubert_criterion import HubertCriterion, HubertCriterionConfig
+from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.data import Dictionary
 from fairseq.models.hubert.hubert import HubertConfig, HubertModel
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
