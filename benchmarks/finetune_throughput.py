@@ -13,10 +13,10 @@ in the same run. A GPU, when present, is measured too (fp32, and bf16 autocast).
 from __future__ import annotations
 
 import argparse
-import time
 from types import SimpleNamespace
 
 import torch
+from timing import timed_steps  # benchmarks/timing.py, beside this script
 import torch.nn.functional as F
 from omegaconf import OmegaConf
 
@@ -65,15 +65,7 @@ def throughput(spec: SmallHubert, *, device: str, frozen: bool, batch: int, step
         torch.nn.utils.clip_grad_norm_(params, 5.0)
         opt.step()
 
-    step()  # warm-up (allocations, kernel selection)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch * samples / 16_000 / (time.perf_counter() - start)
+    return steps * batch * samples / 16_000 / timed_steps(step, steps=steps, device=device)
 
 
 def main() -> None:

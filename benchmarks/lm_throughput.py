@@ -18,10 +18,10 @@ of long samples measures mostly memory traffic.
 from __future__ import annotations
 
 import argparse
-import time
 from dataclasses import dataclass
 
 import torch
+from timing import timed_steps  # benchmarks/timing.py, beside this script
 import torch.nn.functional as F
 from omegaconf import OmegaConf, open_dict
 
@@ -81,16 +81,7 @@ def throughput(setup: Setup, *, device: str, tokens_per_sample: int, batch: int,
         opt.step()
         opt.zero_grad(set_to_none=True)
 
-    for _ in range(warmup):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch * tokens_per_sample / (time.perf_counter() - t0)
+    return steps * batch * tokens_per_sample / timed_steps(step, steps=steps, device=device, warmup=warmup)
 
 
 def main() -> None:

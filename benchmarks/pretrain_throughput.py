@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import argparse
 import logging
-import time
 
 import torch
+from timing import timed_steps  # benchmarks/timing.py, beside this script
 from fairseq.criterions.hubert_criterion import HubertCriterion
 from fairseq.data import Dictionary
 from fairseq.models.hubert.hubert import HubertConfig, HubertModel
@@ -67,15 +67,7 @@ def throughput(name: str, *, device: str, batch: int, steps: int) -> float:
         torch.nn.utils.clip_grad_norm_(model.parameters(), 10.0)
         opt.step()
 
-    step()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps * batch * CROP / 16_000 / (time.perf_counter() - start)
+    return steps * batch * CROP / 16_000 / timed_steps(step, steps=steps, device=device)
 
 
 def main() -> None:

@@ -17,6 +17,7 @@ import argparse
 import time
 
 import torch
+from timing import timed_steps  # benchmarks/timing.py, beside this script
 
 from spokenlm_plugin.vocoder.config import DiscriminatorConfig, GeneratorConfig
 from spokenlm_plugin.vocoder.losses import LogMel, discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
@@ -71,15 +72,7 @@ def train_steps_per_s(channels: int, *, scale: float, adversarial: bool, device:
         loss.backward()
         opt_g.step()
 
-    step()  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        step()
-    if device == "cuda":
-        torch.cuda.synchronize()
-    return steps / (time.perf_counter() - t0)
+    return steps / timed_steps(step, steps=steps, device=device)
 
 
 def _f(v: float) -> str:

@@ -14,8 +14,9 @@ def _metrics(*, ft_acc: float, base_across: float, lexical: float) -> dict:
     return {
         "finetune": {
             "finetuned": {"frame_accuracy": ft_acc, "per": 0.9, "train_frame_accuracy": 0.97,
+                          "interior_frame_accuracy": 0.8, "boundary_share": 0.4,
                           "seen_frame_accuracy": 0.9},
-            "logmel_classifier": {"frame_accuracy": 0.63},
+            "logmel_classifier": {"frame_accuracy": 0.63, "interior_frame_accuracy": 0.75},
             "subset_seconds": 600.0, "subset_speakers": 8, "regime": {"max_update": 600},
         },
         "units": {
@@ -50,6 +51,7 @@ def test_missed_targets_state_their_measured_cause() -> None:
     acc = checks["fine-tuned frame accuracy"]
     assert not acc.met and "97.0 %" in acc.cause and "90.0 %" in acc.cause
     assert "largest loss is new speakers (29.0 points), from 8 speakers" in acc.cause
+    assert "40.0 % of the test frames touch a phone boundary, away from them it is right on 80.0 %" in acc.cause
     base = checks["base features: across-speaker ABX below log-mel's"]
     assert not base.met and "31.0 %" in base.measured
     lex = checks["LM on fine-tuned units, centroid init: sWUGGY"]

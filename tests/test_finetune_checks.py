@@ -161,6 +161,10 @@ def test_phone_scores_totals():
     assert (scores.frames, scores.correct) == (9, 7)
     assert (scores.edits, scores.ref_phones) == (2, 4)
     assert scores.frame_accuracy == pytest.approx(7 / 9) and scores.per == pytest.approx(0.5)
+    # Interior frames (both neighbours share the label, within the labelled frames): only frame 2 of
+    # the first utterance (1 between 1 and 1); the second utterance's labelled part [2, 2, 1] has none.
+    assert (scores.interior_frames, scores.interior_correct) == (1, 1)
+    assert scores.boundary_share == pytest.approx(8 / 9)
 
 
 def test_example_configs_match_the_recipes_they_document():

@@ -114,3 +114,18 @@ def test_bad_ratios_and_missing_marker_are_one_line(data: Path, tmp_path: Path) 
     line = _train_fails(broken)
     assert line == (f"fairseq-train: error: {broken / 'dict.txt'}: the modality marker(s) [SPEECH] are missing from "
                     "the dictionary; make the data with 'spokenlm sutlm-data'")
+
+
+def test_paired_difference_interval_of_known_scores() -> None:
+    from spokenlm_plugin.sutlm.metrics import paired_difference_ci
+
+    a = np.array([0.0, 1.0, 0.0, 1.0] * 10)
+    assert paired_difference_ci(a, a) == (0.0, 0.0)
+    assert paired_difference_ci(np.zeros(40), np.ones(40)) == (1.0, 1.0)
+    # b wins 4 items of 40 more than a: the interval is above 0 only if the wins are consistent.
+    b = a.copy()
+    b[[0, 2, 4, 6]] = 1.0
+    lo, hi = paired_difference_ci(a, b)
+    assert 0 < lo <= 0.1 <= hi
+    with pytest.raises(ValueError):
+        paired_difference_ci(np.zeros(3), np.zeros(4))

@@ -141,8 +141,9 @@ def _train_and_score(name: str, data: Path, base: Path, out: Path, regime: Regim
     scores = evaluate_phones(save_dir / "checkpoint_last.pt", data=data, split="test")
     # Where the errors come from: the labelled subset itself (fit), its speakers' other utterances
     # (seen), then unseen speakers (test).
+    # (The probe's fit says nothing new: only the fine-tuned model is scored there.)
     seen = {split: evaluate_phones(save_dir / "checkpoint_last.pt", data=data, split=split).frame_accuracy
-            if read_manifest(data / f"{split}.tsv").rows else None  # quick: the subset is the whole split
+            if name != "probe" and read_manifest(data / f"{split}.tsv").rows else None  # quick: subset = split
             for split in ("train", "seen")}
     result = {
         "checkpoint": str(save_dir / "checkpoint_last.pt"),
@@ -151,6 +152,8 @@ def _train_and_score(name: str, data: Path, base: Path, out: Path, regime: Regim
         "per": scores.per,
         "test_frames": scores.frames,
         "test_utterances": scores.utterances,
+        "interior_frame_accuracy": scores.interior_accuracy,
+        "boundary_share": scores.boundary_share,
         "train_frame_accuracy": seen["train"],
         "seen_frame_accuracy": seen["seen"],
     }
@@ -193,22 +196,26 @@ def run(ctx: DemoContext) -> StageResult:
     ctx.artifacts["finetuned_layer"] = base_layers  # the classifier's input layer (the last, as in the paper)
     ctx.artifacts["base_layer"] = base_layers - 1  # the paper's base layer is the second to last (11 of 12)
 
+    def cells(r: dict) -> list:
+        return [r["frame_accuracy"], r["per"], r.get("interior_frame_accuracy", "-"),
+                r.get("train_frame_accuracy") or "-", r.get("seen_frame_accuracy") or "-"]
+
     rows = [
-        ["linear probe (frozen base)", regime.max_update, probe["train_seconds"], probe["frame_accuracy"], probe["per"],
-         probe.get("train_frame_accuracy", "-"), probe.get("seen_frame_accuracy", "-")],
-        ["fine-tuned (CPU regime)", regime.max_update, tuned["train_seconds"], tuned["frame_accuracy"], tuned["per"],
-         tuned.get("train_frame_accuracy", "-"), tuned.get("seen_frame_accuracy", "-")],
+        ["linear probe (frozen base)", regime.max_update, probe["train_seconds"], *cells(probe)],
+        ["fine-tuned (CPU regime)", regime.max_update, tuned["train_seconds"], *cells(tuned)],
         [f"baseline: linear on log-mel (+-{logmel['context']} frames)", f"{logmel['iterations']} L-BFGS",
-         logmel["train_seconds"], logmel["frame_accuracy"], logmel["per"], logmel.get("train_frame_accuracy", "-"),
-         "-"],
+         logmel["train_seconds"], *cells(logmel)],
     ]
     table = Table(
         title=f"Phone recognition on the test speakers (unseen), {subset['seconds'] / 60:.1f} min of labels",
-        headers=["model", "updates", "train s", "frame accuracy", "PER", "acc. on its labelled frames",
-                 "acc. train speakers, other utterances"],
+        headers=["model", "updates", "train s", "frame accuracy", "PER", "acc. away from phone boundaries",
+                 "acc. on its labelled frames", "acc. train speakers, other utterances"],
         rows=rows,
         note=(
-            f"{probe['test_utterances']} test utterances, {probe['test_frames']} frames. PER: greedy decoding "
+            f"{probe['test_utterances']} test utterances, {probe['test_frames']} frames"
+            + (f", {100 * tuned['boundary_share']:.0f} % of them next to a phone boundary (the other frames: "
+               "'away from phone boundaries')" if "boundary_share" in tuned else "")
+            + ". PER: greedy decoding "
             "(argmax per frame, repeats collapsed, SIL dropped on both sides) / reference phones; it counts "
             "every flicker of the frame decisions as inserted phones, so it exceeds 1 for weak frame classifiers "
             "and favours a model that changes its decision rarely (no smoothing or LM is applied). Baseline: "

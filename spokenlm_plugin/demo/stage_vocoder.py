@@ -59,13 +59,20 @@ def _test_subset(corpus: Path, out: Path, n: int) -> tuple[Path, Path, list[int]
 
 
 def _lexical(ctx: DemoContext) -> dict[str, float]:
-    """sWUGGY accuracy of each unit set's LM (random init) from the ulm stage's result, if any."""
+    """sWUGGY accuracy of each unit set's LM from the ulm stage's result, if any (centroid init, which
+    every unit set's LM has; else random init)."""
     path = ctx.work / "ulm" / "result.json"
     if not path.is_file():
         return {}
     metrics = json.loads(path.read_text())["result"]["metrics"]
-    return {name: metrics[f"{name}/random"]["lexical"] for name in UNIT_SETS
-            if isinstance(metrics.get(f"{name}/random"), dict) and metrics[f"{name}/random"].get("lexical") is not None}
+    out = {}
+    for name in UNIT_SETS:
+        for init in ("centroids", "random"):
+            m = metrics.get(f"{name}/{init}")
+            if isinstance(m, dict) and m.get("lexical") is not None:
+                out[name] = m["lexical"]
+                break
+    return out
 
 
 def _tradeoff_plot(results: dict[str, dict[str, Any]], lexical: dict[str, float], path: Path) -> Path | None:
@@ -85,7 +92,7 @@ def _tradeoff_plot(results: dict[str, dict[str, Any]], lexical: dict[str, float]
         ax.scatter([x], [y])
         ax.annotate(n, (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     ax.set_xlabel("resynthesis MCD (lower = more expressive)")
-    ax.set_ylabel("sWUGGY accuracy % (LM, random init)")
+    ax.set_ylabel("sWUGGY accuracy % (unit LM, centroid init)")
     ax.set_title("Units: language vs expressivity", fontsize=9)
     fig.tight_layout()
     with atomic_path(path) as tmp:

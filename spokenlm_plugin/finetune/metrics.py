@@ -43,10 +43,23 @@ class PhoneScores:
     edits: int = 0
     ref_phones: int = 0
     utterances: int = 0
+    #: Frames whose two neighbours carry the same label (away from phone boundaries), and how many
+    #: of them are right: separates placing boundaries from recognising phones.
+    interior_frames: int = 0
+    interior_correct: int = 0
 
     @property
     def frame_accuracy(self) -> float:
         return self.correct / self.frames if self.frames else float("nan")
+
+    @property
+    def interior_accuracy(self) -> float:
+        return self.interior_correct / self.interior_frames if self.interior_frames else float("nan")
+
+    @property
+    def boundary_share(self) -> float:
+        """Share of the frames next to a phone boundary."""
+        return 1 - self.interior_frames / self.frames if self.frames else float("nan")
 
     @property
     def per(self) -> float:
@@ -57,7 +70,12 @@ class PhoneScores:
         self.frames += int(mask.sum())
         self.correct += int(((predicted == target) & mask).sum())
         for p, t, m in zip(predicted.cpu(), target.cpu(), mask.cpu()):
-            e, n = phone_errors(p[m], t[m], sil=sil)
+            p, t = p[m], t[m]
+            interior = torch.zeros_like(t, dtype=torch.bool)
+            interior[1:-1] = (t[1:-1] == t[:-2]) & (t[1:-1] == t[2:])
+            self.interior_frames += int(interior.sum())
+            self.interior_correct += int(((p == t) & interior).sum())
+            e, n = phone_errors(p, t, sil=sil)
             self.edits += e
             self.ref_phones += n
             self.utterances += 1

@@ -21,7 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -51,6 +51,9 @@ class CRAResult:
     chance: float
     items: int
     candidates: int
+    #: Per continuation: 1 retrieved, 0 not, 1/k on a k-way tie (item order: the items file's), so two
+    #: models scored on the same items compare pairwise.
+    hits: list[float] = field(default_factory=list, repr=False)
 
 
 @dataclass
@@ -101,7 +104,7 @@ def cra(model, dictionary, renderer: Renderer, utts: Sequence[AlignedUtterance],
     scores = continuation_logprobs(model, dictionary, ctx, cont).reshape(len(blocks), c, c)
     hits = np.concatenate([retrieved(s) for s in scores])
     return CRAResult(condition, float(hits.mean()), bootstrap_ci(hits, resamples=resamples, seed=seed), 1.0 / c,
-                     len(hits), c)
+                     len(hits), c, hits.tolist())
 
 
 def _ppl(text_model, text_task, text_tok: Tokenizer, prompts: Sequence[Sequence[str]],

@@ -56,3 +56,13 @@ def copy_rate(prompts: Sequence[Sequence[str]], continuations: Sequence[Sequence
 def distinct_n(continuations: Sequence[Sequence[str]], *, n: int) -> float | None:
     grams = [g for c in continuations for g in ngrams(c, n)]
     return len(set(grams)) / len(grams) if grams else None
+
+
+def paired_difference_ci(a: np.ndarray, b: np.ndarray, *, resamples: int = 1000,
+                         seed: int = 0) -> tuple[float, float] | None:
+    """95 % percentile interval of ``mean(b - a)`` over resamples of the items both were scored on
+    (``a``, ``b``: per-item scores in the same item order)."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.shape != b.shape:
+        raise ValueError(f"paired scores need the same items: {a.shape} vs {b.shape}")
+    return bootstrap_ci(b - a, resamples=resamples, seed=seed)

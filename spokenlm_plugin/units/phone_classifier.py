@@ -47,6 +47,7 @@ class ClassifierResult:
     train_frames: int
     train_utterances: int
     train_frame_accuracy: float  # on its own training frames: the fit, against the test's generalisation
+    interior_frame_accuracy: float  # test frames away from phone boundaries (PhoneScores.interior_accuracy)
     classes: int  # phones seen in training
     context: int
     iterations: int
@@ -137,7 +138,8 @@ def linear_phone_baseline(
     return ClassifierResult(
         frame_accuracy=scores.frame_accuracy, per=scores.per, test_frames=scores.frames,
         test_utterances=scores.utterances, train_frames=int(sum(len(y) for y in train_y)),
-        train_utterances=len(train_y), train_frame_accuracy=fit.frame_accuracy, classes=len(lr.classes_), context=context, iterations=iterations,
+        train_utterances=len(train_y), train_frame_accuracy=fit.frame_accuracy,
+        interior_frame_accuracy=scores.interior_accuracy, classes=len(lr.classes_), context=context, iterations=iterations,
         converged=iterations < max_iter, train_seconds=round(seconds, 2),
     )
 

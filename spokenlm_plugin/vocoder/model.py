@@ -42,6 +42,16 @@ def _width(channels: int, scale: float, *, multiple: int = 1) -> int:
     return max(multiple, int(round(channels * scale / multiple)) * multiple)
 
 
+def _conv_stack(x: torch.Tensor, convs: nn.ModuleList, post: nn.Module) -> DiscOutput:
+    """A discriminator branch: leaky-ReLU convolutions, every activation kept for feature matching."""
+    feats = []
+    for conv in convs:
+        x = F.leaky_relu(conv(x), LRELU_SLOPE)
+        feats.append(x)
+    x = post(x)
+    feats.append(x)
+    return feats, x.flatten(1)
+
 class PeriodDiscriminator(nn.Module):
     """One MPD branch: the waveform folded to (T / p, p), 2-D convolutions along time."""
 
@@ -59,14 +69,7 @@ class PeriodDiscriminator(nn.Module):
         b, c, t = x.shape
         if t % self.period:  # fold needs a multiple of the period; reflect as HiFi-GAN does
             x = F.pad(x, (0, self.period - t % self.period), mode="reflect")
-        x = x.view(b, c, -1, self.period)
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.conv_post(x)
-        feats.append(x)
-        return feats, x.flatten(1)
+        return _conv_stack(x.view(b, c, -1, self.period), self.convs, self.conv_post)
 
 
 class ScaleDiscriminator(nn.Module):
@@ -90,13 +93,7 @@ class ScaleDiscriminator(nn.Module):
         self.conv_post = norm(nn.Conv1d(cin, 1, 3, 1, padding=1))
 
     def forward(self, x: torch.Tensor) -> DiscOutput:
-        feats = []
-        for conv in self.convs:
-            x = F.leaky_relu(conv(x), LRELU_SLOPE)
-            feats.append(x)
-        x = self.conv_post(x)
-        feats.append(x)
-        return feats, x.flatten(1)
+        return _conv_stack(x, self.convs, self.conv_post)
 
 
 class Discriminators(nn.Module):
