@@ -107,7 +107,8 @@ def render_report(results: Sequence[StageResult], *, out: Path, quick: bool) -> 
         "",
         "The whole pipeline on the embedded synthetic corpus (flite voices, WordNet sentences): "
         "pretrained small HuBERT -> phoneme fine-tuning -> features, k-means units, ABX / PNMI -> "
-        "unit language models, lexical / syntactic discrimination.",
+        "unit language models, lexical / syntactic discrimination -> unit vocoders, resynthesis -> "
+        "joint speech-unit / text LMs (SUTLM), cross-modal retrieval.",
         "",
         f"Machine: {platform.machine()}, {torch.get_num_threads()} torch threads, "
         f"{'CUDA' if torch.cuda.is_available() else 'CPU only'}; mode: {'quick' if quick else 'full'}.",

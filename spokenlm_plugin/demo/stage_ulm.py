@@ -1,8 +1,9 @@
 """Demo stage: unit LMs on base and fine-tuned units, with and without centroid initialisation.
 
 For each unit set (``ctx.artifacts["units"]``: ``base``, ``finetuned``) the units are binarized
-(``spokenlm lm-data``), then two LSTM LMs are trained with the real ``fairseq-train`` (random
-vs k-means-centroid initialised embeddings), and each is evaluated: lexical (sWUGGY-like) and
+(``spokenlm lm-data``), then LSTM LMs are trained with the real ``fairseq-train`` (random vs
+k-means-centroid initialised embeddings; the full demo skips base units with random init,
+``FULL.skip``), and each is evaluated: lexical (sWUGGY-like) and
 syntactic (sBLIMP-like) accuracy on the synthetic minimal pairs, and test perplexity. The LM of
 the paper's best setting (fine-tuned units, centroid init) continues a few test prompts with
 ``fairseq-generate``; ``ctx.artifacts["ulm"]`` hands them on (``prompts``, ``continuations``:
@@ -15,7 +16,7 @@ sWUGGY / sBLIMP accuracy is given with its 95 % bootstrap interval over pair ids
 (:mod:`spokenlm_plugin.ulm.pairs`).
 
 The LMs are the paper's LSTM scaled down to fit the demo's CPU budget (the paper's is 3 x 1024,
-embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, about three
+embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, five
 epochs of the demo corpus (one layer of 64 and a few updates in ``--quick``); the optimiser is
 the ZeroSpeech 2021 baseline's (adam (0.9, 0.98), inverse-sqrt schedule, weight decay 0.01,
 dropout 0.1) with a higher peak learning rate and a short warm-up for so few updates.
