@@ -129,3 +129,39 @@ def test_paired_difference_interval_of_known_scores() -> None:
     assert 0 < lo <= 0.1 <= hi
     with pytest.raises(ValueError):
         paired_difference_ci(np.zeros(3), np.zeros(4))
+
+
+def test_zero_shot_transfer_end_to_end(data: Path, trained: Path, tmp_path: Path) -> None:
+    import json
+
+    from spokenlm_plugin.sutlm.transfer import pooled_features, sentence_labels, zero_shot
+
+    torch.set_num_threads(1)
+    model, task = load_lm(trained, data=data / "units-raw")
+    d = task.source_dictionary
+    renderer = renderer_for(data / "units-raw")
+    train = read_aligned(data / "aligned" / "train.jsonl")
+    # batched, right-padded features = each utterance alone, pooled over its content tokens by hand
+    batched = pooled_features(model, d, renderer, train[:5], modality="speech", batch_size=5)
+    with torch.no_grad():
+        for u, row in zip(train[:5], batched):
+            seq = [d.eos(), *indices(d, ["[SPEECH]", *renderer.units.encode_units(list(u.units))])]
+            alone = model(torch.tensor([seq]), features_only=True)[0][0, 2:].double().mean(0).numpy()
+            np.testing.assert_allclose(row, alone, atol=1e-5)
+    labels = sentence_labels()
+    # tested on its own training utterances, a linear classifier separates them in either modality:
+    # features that lost the sentence (constant, or all padding) would stay at the majority class
+    z = zero_shot(model, d, renderer, train, train, labels=labels, min_count=2, resamples=0)
+    assert [r.name for r in z.results] == ["t->u", "u->t", "t->t", "u->u"]
+    assert z.chance == 1 / len(z.classes) and z.majority < 0.9
+    within = {r.name: r.accuracy for r in z.results}
+    assert within["t->t"] == within["u->u"] == 1.0, within
+    out = tmp_path / "eval.json"
+    proc = run_cli("spokenlm", "sutlm-eval", "--checkpoint", str(trained), "--data", str(data / "units-raw"),
+                   "--items", str(data / "aligned" / "test.jsonl"), "--conditions", "t2t", "--candidates", "2",
+                   "--zero-shot", "--zero-shot-min-count", "2", "--ci-resamples", "10", "--json", str(out), env=ENV)
+    assert "zero-shot pos" in proc.stdout and "t->u" in proc.stdout, proc.stdout
+    result = json.loads(out.read_text())["zero_shot"]
+    assert [(r["train"], r["test"]) for r in result["results"]] == [
+        ("text", "speech"), ("speech", "text"), ("text", "text"), ("speech", "speech")]
+    assert result["test_items"] > 0 and result["train_items"] >= 2 * len(result["classes"])

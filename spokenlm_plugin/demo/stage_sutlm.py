@@ -14,7 +14,11 @@ beside the external text LM of PELM (``--task language_modeling`` on the text-on
 
 Each is scored on the held-out test utterances (new speakers, new sentences): CRA in the four
 conditions (candidate sets of 10, chance 10 %, 95 % bootstrap intervals) and PELM of u2t / t2t
-continuations with copy rate and distinct-2. The paper's claims (SP units help; AST beats CST on
+continuations with copy rate and distinct-2. Row 4 (full mode) also gets the zero-shot cross-modal
+transfer of :mod:`spokenlm_plugin.sutlm.transfer`: a linear classifier of each sentence's WordNet
+part of speech on the LM's mean-pooled hidden states, trained on the train utterances as text and
+tested on the test utterances as units (and the reverse, and within each modality), beside chance
+and majority (a few seconds; no extra training of LMs). The paper's claims (SP units help; AST beats CST on
 cross-modal CRA) are checked against these numbers, not assumed. Budget: about 2 minutes on 2
 cores (``--quick``: ~20 s, a few updates: numbers there only show that the pipeline runs).
 ``ctx.artifacts["sutlm"]`` hands on the data folder and the checkpoints.
@@ -34,6 +38,7 @@ from ..sutlm.data import DataConfig, build, read_aligned, variant_name
 from ..sutlm.evaluate import CONDITIONS, cra, eval_items, fmt_pct, pelm, renderer_for
 from ..sutlm.metrics import paired_difference_ci
 from ..sutlm.score import load_lm
+from ..sutlm.transfer import ZeroShotReport, sentence_labels, zero_shot
 from ..ulm.score import torch_threads
 from .context import DemoContext, StageResult, Table
 
@@ -46,13 +51,14 @@ class Budget:
     items: int
     pelm_prompts: int
     rows: tuple[str, ...]
+    zero_shot: bool
 
 
 FULL = Budget(updates=150, text_sentences=3000, unit_sp=1000, items=60, pelm_prompts=20,
-              rows=("(1) units + text", "(2) SP units", "(3) + CST", "(4) + AST"))
+              rows=("(1) units + text", "(2) SP units", "(3) + CST", "(4) + AST"), zero_shot=True)
 #: Quick: every fairseq-train costs seconds of start-up alone, so two LMs on raw units, no PELM.
 QUICK = Budget(updates=10, text_sentences=200, unit_sp=0, items=20, pelm_prompts=0,
-               rows=("(1) units + text", "(4) + AST"))
+               rows=("(1) units + text", "(4) + AST"), zero_shot=False)
 CANDIDATES = 10
 
 #: name -> (unit variant: SP or raw, ratios speech / paired / text, paired kinds)
@@ -105,6 +111,7 @@ def run(ctx: DemoContext) -> StageResult:
     ctx.log("[sutlm] CRA (4 conditions) and PELM on the test utterances")
     items = eval_items(read_aligned(data / "aligned" / "test.jsonl"), max_items=budget.items)
     results: dict[str, dict] = {}
+    transfer: ZeroShotReport | None = None
     with torch_threads(1):
         text = load_lm(ckpts["text LM"], data=data / "textlm") if budget.pelm_prompts else None
         for name in budget.rows:
@@ -116,14 +123,20 @@ def run(ctx: DemoContext) -> StageResult:
             r["pelm"] = {c: pelm(model, task, renderer, items[: budget.pelm_prompts], condition=c, text_model=text[0],
                                  text_task=text[1], where=name) if text else None for c in ("u2t", "t2t")}
             results[name] = r
-    return _report(results, ckpts=ckpts, data=data, budget=budget, ctx=ctx)
+            if name == "(4) + AST" and budget.zero_shot:
+                ctx.log("[sutlm] zero-shot cross-modal transfer (row 4): part-of-speech classifier text <-> units")
+                transfer = zero_shot(model, task.source_dictionary, renderer,
+                                     read_aligned(data / "aligned" / "train.jsonl"),
+                                     read_aligned(data / "aligned" / "test.jsonl"), labels=sentence_labels(), where=name)
+    return _report(results, ckpts=ckpts, data=data, budget=budget, ctx=ctx, transfer=transfer)
 
 
 def _mean(r: dict, conds: tuple[str, ...]) -> float:
     return float(np.mean([r["cra"][c].accuracy for c in conds]))
 
 
-def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget, ctx: DemoContext) -> StageResult:
+def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget, ctx: DemoContext,
+            transfer: ZeroShotReport | None = None) -> StageResult:
     chance = next(iter(results.values()))["cra"]["u2u"].chance
     n_items = next(iter(results.values()))["cra"]["u2u"].items
     ppl = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
@@ -164,8 +177,9 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
         sp_gain = ast_gain = None
         text = ("Quick mode: two joint LMs (raw units; rows 1 and 4) after a few updates, CRA only: the numbers only "
                 "show that the pipeline runs; the claims are checked in full mode.")
-        return _result(results, text=text, table=table, ckpts=ckpts, data=data, ctx=ctx, chance=chance,
+        return _result(results, text=text, tables=[table], ckpts=ckpts, data=data, ctx=ctx, chance=chance,
                        sp_gain=sp_gain, ast_gain=ast_gain)
+    tables = [table] + ([_transfer_table(transfer)] if transfer is not None else [])
     r1, r2, r3, r4 = (results[k] for k in ("(1) units + text", "(2) SP units", "(3) + CST", "(4) + AST"))
     sp_gain = _mean(r2, tuple(CONDITIONS)) - _mean(r1, tuple(CONDITIONS))
     ast_gain = _mean(r4, cross) - _mean(r3, cross)
@@ -179,16 +193,40 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
         f"{100 * ast_gain:+.1f} points; row 3 at {100 * cst_cross:.1f} %, chance {100 * chance:.0f} %): "
         f"{verdict(r3, r4, cross)}."
     )
-    return _result(results, text=text, table=table, ckpts=ckpts, data=data, ctx=ctx, chance=chance,
+    if transfer is not None:
+        acc = {r.name: r.accuracy for r in transfer.results}
+        text += (f" Zero-shot cross-modal transfer (row 4, sentence part of speech): text -> speech "
+                 f"{fmt_pct(acc['t->u'])} %, speech -> text {fmt_pct(acc['u->t'])} % against a majority baseline of "
+                 f"{fmt_pct(transfer.majority)} % (within text {fmt_pct(acc['t->t'])} %, within speech "
+                 f"{fmt_pct(acc['u->u'])} %).")
+    return _result(results, text=text, tables=tables, transfer=transfer, ckpts=ckpts, data=data, ctx=ctx, chance=chance,
                    sp_gain=sp_gain, ast_gain=ast_gain)
 
 
-def _result(results: dict[str, dict], *, text: str, table: Table, ckpts: dict, data: Path, ctx: DemoContext,
-            chance: float, sp_gain: float | None, ast_gain: float | None) -> StageResult:
+def _transfer_table(z: ZeroShotReport) -> Table:
+    return Table(
+        title="SUTLM zero-shot cross-modal transfer (row 4): sentence part-of-speech accuracy % [95 % CI]",
+        headers=["train -> test", "accuracy", "chance", "majority"],
+        rows=[[f"{r.train} -> {r.test}", fmt_pct(r.accuracy, r.ci), fmt_pct(z.chance), fmt_pct(z.majority)]
+              for r in z.results],
+        note=f"Label: the WordNet part of speech of the synset whose example each sentence is ({len(z.classes)} classes). "
+             f"Features: row 4's last hidden states mean-pooled over the utterance in one modality; logistic "
+             f"regression on standardised features, trained on {z.train_items} train utterances, tested on "
+             f"{z.test_items} test utterances (new sentences). text -> speech and speech -> text are the zero-shot "
+             "transfer; majority: the train split's most frequent class.",
+    )
+
+
+def _result(results: dict[str, dict], *, text: str, tables: list[Table], ckpts: dict, data: Path, ctx: DemoContext,
+            chance: float, sp_gain: float | None, ast_gain: float | None,
+            transfer: ZeroShotReport | None = None) -> StageResult:
     ctx.artifacts["sutlm"] = {"data": data, "checkpoints": {n: c for n, c in ckpts.items()}}
     metrics = {name: {**{f"cra_{c}": r["cra"][c].accuracy for c in CONDITIONS},
                       **{f"cra_{c}_ci": r["cra"][c].ci for c in CONDITIONS},
                       **{f"pelm_{c}": r["pelm"][c].pelm if r["pelm"][c] else None for c in ("u2t", "t2t")}}
                for name, r in results.items()}
     metrics |= {"chance": chance, "sp_gain": sp_gain, "ast_gain_cross": ast_gain}
-    return StageResult(name="sutlm", text=text, tables=[table], metrics=metrics)
+    if transfer is not None:
+        metrics["zero_shot"] = {"chance": transfer.chance, "majority": transfer.majority,
+                                **{r.name: r.accuracy for r in transfer.results}}
+    return StageResult(name="sutlm", text=text, tables=tables, metrics=metrics)

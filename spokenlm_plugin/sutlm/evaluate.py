@@ -1,4 +1,4 @@
-"""``spokenlm sutlm-eval``: CRA in four conditions and PELM of a joint speech-unit / text LM.
+"""``spokenlm sutlm-eval``: CRA in four conditions, PELM and zero-shot cross-modal transfer of a joint LM.
 
 Items are held-out paired utterances (``aligned/{split}.jsonl`` from ``spokenlm sutlm-data``) of at
 least two words, cut at the word boundary ``floor(n / 2)``: the first half is the prompt, the rest
@@ -14,6 +14,10 @@ PELM: for ``u2t`` and ``t2t``, the joint LM samples a text continuation of each 
 ``exp(-sum log p / tokens)`` over the continuations' text pieces. Beside it: the same perplexity
 of the true continuations (reference), the prompt-copy rate and distinct-1 / distinct-2, and the
 number of empty continuations (excluded).
+
+``--zero-shot``: a sentence classifier (WordNet part of speech or lexname of each sentence) on the
+LM's mean-pooled hidden states, trained on the train split in one modality and tested on the
+items in each (:mod:`.transfer`), with chance and majority baselines.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from .metrics import bootstrap_ci, copy_rate, distinct_n, retrieved
 from .score import continuation_logprobs, indices, load_lm
 from .sequences import Renderer
 from .tokens import Modality, Tokenizer, decode_text
+from .transfer import sentence_labels, zero_shot
 
 CONDITIONS: dict[str, tuple[Modality, Modality]] = {
     "u2u": ("speech", "speech"), "u2t": ("speech", "text"), "t2u": ("text", "speech"), "t2t": ("text", "text"),
@@ -173,6 +178,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-lm-data", type=Path, default=None, help="its data folder (default: DATA/../textlm)")
     parser.add_argument("--pelm-prompts", type=int, default=20, help="prompts per PELM condition (default 20)")
     parser.add_argument("--ci-resamples", type=int, default=1000, help="bootstrap resamples (default 1000)")
+    parser.add_argument("--zero-shot", action="store_true",
+                        help="also zero-shot cross-modal transfer: a classifier trained on text, tested on units and back")
+    parser.add_argument("--zero-shot-train", type=Path, default=None,
+                        help="its training utterances (default: train.jsonl beside --items)")
+    parser.add_argument("--zero-shot-label", choices=["pos", "lexname"], default="pos",
+                        help="sentence label: WordNet part of speech (default) or lexicographer file of its synset")
+    parser.add_argument("--zero-shot-min-count", type=int, default=5, help="drop classes with fewer training items")
+    parser.add_argument("--wordnet", type=Path, default=None, help="WordNet 3.0 folder (default: /usr/share/wordnet)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
 
 
@@ -181,7 +194,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--candidates {args.candidates}: must be >= 2")
     renderer = renderer_for(args.data, text_model=args.text_model)
     utts = eval_items(read_aligned(args.items), max_items=args.max_items)
-    results: dict = {"cra": [], "pelm": []}
+    results: dict = {"cra": [], "pelm": [], "zero_shot": None}
     with torch_threads(1):
         model, task = load_lm(args.checkpoint, data=args.data)
         for cond in args.conditions:
@@ -199,6 +212,16 @@ def run(args: argparse.Namespace) -> int:
                 print(f"PELM {cond}: {p.pelm if p.pelm is None else round(p.pelm, 1)} (true continuations "
                       f"{p.reference_ppl and round(p.reference_ppl, 1)}; copy rate {fmt_pct(p.copy_rate)} %, distinct-1/2 "
                       f"{fmt_pct(p.distinct_1)} / {fmt_pct(p.distinct_2)} %, {p.empty}/{p.prompts} empty)")
+        if args.zero_shot:
+            train_items = args.zero_shot_train or args.items.parent / "train.jsonl"
+            z = zero_shot(model, task.source_dictionary, renderer, read_aligned(train_items), read_aligned(args.items),
+                          labels=sentence_labels(wordnet=args.wordnet, label=args.zero_shot_label),
+                          label=args.zero_shot_label, min_count=args.zero_shot_min_count,
+                          resamples=args.ci_resamples, where=str(args.items))
+            results["zero_shot"] = asdict(z)
+            print(f"zero-shot {z.label} ({len(z.classes)} classes, {z.train_items} train / {z.test_items} test "
+                  f"sentences; chance {fmt_pct(z.chance)} %, majority {fmt_pct(z.majority)} %): "
+                  + ", ".join(f"{r.name} {fmt_pct(r.accuracy, r.ci)} %" for r in z.results))
     if args.json is not None:
         with atomic_write(args.json) as f:
             json.dump(results, f, indent=1)
