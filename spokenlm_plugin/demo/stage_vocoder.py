@@ -37,7 +37,7 @@ from .context import DemoContext, StageResult, Table
 
 UNIT_SETS = ("base", "finetuned", "finetuned-logits")
 #: Sizes: generator width / embedding, steps, when the discriminators join, test utterances scored.
-FULL = {"channels": 128, "embedding": 128, "steps": 300, "adversarial_from": 250, "batch": 4, "segment": 28,
+FULL = {"channels": 128, "embedding": 128, "steps": 240, "adversarial_from": 200, "batch": 4, "segment": 28,
         "test_utterances": 12, "continuations": 3}
 QUICK = {"channels": 32, "embedding": 32, "steps": 20, "adversarial_from": 16, "batch": 2, "segment": 16,
          "test_utterances": 3, "continuations": 3}
