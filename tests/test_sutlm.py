@@ -165,3 +165,16 @@ def test_zero_shot_transfer_end_to_end(data: Path, trained: Path, tmp_path: Path
     assert [(r["train"], r["test"]) for r in result["results"]] == [
         ("text", "speech"), ("speech", "text"), ("text", "text"), ("speech", "speech")]
     assert result["test_items"] > 0 and result["train_items"] >= 2 * len(result["classes"])
+
+
+def test_hydra_demo_config_trains_and_loads(data: Path, tmp_path: Path) -> None:
+    """examples/sutlm/config/demo.yaml through fairseq-hydra-train, as examples/sutlm/README.md runs it."""
+    repo = Path(__file__).parents[1]
+    save = tmp_path / "hydra_ckpt"
+    run_cli("fairseq-hydra-train", "--config-dir", str(repo / "examples/sutlm/config"), "--config-name", "demo",
+            f"task.data={data / 'units-raw'}", f"common.user_dir={repo / 'spokenlm_plugin'}",
+            f"checkpoint.save_dir={save}", "optimization.max_update=3", "common.cpu=true",
+            "dataset.validate_interval_updates=3", cwd=tmp_path, env=ENV)
+    model, task = load_lm(save / "checkpoint_last.pt")
+    assert type(task).__name__ == "SpeechTextLMTask"
+    assert model.decoder.embed_tokens.embedding_dim == 128  # the config's shape, not the arch default
