@@ -21,8 +21,7 @@ import argparse
 from dataclasses import dataclass
 
 import torch
-from timing import timed_steps  # benchmarks/timing.py, beside this script
-import torch.nn.functional as F
+from timing import lm_tokens_per_second  # benchmarks/timing.py, beside this script
 from omegaconf import OmegaConf, open_dict
 
 import spokenlm_plugin  # noqa: F401  (registers the unit LMs)
@@ -69,19 +68,9 @@ def throughput(setup: Setup, *, device: str, tokens_per_sample: int, batch: int,
     torch.manual_seed(0)
     model, dictionary = build(setup, tokens_per_sample=tokens_per_sample)
     model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4, betas=(0.9, 0.98), weight_decay=0.01)
-    lo = dictionary.nspecial
-    tokens = torch.randint(lo, lo + K, (batch, tokens_per_sample + 1), device=device)
-    src, tgt = tokens[:, :-1], tokens[:, 1:]
-
-    def step() -> None:
-        logits, _ = model(src)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return steps * batch * tokens_per_sample / timed_steps(step, steps=steps, device=device, warmup=warmup)
+    return lm_tokens_per_second(model, low=dictionary.nspecial, high=dictionary.nspecial + K, device=device,
+                                tokens_per_sample=tokens_per_sample, batch=batch, steps=steps, warmup=warmup,
+                                weight_decay=0.01)
 
 
 def main() -> None:

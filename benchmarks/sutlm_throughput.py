@@ -29,8 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from timing import timed_steps  # benchmarks/timing.py, beside this script
+from timing import lm_tokens_per_second  # benchmarks/timing.py, beside this script
 
 import spokenlm_plugin  # noqa: F401  (registers the sutlm architectures)
 from fairseq.data import Dictionary
@@ -76,19 +75,9 @@ def train_tps(shape: Shape, *, joint: bool, device: str, tokens_per_sample: int,
     model, dictionary = build(shape, joint=joint, tokens_per_sample=tokens_per_sample)
     model.to(device).train()
     params = sum(p.numel() for p in model.parameters()) / 1e6
-    opt = torch.optim.Adam(model.parameters(), lr=3e-4, betas=(0.9, 0.98))
-    lo = dictionary.nspecial
-    tokens = torch.randint(lo, len(dictionary), (batch, tokens_per_sample + 1), device=device)
-    src, tgt = tokens[:, :-1], tokens[:, 1:]
-
-    def step() -> None:
-        logits, _ = model(src)
-        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1))
-        loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
-
-    return steps * batch * tokens_per_sample / timed_steps(step, steps=steps, device=device, warmup=warmup), params
+    tps = lm_tokens_per_second(model, low=dictionary.nspecial, high=len(dictionary), device=device,
+                               tokens_per_sample=tokens_per_sample, batch=batch, steps=steps, warmup=warmup, lr=3e-4)
+    return tps, params
 
 
 def unit_utterances(*, n: int, units: int, length: int, seed: int) -> list[list[int]]:

@@ -21,3 +21,24 @@ def timed_steps(step: Callable[[], None], *, steps: int, device: str, warmup: in
     if device == "cuda":
         torch.cuda.synchronize()
     return time.perf_counter() - start
+
+
+def lm_tokens_per_second(model, *, low: int, high: int, device: str, tokens_per_sample: int, batch: int, steps: int,
+                         warmup: int, lr: float = 5e-4, weight_decay: float = 0.0) -> float:
+    """Training tokens/s of a fairseq decoder LM (``model(src) -> (logits, extra)``) on random tokens in
+    ``[low, high)``: forward, cross-entropy, backward, Adam step."""
+    import torch
+    import torch.nn.functional as F
+
+    opt = torch.optim.Adam(model.parameters(), lr=lr, betas=(0.9, 0.98), weight_decay=weight_decay)
+    tokens = torch.randint(low, high, (batch, tokens_per_sample + 1), device=device)
+    src, tgt = tokens[:, :-1], tokens[:, 1:]
+
+    def step() -> None:
+        logits, _ = model(src)
+        loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), tgt.reshape(-1))
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+
+    return steps * batch * tokens_per_sample / timed_steps(step, steps=steps, device=device, warmup=warmup)
