@@ -43,6 +43,7 @@ def _train(work: Path, max_update: int) -> str:
     ).stdout
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_train_resume_and_generate(tiny_lm: Path) -> None:
     _train(tiny_lm, 4)
     ckpt = tiny_lm / "ckpt" / "checkpoint_last.pt"

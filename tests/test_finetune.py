@@ -157,6 +157,7 @@ def test_linear_probe_keeps_encoder_unchanged(corpus, tiny_base, tmp_path):
     assert "head.weight" in state
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_ctc_variant_with_fairseq_ctc_criterion(corpus, tiny_base, tmp_path):
     from fairseq import checkpoint_utils
 
@@ -182,6 +183,7 @@ def test_ctc_variant_with_fairseq_ctc_criterion(corpus, tiny_base, tmp_path):
     assert task.target_dictionary.index("<s>") == 0  # CTC blank
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_hydra_demo_config_as_documented(corpus, tiny_base, tmp_path):
     from spokenlm_plugin.finetune.evaluate import load_frame_classifier
 

@@ -60,6 +60,7 @@ def test_data_dictionary_and_subsets(data: Path) -> None:
     assert not used & set((data / "text_corpus.txt").read_text().splitlines())
 
 
+@pytest.mark.slow  # trains joint LMs with fairseq-train: CI runs it (--slow)
 def test_trained_joint_lm_beats_untrained_on_cra(data: Path, trained: Path) -> None:
     torch.set_num_threads(1)
     model, task = load_lm(trained, data=data / "units-raw")
@@ -76,6 +77,7 @@ def test_trained_joint_lm_beats_untrained_on_cra(data: Path, trained: Path) -> N
     assert acc["trained"] >= acc["untrained"] + 0.15, acc
 
 
+@pytest.mark.slow  # trains joint LMs with fairseq-train: CI runs it (--slow)
 def test_cra_scores_match_a_prefix_by_prefix_reference(data: Path, trained: Path) -> None:
     torch.set_num_threads(1)
     model, task = load_lm(trained, data=data / "units-raw")
@@ -104,6 +106,7 @@ def _train_fails(data_dir: Path, *extra: str) -> str:
     return proc.stderr.strip().splitlines()[-1]
 
 
+@pytest.mark.slow  # trains joint LMs with fairseq-train: CI runs it (--slow)
 def test_bad_ratios_and_missing_marker_are_one_line(data: Path, tmp_path: Path) -> None:
     line = _train_fails(data / "units-raw", "--speech-ratio", "0.5", "--paired-ratio", "0.5", "--text-ratio", "0.5")
     assert line.startswith("fairseq-train: error: mixing ratios") and "sum to 1.5000" in line
@@ -131,6 +134,7 @@ def test_paired_difference_interval_of_known_scores() -> None:
         paired_difference_ci(np.zeros(3), np.zeros(4))
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_zero_shot_transfer_end_to_end(data: Path, trained: Path, tmp_path: Path) -> None:
     import json
 
@@ -167,6 +171,7 @@ def test_zero_shot_transfer_end_to_end(data: Path, trained: Path, tmp_path: Path
     assert result["test_items"] > 0 and result["train_items"] >= 2 * len(result["classes"])
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_hydra_demo_config_trains_and_loads(data: Path, tmp_path: Path) -> None:
     """examples/sutlm/config/demo.yaml through fairseq-hydra-train, as examples/sutlm/README.md runs it."""
     repo = Path(__file__).parents[1]

@@ -421,6 +421,7 @@ def test_lm_score_with_gold_end_to_end(transformer_ckpt: Path, units: Path, tmp_
 # -------------------------------------------------------------------------- hydra-train
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_fairseq_hydra_train_with_example_config(lm_data: Path, units: Path, tmp_path: Path) -> None:
     save = tmp_path / "ckpt"
     run_cli("fairseq-hydra-train", "--config-dir", str(REPO / "examples" / "ulm" / "config"),
@@ -460,6 +461,7 @@ def test_lm_generate_continues_prompts(lstm_ckpt: Path, units: Path, tmp_path: P
     assert cont == [f[len(p):] for p, f in zip(prompts, full)]
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_lm_generate_default_top_k_above_the_vocabulary(lstm_ckpt: Path, tmp_path: Path) -> None:
     """The default --top-k 50 on a K = 30 LM (34 symbols) samples among all of them instead of failing."""
     _write_km(tmp_path / "prompts.km", [[1, 2, 3]])

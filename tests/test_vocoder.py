@@ -146,6 +146,7 @@ def test_a_little_training_beats_no_training_on_mcd(corpus_dir, km, tmp_path) ->
     assert trained < untrained - 5.0, (trained, untrained)
 
 
+@pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_cli_train_synth_eval(corpus_dir, km, tmp_path) -> None:
     out, wavs = tmp_path / "voc", tmp_path / "wavs"
     train = run_cli("spokenlm", "vocoder-train", "--manifest", str(corpus_dir / "manifests" / "train.tsv"),
