@@ -30,7 +30,7 @@ from ..finetune.evaluate import evaluate_phones
 from ..finetune.pretrain import shipped_checkpoint
 from ..finetune.pretrained import load_pretrained
 from ..finetune.runner import run_tool
-from ..io import atomic_path, atomic_write, read_manifest
+from ..io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
 from ..phones import SAMPLE_RATE
 from ..units.phone_classifier import linear_phone_baseline
 from .context import DemoContext, StageResult, Table
@@ -119,12 +119,11 @@ def _prepare_data(corpus: Path, out: Path, regime: Regime) -> Path:
 def _write_seen_split(corpus: Path, data: Path, *, max_rows: int = SEEN_ROWS) -> None:
     """``data/seen.{tsv,phn}``: train-speaker utterances left out of the labelled subset, to tell
     overfitting to the subset from failing to generalise to new speakers."""
-    manifest = (corpus / "manifests" / "train.tsv").read_text().splitlines()
-    labels = (corpus / "labels" / "train.phn").read_text().splitlines()
-    used = {line.split("\t")[0] for line in (data / "train.tsv").read_text().splitlines()[1:]}
-    rows = [(m, y) for m, y in zip(manifest[1:], labels) if m.split("\t")[0] not in used][:max_rows]
-    with atomic_write(data / "seen.tsv") as f:
-        f.write("\n".join([manifest[0]] + [m for m, _ in rows]) + "\n")
+    train = read_manifest(corpus / "manifests" / "train.tsv")
+    labels = read_lines(corpus / "labels" / "train.phn")
+    used = {r.relpath for r in read_manifest(data / "train.tsv").rows}
+    rows = [(r, y) for r, y in zip(train.rows, labels) if r.relpath not in used][:max_rows]
+    write_manifest(data / "seen.tsv", train.root, [r for r, _ in rows])
     with atomic_write(data / "seen.phn") as f:
         f.write("".join(y + "\n" for _, y in rows))
 
@@ -198,7 +197,7 @@ def run(ctx: DemoContext) -> StageResult:
 
     def cells(r: dict) -> list:
         return [r["frame_accuracy"], r["per"], r.get("interior_frame_accuracy", "-"),
-                r.get("train_frame_accuracy") or "-", r.get("seen_frame_accuracy") or "-"]
+                *("-" if r.get(k) is None else r[k] for k in ("train_frame_accuracy", "seen_frame_accuracy"))]
 
     rows = [
         ["linear probe (frozen base)", regime.max_update, probe["train_seconds"], *cells(probe)],
