@@ -22,9 +22,9 @@ import numpy as np
 import soundfile as sf
 
 from spokenlm_plugin.data.alignments import Alignment, Segment
-from spokenlm_plugin.data.audio import check_audio
+from spokenlm_plugin.core.audio import check_audio
 from spokenlm_plugin.data.labels import frame_labels
-from spokenlm_plugin.phones import ARPABET39, SIL, num_frames
+from spokenlm_plugin.core.phones import ARPABET39, SIL, num_frames
 
 
 def timed(fn) -> float:

@@ -75,7 +75,7 @@ def one_by_one(checkpoint: Path, manifest: Path, layer: int, device: str) -> tup
     """fairseq's simple_kmeans loop (float32, one utterance per forward); returns (audio s, wall s)."""
     from fairseq import checkpoint_utils
 
-    from spokenlm_plugin.io import read_manifest
+    from spokenlm_plugin.core.io import read_manifest
     from spokenlm_plugin.units.features import read_audio
 
     (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])

@@ -22,8 +22,8 @@ from omegaconf import OmegaConf
 
 import spokenlm_plugin  # noqa: F401  (fairseq fixes, registrations)
 from spokenlm_plugin.finetune.model import HubertFrameClassifier, HubertFrameClsConfig
-from spokenlm_plugin.finetune.pretrain import SmallHubert
-from spokenlm_plugin.phones import INVENTORY, num_frames
+from spokenlm_plugin.pretrain.hubert import SmallHubert
+from spokenlm_plugin.core.phones import INVENTORY, num_frames
 
 SHAPES = {
     "demo small HuBERT": SmallHubert(),

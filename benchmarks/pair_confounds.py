@@ -2,7 +2,7 @@
 
 For a pair folder made by ``spokenlm synth-pairs``, scores every file by its audio duration
 (read from the flac itself, not from gold.csv) or by its phone count, and computes the sLM21
-accuracy of ``spokenlm_plugin.ulm.pairs`` (a pair scores 1 / 0.5 / 0, averaged over voices, then
+accuracy of ``spokenlm_plugin.ulm.discrimination`` (a pair scores 1 / 0.5 / 0, averaged over voices, then
 over ids) with a 95 % percentile bootstrap interval over ids. Rows:
 
 - shorter wins: score = -duration (a model whose log-probability falls with length);
@@ -26,8 +26,8 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from spokenlm_plugin.phones import SIL
-from spokenlm_plugin.ulm.pairs import lexical_accuracy, pair_score, syntactic_accuracy
+from spokenlm_plugin.core.phones import SIL
+from spokenlm_plugin.ulm.discrimination import lexical_accuracy, pair_score, syntactic_accuracy
 
 
 def per_id_scores(rows: list[dict], scores: dict[str, float], task: str) -> np.ndarray:

@@ -20,7 +20,7 @@ from fairseq.models.hubert.hubert import HubertConfig, HubertModel
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 
 import spokenlm_plugin  # noqa: F401  (fairseq fixes for recent torch)
-from spokenlm_plugin.finetune.pretrain import SmallHubert
+from spokenlm_plugin.pretrain.hubert import SmallHubert
 
 CROP = 32_000  # the recipe's 2 s crops
 K = 100

@@ -9,7 +9,7 @@ One exception: in the ``spokenlm`` console script's own process the registration
 command runs (:func:`register`, called by :mod:`spokenlm_plugin.cli`), so that ``--help`` and
 argument errors do not pay for importing fairseq (seconds).
 
-In a fairseq tool, a plugin refusal (a :class:`~spokenlm_plugin.errors.SpokenLMError`, e.g. labels
+In a fairseq tool, a plugin refusal (a :class:`~spokenlm_plugin.core.errors.SpokenLMError`, e.g. labels
 that do not match the audio) ends the run as one line, without a Python traceback.
 """
 
@@ -69,7 +69,7 @@ def _install_excepthook() -> None:
     Each message already names the file and what to do; the traceback through fairseq's trainer
     only hid it. Any other exception keeps the previous hook (the full traceback).
     """
-    from .errors import SpokenLMError
+    from .core.errors import SpokenLMError
 
     previous = sys.excepthook
 

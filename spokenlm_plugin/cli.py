@@ -15,19 +15,19 @@ import sys
 from typing import Sequence
 
 from . import register
-from .errors import SpokenLMError
+from .core.errors import SpokenLMError
 
 #: subcommand -> (module, one-line help). Order is the pipeline's order.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "synth-corpus": ("spokenlm_plugin.synth.corpus", "synthesize the embedded aligned speech corpus"),
-    "synth-pairs": ("spokenlm_plugin.synth.pairs", "synthesize lexical / syntactic minimal pairs + gold.csv"),
+    "synth-pairs": ("spokenlm_plugin.synth.minimal_pairs", "synthesize lexical / syntactic minimal pairs + gold.csv"),
     "synth-pretrain-corpus": ("spokenlm_plugin.synth.pretrain_corpus", "synthesize unlabelled pretraining speech (disjoint speakers and sentences)"),
     "manifest": ("spokenlm_plugin.data.manifest", "fairseq manifest (TSV) from a folder of audio"),
     "labels": ("spokenlm_plugin.data.labels", "50 Hz frame phone labels + dict.phn.txt from alignments"),
     "subset": ("spokenlm_plugin.data.subset", "speaker-balanced limited-supervision subset by duration"),
     "items": ("spokenlm_plugin.data.items", "ABX item file (triphone / phoneme) from alignments"),
-    "pretrain-small": ("spokenlm_plugin.finetune.pretrain", "pretrain a small HuBERT on a synthetic corpus (fairseq hubert_pretraining)"),
-    "convert-hubert": ("spokenlm_plugin.finetune.convert", "torchaudio / Hugging Face HuBERT weights -> fairseq checkpoint"),
+    "pretrain-small": ("spokenlm_plugin.pretrain.hubert", "pretrain a small HuBERT on a synthetic corpus (fairseq hubert_pretraining)"),
+    "convert-hubert": ("spokenlm_plugin.convert.hubert", "torchaudio / Hugging Face HuBERT weights -> fairseq checkpoint"),
     "dump-features": ("spokenlm_plugin.units.features", "dump HuBERT features of a layer to .npy/.len shards"),
     "kmeans": ("spokenlm_plugin.units.kmeans", "fit k-means (faiss) and assign units (.km)"),
     "abx": ("spokenlm_plugin.units.abx", "ABX error of features or units (fastabx)"),

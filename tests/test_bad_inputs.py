@@ -19,9 +19,9 @@ import soundfile as sf
 import torch
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.errors import ConfigError, TrainingError
-from spokenlm_plugin.io import atomic_write, read_manifest
-from spokenlm_plugin.phones import num_frames
+from spokenlm_plugin.core.errors import ConfigError, TrainingError
+from spokenlm_plugin.core.io import atomic_write, read_manifest
+from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.ulm.data import binarize, write_dictionary
 from spokenlm_plugin.ulm.generate import clamp_top_k
 from spokenlm_plugin.units.baseline import SpectralFeatures

@@ -14,8 +14,8 @@ import torch
 import torchaudio
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.io import read_lines, read_manifest
-from spokenlm_plugin.ulm.pairs import bootstrap_intervals, lexical_accuracy, read_gold, syntactic_accuracy
+from spokenlm_plugin.core.io import read_lines, read_manifest
+from spokenlm_plugin.ulm.discrimination import bootstrap_intervals, lexical_accuracy, read_gold, syntactic_accuracy
 from spokenlm_plugin.units.baseline import dump_baseline_features, spectral_features
 from spokenlm_plugin.units.features import read_audio
 from spokenlm_plugin.units.kmeans import read_units

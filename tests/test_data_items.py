@@ -13,10 +13,10 @@ import soundfile as sf
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.items import HEADER, fastabx_slice, format_time, make_items
 from spokenlm_plugin.data.speakers import id_speaker
-from spokenlm_plugin.errors import AlignmentError, ConfigError
-from spokenlm_plugin.io import ManifestRow
-from spokenlm_plugin.io import write_manifest as io_write_manifest
-from spokenlm_plugin.phones import INVENTORY, num_frames
+from spokenlm_plugin.core.errors import AlignmentError, ConfigError
+from spokenlm_plugin.core.io import ManifestRow
+from spokenlm_plugin.core.io import write_manifest as io_write_manifest
+from spokenlm_plugin.core.phones import INVENTORY, num_frames
 from tests.test_data_labels import textgrid_long, write_audio
 
 

@@ -14,9 +14,9 @@ import soundfile as sf
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.alignments import Alignment, Alignments, Segment, parse_textgrid, read_textgrid
 from spokenlm_plugin.data.labels import frame_labels, make_labels, phone_sequence
-from spokenlm_plugin.errors import AlignmentError, LabelMismatchError
-from spokenlm_plugin.io import read_manifest, write_manifest, ManifestRow
-from spokenlm_plugin.phones import INVENTORY, SIL, num_frames
+from spokenlm_plugin.core.errors import AlignmentError, LabelMismatchError
+from spokenlm_plugin.core.io import read_manifest, write_manifest, ManifestRow
+from spokenlm_plugin.core.phones import INVENTORY, SIL, num_frames
 from tests.conftest import run_cli
 from tests.test_data_manifest import assert_user_error
 

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from spokenlm_plugin.data.audio import check_audio
+from spokenlm_plugin.core.audio import check_audio
 from spokenlm_plugin.data.manifest import build_manifest
-from spokenlm_plugin.errors import AudioFormatError, ManifestError
-from spokenlm_plugin.io import read_manifest
+from spokenlm_plugin.core.errors import AudioFormatError, ManifestError
+from spokenlm_plugin.core.io import read_manifest
 from tests.conftest import run_cli
 
 

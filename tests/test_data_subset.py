@@ -11,9 +11,9 @@ import pytest
 
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.subset import make_subset, select_balanced
-from spokenlm_plugin.errors import ConfigError, LabelMismatchError
-from spokenlm_plugin.io import ManifestRow, read_manifest, write_manifest
-from spokenlm_plugin.phones import INVENTORY, num_frames
+from spokenlm_plugin.core.errors import ConfigError, LabelMismatchError
+from spokenlm_plugin.core.io import ManifestRow, read_manifest, write_manifest
+from spokenlm_plugin.core.phones import INVENTORY, num_frames
 
 MAX_UTT_S = 15.0
 

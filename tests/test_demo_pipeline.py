@@ -12,7 +12,7 @@ import pytest
 
 from spokenlm_plugin.demo import pipeline
 from spokenlm_plugin.demo.context import DemoContext, StageResult, Table
-from spokenlm_plugin.errors import ConfigError
+from spokenlm_plugin.core.errors import ConfigError
 
 
 class FakeStages:

@@ -33,7 +33,7 @@ def corpus(corpus_dir, tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_base(corpus, tmp_path_factory) -> Path:
     """A tiny HuBERT pretrained for a few updates by fairseq-train's hubert_pretraining (MFCC k-means targets)."""
-    from spokenlm_plugin.finetune.pretrain import PretrainSettings, SmallHubert, pretrain_small_hubert
+    from spokenlm_plugin.pretrain.hubert import PretrainSettings, SmallHubert, pretrain_small_hubert
 
     out = tmp_path_factory.mktemp("pretrain")
     return pretrain_small_hubert(
@@ -233,7 +233,7 @@ def test_demo_stage_quick(corpus, tmp_path):
     """The demo stage end to end on the committed corpus with the shipped small HuBERT."""
     from spokenlm_plugin.demo.context import DemoContext
     from spokenlm_plugin.finetune.evaluate import load_frame_classifier
-    from spokenlm_plugin.finetune.pretrain import shipped_checkpoint
+    from spokenlm_plugin.pretrain.hubert import shipped_checkpoint
 
     ctx = DemoContext(work=tmp_path, quick=True, artifacts={"corpus": corpus}, log=lambda _: None)
     result = stage_finetune.run(ctx)

@@ -10,12 +10,12 @@ import numpy as np
 import pytest
 import torch
 
-from spokenlm_plugin.errors import CheckpointError, DictionaryError, LabelMismatchError
-from spokenlm_plugin.finetune.labels import check_sequence_labels, load_dictionary, read_frame_labels
-from spokenlm_plugin.finetune.metrics import PhoneScores, phone_errors
+from spokenlm_plugin.core.errors import CheckpointError, DictionaryError, LabelMismatchError
+from spokenlm_plugin.data.frame_labels import check_sequence_labels, load_dictionary, read_frame_labels
+from spokenlm_plugin.core.phone_metrics import PhoneScores, phone_errors
 from spokenlm_plugin.finetune.pretrained import load_pretrained
 from spokenlm_plugin.finetune.task import PAD_LABEL, trim_to_labels
-from spokenlm_plugin.phones import INVENTORY, num_frames
+from spokenlm_plugin.core.phones import INVENTORY, num_frames
 
 
 @pytest.fixture
@@ -171,7 +171,7 @@ def test_example_configs_match_the_recipes_they_document():
     from omegaconf import OmegaConf
 
     from spokenlm_plugin.demo.stage_finetune import FULL
-    from spokenlm_plugin.finetune.pretrain import PretrainSettings, SmallHubert
+    from spokenlm_plugin.pretrain.hubert import PretrainSettings, SmallHubert
     from tests.conftest import REPO
 
     small = OmegaConf.load(REPO / "examples/pretrain/config/small.yaml")

@@ -52,7 +52,7 @@ def test_group_norm_cnn_does_not(tmp_path):
 
 
 def test_shipped_base_uses_the_padding_invariant_cnn():
-    from spokenlm_plugin.finetune.pretrain import shipped_checkpoint
+    from spokenlm_plugin.pretrain.hubert import shipped_checkpoint
 
     cfg = load_pretrained(shipped_checkpoint()).cfg
     assert cfg.model.extractor_mode == "layer_norm"

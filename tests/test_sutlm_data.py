@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from spokenlm_plugin.errors import AlignmentError, ConfigError
+from spokenlm_plugin.core.errors import AlignmentError, ConfigError
 from spokenlm_plugin.sutlm.align import AlignedUtterance, align_utterance, word_cuts
 from spokenlm_plugin.sutlm.data import DataConfig, build
 from spokenlm_plugin.sutlm.metrics import copy_rate, distinct_n, retrieved

@@ -15,9 +15,9 @@ import pytest
 import soundfile as sf
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.errors import ConfigError, MissingToolError
-from spokenlm_plugin.io import read_manifest
-from spokenlm_plugin.phones import INVENTORY, SIL, num_frames
+from spokenlm_plugin.core.errors import ConfigError, MissingToolError
+from spokenlm_plugin.core.io import read_manifest
+from spokenlm_plugin.core.phones import INVENTORY, SIL, num_frames
 from spokenlm_plugin.synth import corpus
 from spokenlm_plugin.synth.corpus import SPLITS, assign_speakers, build_corpus
 from spokenlm_plugin.synth.flite import Flite

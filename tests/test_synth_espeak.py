@@ -14,9 +14,9 @@ import pytest
 import soundfile as sf
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.errors import AlignmentError, ConfigError
-from spokenlm_plugin.io import read_manifest
-from spokenlm_plugin.phones import INVENTORY, SIL, num_frames
+from spokenlm_plugin.core.errors import AlignmentError, ConfigError
+from spokenlm_plugin.core.io import read_manifest
+from spokenlm_plugin.core.phones import INVENTORY, SIL, num_frames
 from spokenlm_plugin.synth import espeak
 from spokenlm_plugin.synth.corpus import SPLITS, build_corpus
 from spokenlm_plugin.synth.espeak import HELDOUT_ESPEAK, Espeak, heldout_speakers, to_arpabet

@@ -13,21 +13,21 @@ import pytest
 import soundfile as sf
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.errors import ConfigError
-from spokenlm_plugin.io import read_manifest
-from spokenlm_plugin.phones import SAMPLE_RATE, SIL
+from spokenlm_plugin.core.errors import ConfigError
+from spokenlm_plugin.core.io import read_manifest
+from spokenlm_plugin.core.phones import SAMPLE_RATE, SIL
 from spokenlm_plugin.synth.flite import Flite
 from spokenlm_plugin.synth.lexicon import (
     DIPHTHONGS, INTRINSIC_MS, LAX_VOWELS, LONG_VOWELS, MAX_DURATION_GAP_MS, SUBSTITUTION_CLASSES, VOWELS, Lexicon,
     Phonotactics, substitutes,
 )
-from spokenlm_plugin.synth.pairs import (
+from spokenlm_plugin.synth.minimal_pairs import (
     _AGREEMENT, LEXICAL_HEADER, SYNTACTIC_HEADER, SyntacticPair, lexical_pairs, same_phone_count, shorter_wins,
     syntactic_pairs, ungrammatical,
 )
 from spokenlm_plugin.synth.speakers import aligned_speakers
 from spokenlm_plugin.synth.text import Sentence, load_sentences, pool_sentences, sentence_pool
-from spokenlm_plugin.ulm.pairs import lexical_accuracy, syntactic_accuracy
+from spokenlm_plugin.ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from tests.conftest import CORPUS
 
 PAIRS = CORPUS.parent / "pairs"

@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from spokenlm_plugin.errors import ConfigError
+from spokenlm_plugin.core.errors import ConfigError
 from spokenlm_plugin.synth import speakers as spk
 from spokenlm_plugin.synth.pretrain_corpus import ESPEAK, build_pretrain_corpus
 from spokenlm_plugin.synth.text import load_sentences, pool_sentences, sentence_pool

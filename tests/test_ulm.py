@@ -18,9 +18,9 @@ import torch
 
 import spokenlm_plugin  # noqa: F401  (registers the unit LMs; fixes torch.load for checkpoints)
 from spokenlm_plugin import cli
-from spokenlm_plugin.errors import ConfigError
+from spokenlm_plugin.core.errors import ConfigError
 from spokenlm_plugin.ulm.embedding import LSTM_INIT_STD, transformer_init_std
-from spokenlm_plugin.ulm.pairs import lexical_accuracy, syntactic_accuracy
+from spokenlm_plugin.ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from spokenlm_plugin.ulm.score import load_unit_lm, read_submission, torch_threads
 from tests.conftest import REPO, run_cli
 
@@ -143,7 +143,7 @@ def test_unit_lookup_accepts_frequency_sorted_dictionaries(tmp_path: Path) -> No
     dictionary = Dictionary.load(str(tmp_path / "dict.txt"))
     assert unit_indices(dictionary).tolist() == [dictionary.index(str(u)) for u in range(5)] == [5, 7, 8, 4, 6]
     (tmp_path / "gap.txt").write_text("0 1\n2 1\n")
-    with pytest.raises(spokenlm_plugin.errors.DictionaryError, match="must be 0..K-1"):
+    with pytest.raises(spokenlm_plugin.core.errors.DictionaryError, match="must be 0..K-1"):
         read_dictionary_size(tmp_path / "gap.txt")
 
 
@@ -389,10 +389,10 @@ def test_pair_scoring_matches_reference_on_random_gold(tmp_path: Path) -> None:
 def test_gold_with_unpaired_rows_is_rejected(tmp_path: Path) -> None:
     _write_csv(tmp_path / "gold.csv", ["id", "filename", "voice", "frequency", "correct"],
                [[1, "a", "v", 2, 1], [1, "b", "v", 2, 1]])
-    with pytest.raises(spokenlm_plugin.errors.ManifestError, match=r"has 2 correct and 0 incorrect"):
+    with pytest.raises(spokenlm_plugin.core.errors.ManifestError, match=r"has 2 correct and 0 incorrect"):
         lexical_accuracy(tmp_path / "gold.csv", {"a": 0.0, "b": 0.0})
     _write_csv(tmp_path / "bad.csv", ["id", "filename", "voice", "correct"], [[1, "a", "v", 1]])
-    with pytest.raises(spokenlm_plugin.errors.ManifestError, match=r"columns \['type', 'subtype'\] missing"):
+    with pytest.raises(spokenlm_plugin.core.errors.ManifestError, match=r"columns \['type', 'subtype'\] missing"):
         syntactic_accuracy(tmp_path / "bad.csv", {"a": 0.0})
 
 

@@ -13,9 +13,9 @@ import torch
 from fastabx import zerospeech_abx
 
 from spokenlm_plugin.cli import main
-from spokenlm_plugin.errors import FeatureError
-from spokenlm_plugin.io import read_manifest
-from spokenlm_plugin.phones import num_frames
+from spokenlm_plugin.core.errors import FeatureError
+from spokenlm_plugin.core.io import read_manifest
+from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.abx import abx, abx_units
 from spokenlm_plugin.units.features import read_audio
 from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans, write_units

@@ -10,8 +10,8 @@ import torch
 
 from spokenlm_plugin.demo import stage_units
 from spokenlm_plugin.demo.context import DemoContext
-from spokenlm_plugin.io import read_manifest
-from spokenlm_plugin.phones import num_frames
+from spokenlm_plugin.core.io import read_manifest
+from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.encoder import DenseModel
 from spokenlm_plugin.units.features import read_audio
 from spokenlm_plugin.units.kmeans import read_units

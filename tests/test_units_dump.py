@@ -16,8 +16,8 @@ import soundfile as sf
 import torch
 
 from spokenlm_plugin.cli import main
-from spokenlm_plugin.errors import CheckpointError, ConfigError
-from spokenlm_plugin.phones import num_frames
+from spokenlm_plugin.core.errors import CheckpointError, ConfigError
+from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.encoder import DenseModel, SpeechEncoder
 from spokenlm_plugin.units.features import dump_features
 from tests.conftest import VENV_BIN

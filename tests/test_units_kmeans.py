@@ -10,7 +10,7 @@ import pytest
 from sklearn.cluster import MiniBatchKMeans
 
 from spokenlm_plugin.cli import main
-from spokenlm_plugin.errors import CheckpointError, ConfigError, FeatureError
+from spokenlm_plugin.core.errors import CheckpointError, ConfigError, FeatureError
 from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans, inertia, load_centroids, read_units
 from spokenlm_plugin.units.shards import open_shards, sample_frames
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from spokenlm_plugin.cli import main
-from spokenlm_plugin.errors import DictionaryError, LabelMismatchError
+from spokenlm_plugin.core.errors import DictionaryError, LabelMismatchError
 from spokenlm_plugin.units.quality import unit_quality
 
 

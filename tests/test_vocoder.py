@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from spokenlm_plugin.io import read_manifest
+from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.units.features import read_audio
 from spokenlm_plugin.vocoder.checkpoint import save_vocoder
 from spokenlm_plugin.vocoder.config import GeneratorConfig

@@ -12,7 +12,7 @@ import soundfile as sf
 import torch
 
 from spokenlm_plugin import cli
-from spokenlm_plugin.io import read_manifest
+from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.vocoder.synth import Vocoder
 
 from .conftest import run_cli

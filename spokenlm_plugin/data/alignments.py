@@ -1,6 +1,6 @@
 """Phone alignments from the formats users have, as exact time segments.
 
-Three formats, all keyed by utterance id (the audio file's stem, see :class:`~spokenlm_plugin.io.ManifestRow`):
+Three formats, all keyed by utterance id (the audio file's stem, see :class:`~spokenlm_plugin.core.io.ManifestRow`):
 
 - ``textgrid``: Montreal Forced Aligner output, a folder of ``<utt>.TextGrid`` (possibly nested by
   speaker), Praat long ("ooTextFile") or short format; the ``phones`` tier is used.
@@ -24,8 +24,8 @@ from fractions import Fraction
 from pathlib import Path
 from typing import Literal
 
-from ..errors import AlignmentError, DictionaryError
-from ..phones import INVENTORY, normalize_phone
+from ..core.errors import AlignmentError, DictionaryError
+from ..core.phones import INVENTORY, normalize_phone
 
 AlignmentFormat = Literal["textgrid", "frames", "json"]
 FORMATS: tuple[AlignmentFormat, ...] = ("textgrid", "frames", "json")
@@ -319,7 +319,7 @@ class Alignments:
 
 
 def load_inventory(path: str | os.PathLike | None = None) -> tuple[str, ...]:
-    """Phone inventory: :data:`~spokenlm_plugin.phones.INVENTORY` (SIL + ARPAbet-39) by default, or
+    """Phone inventory: :data:`~spokenlm_plugin.core.phones.INVENTORY` (SIL + ARPAbet-39) by default, or
     the first column of ``path`` (one phone per line; a fairseq ``dict.phn.txt`` works as is)."""
     if path is None:
         return INVENTORY
@@ -334,7 +334,7 @@ def load_inventory(path: str | os.PathLike | None = None) -> tuple[str, ...]:
 
 def resolve_phones(alignment: Alignment, inventory: Sequence[str]) -> Alignment:
     """Map every phone onto ``inventory``: kept if listed as is, else normalised (stress digits
-    stripped, MFA silences -> SIL, see :func:`~spokenlm_plugin.phones.normalize_phone`)."""
+    stripped, MFA silences -> SIL, see :func:`~spokenlm_plugin.core.phones.normalize_phone`)."""
     known = set(inventory)
     segments = []
     for s in alignment.segments:

@@ -27,9 +27,9 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Literal
 
-from ..errors import SpokenLMError
-from ..io import atomic_write, read_manifest
-from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
+from ..core.errors import SpokenLMError
+from ..core.io import atomic_write, read_manifest
+from ..core.phones import HOP, SAMPLE_RATE, SIL, num_frames
 from .alignments import Alignment, AlignmentFormat, Alignments, Segment, load_inventory, resolve_phones
 from .labels import add_alignment_arguments, check_alignment_length, check_row_audio
 from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of

@@ -17,11 +17,11 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
-from ..errors import ConfigError, LabelMismatchError, ManifestError, SpokenLMError
-from ..io import Manifest, ManifestRow, atomic_write, read_manifest, write_manifest
-from ..phones import HOP, SAMPLE_RATE, SIL, num_frames
+from ..core.errors import ConfigError, LabelMismatchError, ManifestError, SpokenLMError
+from ..core.io import Manifest, ManifestRow, atomic_write, read_manifest, write_manifest
+from ..core.phones import HOP, SAMPLE_RATE, SIL, num_frames
 from .alignments import FORMATS, Alignment, AlignmentFormat, Alignments, load_inventory, resolve_phones
-from .audio import check_audio
+from ..core.audio import check_audio
 from .manifest import skipped_list_path
 
 #: Label frames per second (HuBERT's frame rate), exact.

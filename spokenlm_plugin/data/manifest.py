@@ -14,9 +14,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import AudioFormatError, ConfigError, ManifestError
-from ..io import ManifestRow, atomic_write, write_manifest
-from .audio import check_audio, convert_audio
+from ..core.errors import AudioFormatError, ConfigError, ManifestError
+from ..core.io import ManifestRow, atomic_write, write_manifest
+from ..core.audio import check_audio, convert_audio
 
 
 @dataclass(frozen=True)

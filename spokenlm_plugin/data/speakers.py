@@ -37,8 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Literal
 
-from ..errors import ConfigError
-from ..io import ManifestRow
+from ..core.errors import ConfigError
+from ..core.io import ManifestRow
 from .alignments import Alignment
 
 SpeakerFrom = Literal["auto", "alignment", "prefix", "parent"]

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, DictionaryError, LabelMismatchError
-from ..io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
-from ..phones import SAMPLE_RATE, num_frames
+from ..core.errors import ConfigError, DictionaryError, LabelMismatchError
+from ..core.io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
+from ..core.phones import SAMPLE_RATE, num_frames
 from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
 
 

@@ -16,8 +16,8 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, Sequence
 
-from ..errors import ConfigError
-from ..io import atomic_write
+from ..core.errors import ConfigError
+from ..core.io import atomic_write
 from .context import DemoContext, StageResult, Table
 from .targets import target_checks, targets_table
 

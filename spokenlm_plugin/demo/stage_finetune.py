@@ -10,7 +10,7 @@ same speaker-balanced 10-minute subset (``spokenlm subset``) and the same classi
 - linear probe: the encoder frozen for all updates, no masking or layerdrop, so only the head learns.
 
 Both are scored on the test speakers, unseen in training: frame accuracy and greedy PER
-(:mod:`spokenlm_plugin.finetune.metrics`). The baseline beside them: a linear classifier on log-mel
+(:mod:`spokenlm_plugin.core.phone_metrics`). The baseline beside them: a linear classifier on log-mel
 frames (+-2 frames of context, :mod:`spokenlm_plugin.units.phone_classifier`) trained on the same
 subset and scored on the same test speakers with the same metrics.
 """
@@ -25,13 +25,13 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from .. import cli
-from ..errors import SpokenLMError
+from ..core.errors import SpokenLMError
 from ..finetune.evaluate import evaluate_phones
-from ..finetune.pretrain import shipped_checkpoint
+from ..pretrain.hubert import shipped_checkpoint
 from ..finetune.pretrained import load_pretrained
-from ..finetune.runner import run_tool
-from ..io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
-from ..phones import SAMPLE_RATE
+from ..core.tools import run_tool
+from ..core.io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
+from ..core.phones import SAMPLE_RATE
 from ..units.phone_classifier import linear_phone_baseline
 from .context import DemoContext, StageResult, Table
 

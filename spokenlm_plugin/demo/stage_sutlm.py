@@ -32,8 +32,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import SpokenLMError
-from ..finetune.runner import run_tool
+from ..core.errors import SpokenLMError
+from ..core.tools import run_tool
 from ..sutlm.data import DataConfig, build, read_aligned, variant_name
 from ..sutlm.evaluate import CONDITIONS, cra, eval_items, fmt_pct, pelm, renderer_for
 from ..sutlm.metrics import paired_difference_ci

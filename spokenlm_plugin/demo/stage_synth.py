@@ -9,9 +9,9 @@ import numpy as np
 import soundfile as sf
 
 from .. import cli
-from ..errors import SpokenLMError
-from ..io import read_manifest
-from ..phones import SAMPLE_RATE
+from ..core.errors import SpokenLMError
+from ..core.io import read_manifest
+from ..core.phones import SAMPLE_RATE
 from .context import DemoContext, StageResult, Table
 
 #: Hours of synthetic speech (train + valid + test) and pairs per voice.

@@ -13,7 +13,7 @@ Baseline and topline rows of the same table: the length-only scorer (score = min
 units, no LM; ``spokenlm lm-score --scorer length``) and an LM trained with the same recipe on the
 gold 50 Hz phone labels as units (``spokenlm phone-units``; the paper's phoneme topline). Every
 sWUGGY / sBLIMP accuracy is given with its 95 % bootstrap interval over pair ids
-(:mod:`spokenlm_plugin.ulm.pairs`).
+(:mod:`spokenlm_plugin.ulm.discrimination`).
 
 The LMs are the paper's LSTM scaled down to fit the demo's CPU budget (the paper's is 3 x 1024,
 embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, five
@@ -34,11 +34,11 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import SpokenLMError
-from ..io import read_manifest
+from ..core.errors import SpokenLMError
+from ..core.io import read_manifest
 from ..ulm.data import fairseq_tool, make_lm_dataset, read_km
 from ..ulm.generate import continue_units
-from ..ulm.pairs import lexical_accuracy, syntactic_accuracy
+from ..ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from ..ulm.score import load_unit_lm, sequence_logprobs, torch_threads, unit_count_scores, unit_indices
 from ..units.phone_units import write_phone_units
 from ..units.quality import read_phone_dict

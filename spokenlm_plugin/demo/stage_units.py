@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..io import read_manifest
+from ..core.io import read_manifest
 from ..units.abx import abx, abx_units_many
 from ..units.baseline import dump_baseline_features
 from ..units.encoder import DenseModel, Layer

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from ..io import read_lines, read_manifest, write_manifest
+from ..core.io import read_lines, read_manifest, write_manifest
 from ..ulm.score import torch_threads
 from ..units.features import read_audio
 from ..vocoder.config import DiscriminatorConfig, TrainConfig
@@ -85,7 +85,7 @@ def _tradeoff_plot(results: dict[str, dict[str, Any]], lexical: dict[str, float]
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from ..io import atomic_path
+    from ..core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     for x, y, n in points:

@@ -1,7 +1,7 @@
 """Criterion ``frame_phoneme_ce``: frame-level cross-entropy over labelled, non-padding frames.
 
 Logs the loss (base 2, per frame) and frame accuracy; on validation also the greedy phone error
-rate (see :mod:`spokenlm_plugin.finetune.metrics` for the decoding and the SIL convention).
+rate (see :mod:`spokenlm_plugin.core.phone_metrics` for the decoding and the SIL convention).
 """
 
 # No `from __future__ import annotations`: fairseq reads config field types at run time.
@@ -13,8 +13,8 @@ from fairseq.criterions import FairseqCriterion, register_criterion
 from fairseq.dataclass import FairseqDataclass
 from fairseq.logging import metrics
 
-from ..phones import SIL
-from .metrics import PhoneScores
+from ..core.phones import SIL
+from ..core.phone_metrics import PhoneScores
 from .task import PAD_LABEL, trim_to_labels
 
 

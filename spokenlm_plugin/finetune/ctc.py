@@ -27,8 +27,8 @@ from fairseq.models.hubert.hubert_asr import HubertCtc, HubertCtcConfig
 from fairseq.tasks import register_task
 from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPretrainingTask
 
-from ..errors import ConfigError
-from .labels import check_sequence_labels, load_dictionary
+from ..core.errors import ConfigError
+from ..data.frame_labels import check_sequence_labels, load_dictionary
 from .pretrained import keep_pretrained_cfg, load_pretrained
 
 

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from ..errors import CheckpointError
-from ..phones import SIL
-from .metrics import PhoneScores
+from ..core.errors import CheckpointError
+from ..core.phones import SIL
+from ..core.phone_metrics import PhoneScores
 
 
 def load_frame_classifier(checkpoint: str | Path, **arg_overrides):

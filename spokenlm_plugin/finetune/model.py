@@ -20,7 +20,7 @@ from fairseq.models import BaseFairseqModel, register_model
 from omegaconf import II, MISSING
 from torch import nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .pretrained import build_hubert, load_encoder_weights, load_pretrained
 
 logger = logging.getLogger(__name__)

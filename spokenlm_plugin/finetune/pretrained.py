@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 
 #: Keys every HuBERT state dict has (CNN feature extractor and transformer encoder).
 _REQUIRED_KEYS = ("feature_extractor.conv_layers.0.0.weight", "encoder.layers.0.self_attn.k_proj.weight")

@@ -22,7 +22,7 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
-from .labels import load_dictionary, read_frame_labels
+from ..data.frame_labels import load_dictionary, read_frame_labels
 from .pretrained import keep_pretrained_cfg
 
 logger = logging.getLogger(__name__)

@@ -22,9 +22,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import AlignmentError, LabelMismatchError
-from ..io import read_lines, read_manifest
-from ..phones import SAMPLE_RATE
+from ..core.errors import AlignmentError, LabelMismatchError
+from ..core.io import read_lines, read_manifest
+from ..core.phones import SAMPLE_RATE
 from ..ulm.data import read_km
 from ..units.kmeans import deduplicate
 

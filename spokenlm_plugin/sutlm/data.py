@@ -38,8 +38,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError, ManifestError
-from ..io import atomic_write, read_lines
+from ..core.errors import ConfigError, ManifestError
+from ..core.io import atomic_write, read_lines
 from ..ulm.data import binarize
 from .align import AlignedUtterance, load_split
 from .sequences import KINDS, AstConfig, Renderer, render

@@ -31,8 +31,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io import atomic_write
+from ..core.errors import ConfigError
+from ..core.io import atomic_write
 from ..ulm.score import torch_threads
 from .align import AlignedUtterance
 from .data import read_aligned

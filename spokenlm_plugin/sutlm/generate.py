@@ -19,8 +19,8 @@ from argparse import Namespace
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError, FeatureError
-from ..io import atomic_write, read_lines
+from ..core.errors import ConfigError, FeatureError
+from ..core.io import atomic_write, read_lines
 from ..ulm.score import torch_threads
 from .score import indices, load_lm
 from .sequences import render

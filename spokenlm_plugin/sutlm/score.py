@@ -13,7 +13,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, DictionaryError
+from ..core.errors import CheckpointError, DictionaryError
 
 
 def load_lm(checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None, device: str = "cpu"):

@@ -22,7 +22,7 @@ import zlib
 from dataclasses import dataclass, field
 from typing import Literal, Sequence
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .align import AlignedUtterance
 from .tokens import MARKER_OF, Modality, Tokenizer
 

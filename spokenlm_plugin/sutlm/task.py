@@ -26,7 +26,7 @@ from fairseq.data import ConcatDataset, ResamplingDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
-from ..errors import ConfigError, DictionaryError, FeatureError
+from ..core.errors import ConfigError, DictionaryError, FeatureError
 from .tokens import MARKERS
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ import os
 from pathlib import Path
 from typing import Iterable, Literal, Sequence
 
-from ..errors import DictionaryError, SpokenLMError
+from ..core.errors import DictionaryError, SpokenLMError
 
 SPEECH = "[SPEECH]"
 TEXT = "[TEXT]"

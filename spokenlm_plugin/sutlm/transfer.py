@@ -25,7 +25,7 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .align import AlignedUtterance
 from .metrics import bootstrap_ci
 from .score import indices

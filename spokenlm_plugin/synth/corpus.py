@@ -40,9 +40,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
-from ..errors import ConfigError, SpokenLMError
-from ..io import atomic_write, read_manifest
-from ..phones import SAMPLE_RATE
+from ..core.errors import ConfigError, SpokenLMError
+from ..core.io import atomic_write, read_manifest
+from ..core.phones import SAMPLE_RATE
 from .espeak import HELDOUT_ESPEAK, Espeak, HeldOutSpeaker, heldout_speakers
 from .flite import Flite, Synthesis
 from .speakers import VOICES, Speaker, speakers_for

@@ -64,8 +64,8 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from ..errors import AlignmentError, ConfigError, MissingToolError
-from ..phones import INVENTORY, SAMPLE_RATE, SIL
+from ..core.errors import AlignmentError, ConfigError, MissingToolError
+from ..core.phones import INVENTORY, SAMPLE_RATE, SIL
 from .flite import Synthesis
 
 LIBRARY = "libespeak-ng.so.1"

@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import AlignmentError, ConfigError, MissingToolError
-from ..phones import INVENTORY, SAMPLE_RATE, SIL, normalize_phone
+from ..core.errors import AlignmentError, ConfigError, MissingToolError
+from ..core.phones import INVENTORY, SAMPLE_RATE, SIL, normalize_phone
 from .speakers import Speaker
 
 #: Folder of the flite libraries; None = the dynamic linker's search path.

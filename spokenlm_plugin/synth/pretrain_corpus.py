@@ -33,9 +33,9 @@ from typing import Iterator, Literal, Sequence
 import numpy as np
 import soundfile as sf
 
-from ..errors import ConfigError, MissingToolError
-from ..io import ManifestRow, atomic_path, atomic_write, write_manifest
-from ..phones import SAMPLE_RATE
+from ..core.errors import ConfigError, MissingToolError
+from ..core.io import ManifestRow, atomic_path, atomic_write, write_manifest
+from ..core.phones import SAMPLE_RATE
 from .espeak import EspeakSpeaker
 from .flite import Flite
 from .speakers import Speaker, pretrain_speakers

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..errors import MissingToolError
+from ..core.errors import MissingToolError
 
 #: Where Debian's ``wordnet-base`` puts the database; ``WNSEARCHDIR`` overrides it (as for ``wn``).
 WORDNET_DIR = Path(os.environ.get("WNSEARCHDIR", "/usr/share/wordnet"))

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import soundfile as sf
 
-from ..io import atomic_path, atomic_write
-from ..phones import SAMPLE_RATE
+from ..core.io import atomic_path, atomic_write
+from ..core.phones import SAMPLE_RATE
 from .flite import Synthesis
 
 

@@ -10,7 +10,7 @@ import os
 from pathlib import Path
 from typing import Any, Mapping
 
-from ..errors import CheckpointError
+from ..core.errors import CheckpointError
 
 
 def read_lm_state(checkpoint: str | os.PathLike, *, arg_overrides: Mapping[str, Any] | None = None) -> dict:

@@ -27,9 +27,9 @@ from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import ConfigError, DictionaryError, FeatureError, MissingToolError
-from ..finetune.runner import run_tool
-from ..io import atomic_write
+from ..core.errors import ConfigError, DictionaryError, FeatureError, MissingToolError
+from ..core.tools import run_tool
+from ..core.io import atomic_write
 from ..units.kmeans import deduplicate
 
 logger = logging.getLogger(__name__)

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 
 CentroidInit = Literal["pca", "project"]
 

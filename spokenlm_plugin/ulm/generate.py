@@ -40,9 +40,9 @@ import tempfile
 from pathlib import Path
 from typing import Sequence
 
-from ..errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
-from ..io import atomic_write
-from ..finetune.runner import run_tool
+from ..core.errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
+from ..core.io import atomic_write
+from ..core.tools import run_tool
 from .checkpoint import read_lm_state
 from .data import NUM_SPECIAL, binarize, fairseq_tool, read_dictionary_size, read_km
 

@@ -39,7 +39,7 @@ from fairseq.models.transformer import Embedding as TransformerEmbedding
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 from fairseq.utils import safe_getattr
 
-from ..errors import ConfigError
+from ..core.errors import ConfigError
 from .embedding import (
     LSTM_INIT_STD,
     ProjectedEmbedding,

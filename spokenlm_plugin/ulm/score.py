@@ -14,7 +14,7 @@ random initialisation); ``--begin bos`` reproduces that.
 ZeroSpeech 2021 submission format (``<filename> <score>`` per line, manifest order); with
 ``--gold gold.csv --task lexical|syntactic`` it also prints (and with ``--results`` saves) the
 sWUGGY / sBLIMP accuracy of these scores and its 95 % bootstrap interval over pair ids
-(:mod:`.pairs`).
+(:mod:`.discrimination`).
 
 ``--scorer length`` needs no LM: the score of an utterance is minus its number of units (the
 ``.km`` line's length: the duration in frames for raw units, the number of runs for deduplicated
@@ -34,11 +34,11 @@ from typing import TYPE_CHECKING, Iterator, Literal, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, LabelMismatchError
-from ..io import atomic_write, read_lines, read_manifest
+from ..core.errors import CheckpointError, ConfigError, LabelMismatchError
+from ..core.io import atomic_write, read_lines, read_manifest
 from .checkpoint import read_lm_state
 from .data import read_km
-from .pairs import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
+from .discrimination import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
 
 if TYPE_CHECKING:
     from fairseq.models import FairseqLanguageModel

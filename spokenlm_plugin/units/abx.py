@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Callable, Iterator, Literal, Sequence
 
 import numpy as np
 
-from ..errors import AbxConditionError, ConfigError, FeatureError, LabelMismatchError
-from ..io import atomic_write, read_lines, read_manifest
-from ..phones import FRAME_RATE
+from ..core.errors import AbxConditionError, ConfigError, FeatureError, LabelMismatchError
+from ..core.io import atomic_write, read_lines, read_manifest
+from ..core.phones import FRAME_RATE
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
     import torch

@@ -10,11 +10,11 @@ their meaning, written in exactly the format of ``spokenlm dump-features`` (the 
     25 ms = 400-sample Povey window, 512-point FFT, pre-emphasis 0.97, no dither) with a 20 ms =
     320-sample shift and ``snip_edges``: frame ``i`` covers samples ``[320 i, 320 i + 400)``, exactly
     HuBERT's CNN receptive field, so an utterance of ``n`` samples has ``floor((n - 400) / 320) + 1``
-    frames (:func:`~spokenlm_plugin.phones.num_frames`, the rule the 50 Hz labels follow).
+    frames (:func:`~spokenlm_plugin.core.phones.num_frames`, the rule the 50 Hz labels follow).
 ``mfcc``
     13 Kaldi MFCCs without energy (23 mel bins, lifter 22), same window and 50 Hz frames, plus
     deltas and delta-deltas (``torchaudio.functional.compute_deltas``, window 5): 39 dims. The
-    features of :mod:`spokenlm_plugin.finetune.mfcc` (HuBERT's first-iteration targets) at 50 Hz
+    features of :mod:`spokenlm_plugin.pretrain.mfcc` (HuBERT's first-iteration targets) at 50 Hz
     instead of 100 Hz.
 ``phones``
     one-hot vectors of the gold 50 Hz frame labels (``.phn`` + ``dict.phn.txt``; dimension = the
@@ -43,9 +43,9 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from ..errors import ConfigError
-from ..io import Manifest, atomic_path, atomic_write, read_manifest
-from ..phones import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
+from ..core.errors import ConfigError
+from ..core.io import Manifest, atomic_path, atomic_write, read_manifest
+from ..core.phones import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
 from .shards import shard_paths, shard_range
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
@@ -137,7 +137,7 @@ def read_phone_labels(manifest: str | os.PathLike, labels: str | os.PathLike,
                       dict_path: str | os.PathLike) -> tuple[list[str], list[np.ndarray]]:
     """``(phones, class ids per manifest row)`` of frame labels, checked against the manifest
     (one line per row, within one frame of HuBERT's count, every phone in the dictionary)."""
-    from ..finetune.labels import read_frame_labels
+    from ..data.frame_labels import read_frame_labels
     from .quality import read_phone_dict
 
     phones = read_phone_dict(dict_path)

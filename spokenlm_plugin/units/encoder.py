@@ -33,8 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import CheckpointError, ConfigError
-from ..phones import HOP, SAMPLE_RATE
+from ..core.errors import CheckpointError, ConfigError
+from ..core.phones import HOP, SAMPLE_RATE
 
 Layer = int | Literal["logits"]
 DeviceName = Literal["auto", "cpu", "cuda"]

@@ -29,9 +29,9 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from ..errors import AudioFormatError, ConfigError, FeatureError, ManifestError
-from ..io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
-from ..phones import SAMPLE_RATE
+from ..core.errors import AudioFormatError, ConfigError, FeatureError, ManifestError
+from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
+from ..core.phones import SAMPLE_RATE
 from .shards import read_dump_state, shard_paths, shard_range, state_path
 
 if TYPE_CHECKING:  # torch loads in seconds: `spokenlm dump-features --help` must not wait for it

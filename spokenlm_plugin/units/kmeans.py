@@ -23,8 +23,8 @@ from typing import Iterable, Literal, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, FeatureError
-from ..io import atomic_path, atomic_write
+from ..core.errors import CheckpointError, ConfigError, FeatureError
+from ..core.io import atomic_path, atomic_write
 from .shards import check_finite, open_shards, sample_frames
 
 InitName = Literal["k-means++", "random"]

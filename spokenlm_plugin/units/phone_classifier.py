@@ -6,7 +6,7 @@ The baseline beside the fine-tuned HuBERT and its linear probe: multinomial logi
 each frame stacked with its ``context`` neighbours on both sides (``t-2 .. t+2`` by default, the
 edges repeated), every input dimension standardised with the training frames' mean and variance.
 It is trained on the frame labels of one split and scored on another with the fine-tuned model's
-own metrics (:class:`~spokenlm_plugin.finetune.metrics.PhoneScores`): frame accuracy and greedy
+own metrics (:class:`~spokenlm_plugin.core.phone_metrics.PhoneScores`): frame accuracy and greedy
 PER (argmax per frame, runs collapsed, SIL dropped on both sides). Features and labels are cut to
 their common length, as ``trim_to_labels`` does for the fine-tuned model.
 
@@ -26,9 +26,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import LabelMismatchError
-from ..io import atomic_write, read_manifest
-from ..phones import SIL
+from ..core.errors import LabelMismatchError
+from ..core.io import atomic_write, read_manifest
+from ..core.phones import SIL
 from .baseline import read_phone_labels, spectral_features
 
 #: Frames of context on each side (t-2 .. t+2).
@@ -100,7 +100,7 @@ def score_classifier(model, feats: Sequence[np.ndarray], targets: Sequence[np.nd
     """Frame accuracy and greedy PER (:class:`PhoneScores`) of the classifier, one utterance at a time."""
     import torch
 
-    from ..finetune.metrics import PhoneScores
+    from ..core.phone_metrics import PhoneScores
 
     scores = PhoneScores()
     for x, y in zip(feats, targets):

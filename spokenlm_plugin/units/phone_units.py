@@ -18,8 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DictionaryError, FeatureError
-from ..io import read_lines
+from ..core.errors import ConfigError, DictionaryError, FeatureError
+from ..core.io import read_lines
 from .kmeans import dedup_paths, write_units
 from .quality import read_phone_dict
 

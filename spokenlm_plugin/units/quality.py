@@ -24,8 +24,8 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import ConfigError, DictionaryError, LabelMismatchError
-from ..io import atomic_write, read_lines
+from ..core.errors import ConfigError, DictionaryError, LabelMismatchError
+from ..core.io import atomic_write, read_lines
 
 
 @dataclass(frozen=True)

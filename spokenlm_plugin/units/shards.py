@@ -16,7 +16,7 @@ from typing import Iterator
 
 import numpy as np
 
-from ..errors import ConfigError, FeatureError, IncompleteDumpError
+from ..core.errors import ConfigError, FeatureError, IncompleteDumpError
 
 
 def shard_range(total: int, nshard: int, rank: int) -> tuple[int, int]:

@@ -19,8 +19,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import CheckpointError
-from ..io import atomic_path, atomic_write
+from ..core.errors import CheckpointError
+from ..core.io import atomic_path, atomic_write
 from .config import GeneratorConfig
 from .model import build_generator
 

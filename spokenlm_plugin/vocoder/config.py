@@ -14,8 +14,8 @@ import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ..errors import CheckpointError, ConfigError
-from ..phones import SAMPLE_RATE
+from ..core.errors import CheckpointError, ConfigError
+from ..core.phones import SAMPLE_RATE
 
 #: Upsampling of the published unit vocoders: 5 * 4 * 4 * 2 * 2 = 320 samples per 50 Hz unit.
 UPSAMPLE_RATES = (5, 4, 4, 2, 2)

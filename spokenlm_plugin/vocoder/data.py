@@ -16,9 +16,9 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..errors import LabelMismatchError
-from ..io import read_manifest
-from ..phones import HOP
+from ..core.errors import LabelMismatchError
+from ..core.io import read_manifest
+from ..core.phones import HOP
 
 #: Allowed difference, in units, between a .km line and the audio's length / 320.
 LENGTH_TOLERANCE = 2

@@ -5,7 +5,7 @@ For every manifest row, the original audio and ``WAVDIR/<utt_id>.wav`` are compa
 e.g. the project's fine-tuned model) both are also transcribed by greedy frame classification and
 scored against ``--labels`` (the gold 50 Hz phone labels): the PER of the resynthesised audio next to
 the PER of the original audio, the paper's WER analogue (the recogniser never heard resynthesised
-speech). PER as in :mod:`spokenlm_plugin.finetune.metrics`: runs collapsed, SIL dropped, total
+speech). PER as in :mod:`spokenlm_plugin.core.phone_metrics`: runs collapsed, SIL dropped, total
 edits / total reference phones.
 """
 
@@ -20,8 +20,8 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
-from ..io import atomic_write, read_lines, read_manifest
+from ..core.errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
+from ..core.io import atomic_write, read_lines, read_manifest
 from .metrics import f0_correlation, mel_cepstral_distortion
 
 MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, 50 ms / 12.5 ms, "
@@ -33,7 +33,7 @@ class PhoneRecognizer:
 
     def __init__(self, checkpoint: str | os.PathLike) -> None:
         from ..finetune.evaluate import load_frame_classifier
-        from ..phones import SIL
+        from ..core.phones import SIL
         from ..units.encoder import DenseModel
 
         try:
@@ -41,7 +41,7 @@ class PhoneRecognizer:
         except SpokenLMError:
             raise
         except Exception as e:  # fairseq's loader fails in many ways on a foreign file
-            from ..errors import CheckpointError
+            from ..core.errors import CheckpointError
 
             raise CheckpointError(f"{checkpoint}: not a hubert_frame_cls checkpoint ({type(e).__name__}: "
                                   f"{str(e).splitlines()[0][:120] if str(e) else ''})") from None
@@ -61,7 +61,7 @@ class PhoneRecognizer:
         return [index[p] for p in labels]
 
     def errors(self, wav: np.ndarray, reference: list[int]) -> tuple[int, int]:
-        from ..finetune.metrics import phone_errors
+        from ..core.phone_metrics import phone_errors
 
         return phone_errors(self.frames(wav), reference, sil=self.sil)
 

@@ -8,7 +8,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..io import atomic_path
+from ..core.io import atomic_path
 
 
 def plot_mels(waves: Sequence[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..errors import AudioFormatError, ConfigError
-from ..io import atomic_path, read_manifest
+from ..core.errors import AudioFormatError, ConfigError
+from ..core.io import atomic_path, read_manifest
 from .config import GeneratorConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm vocoder-synth --help` must not wait seconds for torch

@@ -22,8 +22,8 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError
-from ..io import atomic_path, atomic_write, read_manifest
+from ..core.errors import CheckpointError, ConfigError
+from ..core.io import atomic_path, atomic_write, read_manifest
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch

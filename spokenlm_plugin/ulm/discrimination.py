@@ -36,7 +36,7 @@ from typing import Literal, Mapping
 
 import numpy as np
 
-from ..errors import ManifestError
+from ..core.errors import ManifestError
 
 PairTask = Literal["lexical", "syntactic"]
 #: A confidence interval (low, high) of an accuracy.

@@ -13,9 +13,9 @@ from typing import Sequence
 
 import numpy as np
 
-from ..errors import DictionaryError, LabelMismatchError
-from ..io import Manifest, read_lines, read_manifest
-from ..phones import num_frames
+from ..core.errors import DictionaryError, LabelMismatchError
+from ..core.io import Manifest, read_lines, read_manifest
+from ..core.phones import num_frames
 
 
 def _lines_for(manifest: Manifest, manifest_path: Path, label_path: Path) -> list[str]:

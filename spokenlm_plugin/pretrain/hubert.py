@@ -30,10 +30,10 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from ..errors import CheckpointError, ConfigError, TrainingError
-from ..io import atomic_path, atomic_write, read_manifest
+from ..core.errors import CheckpointError, ConfigError, TrainingError
+from ..core.io import atomic_path, atomic_write, read_manifest
 from .mfcc import MFCC_RATE, mfcc_features, read_mono
-from .runner import run_tool
+from ..core.tools import run_tool
 
 logger = logging.getLogger(__name__)
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import soundfile as sf
 
-from ..errors import AudioFormatError
-from ..io import atomic_path
-from ..phones import RECEPTIVE_FIELD, SAMPLE_RATE
+from .errors import AudioFormatError
+from .io import atomic_path
+from .phones import RECEPTIVE_FIELD, SAMPLE_RATE
 
 #: Samples read at the end of a file to prove that its body is really there.
 _TAIL = 1024

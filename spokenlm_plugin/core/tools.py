@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 from typing import Callable, Sequence
 
-from ..errors import MissingToolError, TrainingError
+from .errors import MissingToolError, TrainingError
 
 
 def tool_path(name: str) -> Path:

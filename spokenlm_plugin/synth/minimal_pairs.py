@@ -60,9 +60,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
-from ..errors import AlignmentError, ConfigError
-from ..io import atomic_write, read_lines
-from ..phones import SAMPLE_RATE, SIL
+from ..core.errors import AlignmentError, ConfigError
+from ..core.io import atomic_write, read_lines
+from ..core.phones import SAMPLE_RATE, SIL
 from .corpus import run_subcommand
 from .flite import Flite, Synthesis
 from .lexicon import Lexicon, Pron, respell

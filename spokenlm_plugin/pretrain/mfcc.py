@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import soundfile as sf
 
-from ..errors import AudioFormatError
-from ..phones import SAMPLE_RATE
+from ..core.errors import AudioFormatError
+from ..core.phones import SAMPLE_RATE
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
     import torch

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Mapping
 
-from ..errors import CheckpointError, ConfigError
-from ..io import atomic_path
+from ..core.errors import CheckpointError, ConfigError
+from ..core.io import atomic_path
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch and fairseq
     import torch
