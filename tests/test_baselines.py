@@ -18,7 +18,7 @@ from spokenlm_plugin.core.io import read_lines, read_manifest
 from spokenlm_plugin.ulm.discrimination import bootstrap_intervals, lexical_accuracy, read_gold, syntactic_accuracy
 from spokenlm_plugin.units.baseline import dump_baseline_features, spectral_features
 from spokenlm_plugin.units.features import read_audio
-from spokenlm_plugin.units.kmeans import read_units
+from spokenlm_plugin.core.km import read_km_arrays
 from spokenlm_plugin.units.phone_classifier import linear_phone_baseline, stack_context
 from spokenlm_plugin.units.shards import open_shards
 
@@ -103,7 +103,7 @@ def test_baseline_dumps_feed_kmeans_abx_and_unit_quality(corpus_dir: Path, tmp_p
                      str(tmp_path / "km.npy")]) == 0
     assert cli.main(["kmeans", "assign", "--features", str(d), "--split", "test", "--centroids",
                      str(tmp_path / "km.npy"), "--out", str(tmp_path / "test.km")]) == 0
-    assert [len(u) for u in read_units(tmp_path / "test.km")] == shard.lengths.tolist()
+    assert [len(u) for u in read_km_arrays(tmp_path / "test.km")] == shard.lengths.tolist()
     assert cli.main(["unit-quality", "--units", str(tmp_path / "test.km"), "--labels",
                      str(corpus_dir / "labels" / "test.phn"), "--json", str(tmp_path / "q.json")]) == 0
     assert json.loads((tmp_path / "q.json").read_text())["pnmi"] > 0.05
@@ -176,7 +176,7 @@ def test_phone_units_are_the_labels_and_binarize(corpus_dir: Path, pairs_dir: Pa
                      "--out-dir", str(out)]) == 0
     phones = _phones(corpus_dir)
     for f in files:
-        units = read_units(out / f"{f.stem}.km")
+        units = read_km_arrays(out / f"{f.stem}.km")
         assert [[phones[u] for u in row] for row in units] == [line.split() for line in read_lines(f)]
     assert cli.main(["lm-data", "--units-dir", str(out), "--splits", "train", "valid", "test", "--out",
                      str(tmp_path / "bin"), "--vocab-size", str(len(phones))]) == 0

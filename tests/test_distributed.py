@@ -17,9 +17,10 @@ import pytest
 import torch
 
 from spokenlm_plugin import cli
+from spokenlm_plugin.core.km import write_km
 from tests.conftest import REPO, VENV_BIN
 from tests.test_finetune import _common_args, _frame_args, corpus, tiny_base  # noqa: F401  (fixtures)
-from tests.test_ulm import K, _markov_units, _train_args, _write_km
+from tests.test_ulm import K, _markov_units, _train_args
 from tests.units_support import make_hubert_checkpoint, write_noise_corpus
 
 pytestmark = pytest.mark.slow
@@ -107,8 +108,8 @@ def test_unit_lm_on_two_ranks(tmp_path):
 
     rows = _markov_units(np.random.default_rng(0), 120)
     (tmp_path / "km").mkdir()
-    _write_km(tmp_path / "km" / "train.km", rows[:100])
-    _write_km(tmp_path / "km" / "valid.km", rows[100:])
+    write_km(tmp_path / "km" / "train.km", rows[:100])
+    write_km(tmp_path / "km" / "valid.km", rows[100:])
     assert cli.main(["lm-data", "--units-dir", str(tmp_path / "km"), "--splits", "train", "valid",
                      "--out", str(tmp_path / "bin"), "--vocab-size", str(K)]) == 0
     # --sample-break-mode eos: one sample per utterance, so sample ids are train.km line numbers.

@@ -19,6 +19,7 @@ import torch
 import spokenlm_plugin  # noqa: F401  (registers the unit LMs; fixes torch.load for checkpoints)
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.errors import ConfigError
+from spokenlm_plugin.core.km import write_km
 from spokenlm_plugin.ulm.embedding import LSTM_INIT_STD, transformer_init_std
 from spokenlm_plugin.ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from spokenlm_plugin.ulm.score import load_unit_lm, read_submission, torch_threads
@@ -50,18 +51,14 @@ def _markov_units(rng: np.random.Generator, n: int) -> list[list[int]]:
     return rows
 
 
-def _write_km(path: Path, rows) -> None:
-    path.write_text("".join(" ".join(map(str, r)) + "\n" for r in rows))
-
-
 @pytest.fixture(scope="module")
 def units(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ulm_units")
     rng = np.random.default_rng(0)
     rows = _markov_units(rng, 180)
-    _write_km(d / "train.km", rows[:140])
-    _write_km(d / "valid.km", rows[140:160])
-    _write_km(d / "test.km", rows[160:])
+    write_km(d / "train.km", rows[:140])
+    write_km(d / "valid.km", rows[140:160])
+    write_km(d / "test.km", rows[160:])
     (d / "test.ids").write_text("".join(f"utt{i}\n" for i in range(20)))
     np.save(d / "centroids.npy", rng.normal(size=(K, D)).astype(np.float32) + 3.0)
     return d
@@ -150,7 +147,7 @@ def test_unit_lookup_accepts_frequency_sorted_dictionaries(tmp_path: Path) -> No
 @pytest.mark.parametrize("line, problem", [("1 2 30 4", "unit 30 is outside the dictionary"),
                                            ("1 x 2", "'x' is not a unit id")])
 def test_lm_data_rejects_units_outside_dictionary(tmp_path: Path, capsys, line: str, problem: str) -> None:
-    _write_km(tmp_path / "train.km", [[1, 2, 3]])
+    write_km(tmp_path / "train.km", [[1, 2, 3]])
     (tmp_path / "train.km").write_text("1 2 3\n" + line + "\n")
     code = cli.main(["lm-data", "--units-dir", str(tmp_path), "--splits", "train", "--out", str(tmp_path / "bin"),
                      "--vocab-size", str(K)])
@@ -405,7 +402,7 @@ def test_lm_score_with_gold_end_to_end(transformer_ckpt: Path, units: Path, tmp_
             km.append(seq)
             ids.append(f"p{i}_{correct}")
             gold.append([i, f"p{i}_{correct}", "v", i % 2, "w", "P", correct])
-    _write_km(tmp_path / "pairs.km", km)
+    write_km(tmp_path / "pairs.km", km)
     (tmp_path / "pairs.ids").write_text("\n".join(ids) + "\n")
     _write_csv(tmp_path / "gold.csv", ["id", "filename", "voice", "frequency", "word", "phones", "correct"], gold)
     assert cli.main(["lm-score", "--checkpoint", str(transformer_ckpt), "--units", str(tmp_path / "pairs.km"),
@@ -443,7 +440,7 @@ def test_fairseq_hydra_train_with_example_config(lm_data: Path, units: Path, tmp
 
 def test_lm_generate_continues_prompts(lstm_ckpt: Path, units: Path, tmp_path: Path) -> None:
     prompts = [[1, 1, 2], [5, 6, 7, 8, 9, 9], [3]]
-    _write_km(tmp_path / "prompts.km", prompts)
+    write_km(tmp_path / "prompts.km", prompts)
     argv = ["lm-generate", "--checkpoint", str(lstm_ckpt), "--prompts", str(tmp_path / "prompts.km"),
             "--max-len", "12", "--min-len", "4", "--top-k", "10", "--temperature", "0.9", "--seed", "3"]
     assert cli.main([*argv, "--out", str(tmp_path / "full.km"), "--keep-prompt", "--work", str(tmp_path / "w")]) == 0
@@ -464,7 +461,7 @@ def test_lm_generate_continues_prompts(lstm_ckpt: Path, units: Path, tmp_path: P
 @pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
 def test_lm_generate_default_top_k_above_the_vocabulary(lstm_ckpt: Path, tmp_path: Path) -> None:
     """The default --top-k 50 on a K = 30 LM (34 symbols) samples among all of them instead of failing."""
-    _write_km(tmp_path / "prompts.km", [[1, 2, 3]])
+    write_km(tmp_path / "prompts.km", [[1, 2, 3]])
     assert cli.main(["lm-generate", "--checkpoint", str(lstm_ckpt), "--prompts", str(tmp_path / "prompts.km"),
                      "--max-len", "5", "--out", str(tmp_path / "c.km")]) == 0
     assert 1 <= len((tmp_path / "c.km").read_text().split()) <= 5

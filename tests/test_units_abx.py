@@ -18,7 +18,8 @@ from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.abx import abx, abx_units
 from spokenlm_plugin.units.features import read_audio
-from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans, write_units
+from spokenlm_plugin.core.km import write_km
+from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans
 from tests.conftest import run_cli
 
 ZEROSPEECH = {"max_size_group": 10, "max_x_across": 5, "distance": "angular", "frequency": 50, "progress": False}
@@ -60,7 +61,7 @@ def feats(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[st
         per_utt.append(x)
     centroids = fit_kmeans(np.concatenate(per_utt), k=12, niter=10)
     np.save(d / "km.npy", centroids)
-    write_units(d / "train.km", [assign_units(x, centroids) for x in per_utt])
+    write_km(d / "train.km", [assign_units(x, centroids) for x in per_utt])
     return {"npy": d / "npy", "pt": d / "pt", "km": d / "train.km", "centroids": d / "km.npy", "root": d,
             "manifest": manifest_path, "item": corpus_dir / "items" / "train.triphone.item",
             "phoneme_item": corpus_dir / "items" / "train.phoneme.item"}

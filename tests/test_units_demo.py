@@ -14,7 +14,7 @@ from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.encoder import DenseModel
 from spokenlm_plugin.units.features import read_audio
-from spokenlm_plugin.units.kmeans import read_units
+from spokenlm_plugin.core.km import read_km_arrays
 from spokenlm_plugin.units.quality import unit_quality
 from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoint
 
@@ -44,7 +44,7 @@ def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) ->
         k, dim = np.load(info["centroids"]).shape
         assert (k, dim) == ((40, 40) if name == "finetuned-logits" else (stage_units.QUICK["k"], 32))
         for split, manifest in manifests.items():
-            rows = read_units(Path(info["km_dir"]) / f"{split}.km")
+            rows = read_km_arrays(Path(info["km_dir"]) / f"{split}.km")
             assert [len(r) for r in rows] == [num_frames(r.num_samples) for r in manifest.rows]
             assert all(0 <= r.min() and r.max() < k for r in rows if len(r))
     assert units["finetuned-logits"]["layer"] == "logits" and units["base"]["layer"] == 2
@@ -53,14 +53,14 @@ def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) ->
     test = manifests["test"]
     logits = DenseModel.from_checkpoint(finetuned, layer="logits", device="cpu")
     first = logits(read_audio(test.path(test.rows[0]))).numpy()
-    assert read_units(Path(units["finetuned-logits"]["km_dir"]) / "test.km")[0].tolist() == first.argmax(1).tolist()
+    assert read_km_arrays(Path(units["finetuned-logits"]["km_dir"]) / "test.km")[0].tolist() == first.argmax(1).tolist()
 
     assert [t.title.split(" ")[0] for t in result.tables] == ["Triphone", "Units"]
     assert len(result.tables[1].rows) == 5 and all(p.is_file() and p.suffix == ".png" for p in result.plots)
     # Each unit set is scored on the test split's units against the test labels (not another split).
     labels = [line.split() for line in (corpus_dir / "labels" / "test.phn").read_text().splitlines()]
     for name, m in result.metrics["units"].items():
-        q = unit_quality(read_units(Path(units[name]["km_dir"]) / "test.km"), labels)
+        q = unit_quality(read_km_arrays(Path(units[name]["km_dir"]) / "test.km"), labels)
         assert (m["pnmi"], m["phone_purity"], m["units_used"]) == (q.pnmi, q.phone_purity, q.units_used), name
     assert set(result.metrics["features"]) == {"base L2", "finetuned L3", "finetuned logits"}
 

@@ -11,7 +11,8 @@ from sklearn.cluster import MiniBatchKMeans
 
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.core.errors import CheckpointError, ConfigError, FeatureError
-from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans, inertia, load_centroids, read_units
+from spokenlm_plugin.core.km import read_km_arrays
+from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans, inertia, load_centroids
 from spokenlm_plugin.units.shards import open_shards, sample_frames
 
 DIM = 12
@@ -101,7 +102,7 @@ def test_cli_fit_assign_dedup(shards: tuple[Path, list[np.ndarray], np.ndarray],
     km = tmp_path / "train.km"
     assert main(["kmeans", "assign", "--features", str(feats), "--split", "train", "--nshard", "2",
                  "--centroids", str(cent), "--out", str(km), "--dedup"]) == 0
-    rows = read_units(km)
+    rows = read_km_arrays(km)
     assert len(rows) == len(utterances)
     assert [u.tolist() for u in rows] == [nearest_oracle(u, centroids) for u in utterances]
     dedup = [line.split() for line in (tmp_path / "train.dedup.km").read_text().splitlines()]
@@ -133,7 +134,7 @@ def test_joblib_sklearn_model(shards: tuple[Path, list[np.ndarray], np.ndarray],
     out = tmp_path / "sk.km"
     assert main(["kmeans", "assign", "--features", str(feats), "--split", "train", "--nshard", "2",
                  "--centroids", str(tmp_path / "km6.joblib"), "--out", str(out)]) == 0
-    assert np.concatenate(read_units(out)).tolist() == model.predict(x).tolist()
+    assert np.concatenate(read_km_arrays(out)).tolist() == model.predict(x).tolist()
     joblib.dump({"not": "a model"}, tmp_path / "dict.joblib")
     with pytest.raises(CheckpointError, match="not a fitted k-means model"):
         load_centroids(tmp_path / "dict.joblib")

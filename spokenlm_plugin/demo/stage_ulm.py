@@ -36,7 +36,8 @@ import numpy as np
 
 from ..core.errors import SpokenLMError
 from ..core.io import read_manifest
-from ..ulm.data import fairseq_tool, make_lm_dataset, read_km
+from ..core.km import read_km, write_km
+from ..ulm.data import fairseq_tool, make_lm_dataset
 from ..ulm.generate import continue_units
 from ..ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from ..ulm.score import load_unit_lm, sequence_logprobs, torch_threads, unit_count_scores, unit_indices
@@ -235,7 +236,7 @@ def run(ctx: DemoContext) -> StageResult:
     chosen = (names[-1], "centroids")
     test_rows = read_km(Path(units[chosen[0]]["km_dir"]) / "test.km", vocab_size=vocab[chosen[0]], allow_empty=False)
     prompts_km, continuations_km = out / "prompts.km", out / "continuations.km"
-    prompts_km.write_text("".join(" ".join(map(str, r[:PROMPT_UNITS])) + "\n" for r in test_rows[:N_PROMPTS]))
+    write_km(prompts_km, [r[:PROMPT_UNITS] for r in test_rows[:N_PROMPTS]])
     ctx.log("[ulm] sampling continuations with fairseq-generate; scoring test utterances and minimal pairs")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # data= gives the dictionary, so this thread loads no checkpoint (fairseq / hydra globals).

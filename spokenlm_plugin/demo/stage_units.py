@@ -27,11 +27,12 @@ import numpy as np
 import torch
 
 from ..core.io import read_manifest
+from ..core.km import read_km_arrays, write_km
 from ..units.abx import abx, abx_units_many
 from ..units.baseline import dump_baseline_features
 from ..units.encoder import DenseModel, Layer
 from ..units.features import dump_features
-from ..units.kmeans import fit_kmeans, save_centroids, write_units
+from ..units.kmeans import fit_kmeans, save_centroids
 from ..units.quality import unit_quality
 from ..units.shards import open_shards, sample_frames
 from .context import DemoContext, StageResult, Table
@@ -100,14 +101,12 @@ def _kmeans_units(unit_set: _UnitSet, feat_dir: Path, splits: list[str], *, size
     centroids = fit_kmeans(x, k=size["k"], niter=size["niter"], max_points=size["kmeans_frames"], seed=0)
     save_centroids(unit_set.centroids, centroids)
     for split in splits:
-        write_units(unit_set.km_dir / f"{split}.km", _units_of(feat_dir, split, lambda u: assign_units(u, centroids)))
+        write_km(unit_set.km_dir / f"{split}.km", _units_of(feat_dir, split, lambda u: assign_units(u, centroids)))
 
 
 def _quality(unit_set: _UnitSet, corpus: Path, test_manifest: Path, item: Path) -> dict[str, float]:
-    from ..units.kmeans import read_units
-
     labels = [line.split() for line in (corpus / "labels" / "test.phn").read_text().splitlines()]
-    q = unit_quality(read_units(unit_set.km_dir / "test.km"), labels)
+    q = unit_quality(read_km_arrays(unit_set.km_dir / "test.km"), labels)
     results = abx_units_many(unit_set.km_dir / "test.km", test_manifest, item,
                              conditions=[("within", "within"), ("across", "within")])
     return {"abx_within": results[0].error, "abx_across": results[1].error, "pnmi": q.pnmi,
@@ -243,7 +242,7 @@ def _logits_units(dense: DenseModel, manifests: dict[str, Path], feat_dir: Path,
             np.save(logits_dir / f"{utt}.npy", to_logits(np.load(feat_dir / f"{utt}.npy")))
     save_centroids(unit_set.centroids, np.eye(logits.dim, dtype=np.float32))
     for split in manifests:
-        write_units(unit_set.km_dir / f"{split}.km", _units_of(source, split, lambda u: to_logits(u).argmax(axis=1)))
+        write_km(unit_set.km_dir / f"{split}.km", _units_of(source, split, lambda u: to_logits(u).argmax(axis=1)))
     return unit_set
 
 

@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from ..core.io import read_lines, read_manifest, write_manifest
+from ..core.km import read_km, write_km
 from ..ulm.score import torch_threads
 from ..units.features import read_audio
 from ..vocoder.config import DiscriminatorConfig, TrainConfig
@@ -149,9 +150,8 @@ def run(ctx: DemoContext) -> StageResult:
     with torch_threads(1):
         for i, n in enumerate(names):
             km = out / "test_subset" / f"{n}.km"
-            all_rows = (Path(units[n]["km_dir"]) / "test.km").read_text().splitlines()
-            km.parent.mkdir(parents=True, exist_ok=True)
-            km.write_text("".join(all_rows[j] + "\n" for j in rows))
+            all_rows = read_km(Path(units[n]["km_dir"]) / "test.km")
+            write_km(km, [all_rows[j] for j in rows])
             vocoder = Vocoder.load(vocoders[n]["checkpoint"], vocoders[n]["config"])
             stats = synthesize(vocoder, km, out / "resynth" / n, manifest=manifest, progress=False)
             speed[n] = stats["x_real_time"]

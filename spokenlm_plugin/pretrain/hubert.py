@@ -32,6 +32,7 @@ import numpy as np
 
 from ..core.errors import CheckpointError, ConfigError, TrainingError
 from ..core.io import atomic_path, atomic_write, read_manifest
+from ..core.km import write_km
 from .mfcc import MFCC_RATE, mfcc_features, read_mono
 from ..core.tools import run_tool
 
@@ -152,9 +153,7 @@ def make_mfcc_targets(
     centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
     save_centroids(out / "km.npy", centroids)  # to make targets for other audio (evaluation)
     for split, feats in (("train", train), ("valid", _rows_mfcc(manifests / "valid.tsv"))):
-        with atomic_write(out / f"{split}.km") as f:
-            for x in feats:
-                f.write(" ".join(map(str, assign_units(x, centroids).tolist())) + "\n")
+        write_km(out / f"{split}.km", (assign_units(x, centroids) for x in feats))
     with atomic_write(out / "dict.km.txt") as f:
         f.writelines(f"{u} 1\n" for u in range(k))
     log(f"targets: k={k} at {MFCC_RATE} Hz in {out} ({time.perf_counter() - start:.0f} s)")
@@ -186,9 +185,7 @@ def make_feature_targets(
     centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
     save_centroids(out / "km.npy", centroids)
     for split, feats in (("train", train), ("valid", rows("valid"))):
-        with atomic_write(out / f"{split}.km") as f:
-            for x in feats:
-                f.write(" ".join(map(str, assign_units(x, centroids).tolist())) + "\n")
+        write_km(out / f"{split}.km", (assign_units(x, centroids) for x in feats))
     with atomic_write(out / "dict.km.txt") as f:
         f.writelines(f"{u} 1\n" for u in range(k))
     log(f"targets: k={k} at 50 Hz in {out} ({time.perf_counter() - start:.0f} s)")
@@ -320,9 +317,7 @@ def masked_prediction_accuracy(
         rate = float(MFCC_RATE)
     split = manifest.stem
     out.mkdir(parents=True, exist_ok=True)
-    with atomic_write(out / f"{split}.km") as f:
-        for x in feats:
-            f.write(" ".join(map(str, assign_units(np.asarray(x), centroids).tolist())) + "\n")
+    write_km(out / f"{split}.km", (assign_units(np.asarray(x), centroids) for x in feats))
     with atomic_write(out / "dict.km.txt") as f:
         f.writelines(f"{u} 1\n" for u in range(len(centroids)))
     with atomic_path(out / f"{split}.tsv") as tmp:

@@ -25,8 +25,7 @@ from typing import Sequence
 from ..core.errors import AlignmentError, LabelMismatchError
 from ..core.io import read_lines, read_manifest
 from ..core.phones import SAMPLE_RATE
-from ..ulm.data import read_km
-from ..units.kmeans import deduplicate
+from ..core.km import deduplicate, read_km
 
 FRAME_S = 0.02
 #: Two frames: HuBERT's ``floor((n - 400) / 320) + 1`` frames stop up to 1.5 frames before the audio ends.

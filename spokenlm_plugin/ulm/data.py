@@ -30,47 +30,13 @@ from typing import Sequence
 from ..core.errors import ConfigError, DictionaryError, FeatureError, MissingToolError
 from ..core.tools import run_tool
 from ..core.io import atomic_write
-from ..units.kmeans import deduplicate
+from ..core.km import deduplicate, read_km
 
 logger = logging.getLogger(__name__)
 
 #: fairseq's Dictionary puts these four symbols first: unit k has index k + NUM_SPECIAL.
 NUM_SPECIAL = 4
 META_NAME = "lm-data.json"
-
-
-def read_km(path: str | os.PathLike, *, vocab_size: int | None = None, allow_empty: bool = True) -> list[list[int]]:
-    """Units of each line of a ``.km`` file, checked against the dictionary ``0 .. vocab_size-1``.
-
-    Raises :class:`DictionaryError` naming the file and line of the first unit outside it.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureError(f"{path}: units file not found; make it with 'spokenlm kmeans assign'")
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise FeatureError(f"{path}: not a text .km file; make it with 'spokenlm kmeans assign'") from None
-    rows: list[list[int]] = []
-    for lineno, text in enumerate(lines, start=1):
-        units = []
-        for tok in text.split():
-            if not tok.isdigit():
-                raise DictionaryError(
-                    f"{path}:{lineno}: {tok!r} is not a unit id (non-negative integer); "
-                    "a .km line holds space-separated unit ids"
-                )
-            u = int(tok)
-            if vocab_size is not None and u >= vocab_size:
-                raise DictionaryError(
-                    f"{path}:{lineno}: unit {u} is outside the dictionary (units 0..{vocab_size - 1}); "
-                    "use the units of the k-means the LM was trained on, or a larger --vocab-size"
-                )
-            units.append(u)
-        if not units and not allow_empty:
-            raise FeatureError(f"{path}:{lineno}: empty line (no units); every line must hold at least one unit")
-        rows.append(units)
-    return rows
 
 
 def write_dictionary(path: str | os.PathLike, vocab_size: int, counts: Counter | None = None) -> None:

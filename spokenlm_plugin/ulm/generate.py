@@ -41,10 +41,10 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
-from ..core.io import atomic_write
 from ..core.tools import run_tool
 from .checkpoint import read_lm_state
-from .data import NUM_SPECIAL, binarize, fairseq_tool, read_dictionary_size, read_km
+from ..core.km import read_km, write_km
+from .data import NUM_SPECIAL, binarize, fairseq_tool, read_dictionary_size
 
 logger = logging.getLogger(__name__)
 
@@ -132,12 +132,6 @@ def read_continuations(
             raise LabelMismatchError(f"{path}: hypothesis H-{i} does not start with prompt line {i + 1}")
         out.append(hyp if keep_prompt else hyp[len(prompt):])
     return out
-
-
-def write_km(path: str | os.PathLike, rows: Sequence[Sequence[int]]) -> None:
-    """A ``.km`` file: one line of space-separated units per row (atomically)."""
-    with atomic_write(path) as f:
-        f.writelines(" ".join(map(str, r)) + "\n" for r in rows)
 
 
 def lm_dictionary(checkpoint: str | os.PathLike | None, *, data: str | os.PathLike | None = None) -> Path:

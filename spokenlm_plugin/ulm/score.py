@@ -37,7 +37,7 @@ import numpy as np
 from ..core.errors import CheckpointError, ConfigError, LabelMismatchError
 from ..core.io import atomic_write, read_lines, read_manifest
 from .checkpoint import read_lm_state
-from .data import read_km
+from ..core.km import read_km
 from .discrimination import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
 
 if TYPE_CHECKING:

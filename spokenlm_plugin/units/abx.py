@@ -31,6 +31,7 @@ import numpy as np
 
 from ..core.errors import AbxConditionError, ConfigError, FeatureError, LabelMismatchError
 from ..core.io import atomic_write, read_lines, read_manifest
+from ..core.km import read_km_arrays
 from ..core.phones import FRAME_RATE
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
@@ -217,10 +218,8 @@ def abx_units_many(
     :param on_empty: called with the error of a condition that cannot be scored (e.g. across
         speaker on a one-speaker item file), which is then left out; ``None``: raise it.
     """
-    from .kmeans import read_units
-
     rows = read_manifest(manifest).utt_ids
-    units = read_units(km)
+    units = read_km_arrays(km)
     if len(units) != len(rows):
         raise LabelMismatchError(
             f"{km}: {len(units)} lines but {manifest} has {len(rows)} rows; use the manifest the units were made from"

@@ -351,7 +351,8 @@ class SpeechEncoder:
         return self.batch([waveform])[0]
 
     def batch(self, waveforms: Sequence[torch.Tensor | np.ndarray]) -> list[dict[str, torch.Tensor]]:
-        from .kmeans import assign_units, deduplicate
+        from ..core.km import deduplicate
+        from .kmeans import assign_units
 
         results = []
         for dense in self.dense.batch(waveforms):

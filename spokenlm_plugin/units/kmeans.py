@@ -17,14 +17,14 @@ import argparse
 import logging
 import os
 import time
-from itertools import groupby
 from pathlib import Path
-from typing import Iterable, Literal, Sequence
+from typing import Literal
 
 import numpy as np
 
 from ..core.errors import CheckpointError, ConfigError, FeatureError
-from ..core.io import atomic_path, atomic_write
+from ..core.io import atomic_path
+from ..core.km import dedup_paths, write_km
 from .shards import check_finite, open_shards, sample_frames
 
 InitName = Literal["k-means++", "random"]
@@ -208,58 +208,6 @@ def save_centroids(path: str | os.PathLike, centroids: np.ndarray) -> None:
             np.save(f, np.ascontiguousarray(centroids, dtype=np.float32))
 
 
-def deduplicate(units: Sequence[int]) -> tuple[list[int], list[int]]:
-    """Collapse runs of a repeated unit: ``(units, run lengths in frames)``."""
-    runs = [(u, sum(1 for _ in g)) for u, g in groupby(units)]
-    return [u for u, _ in runs], [n for _, n in runs]
-
-
-def dedup_paths(km: str | os.PathLike) -> tuple[Path, Path]:
-    """``X.dedup.km`` and ``X.dur`` beside ``X.km``."""
-    km = Path(km)
-    stem = km.name.removesuffix(".km")
-    return km.with_name(f"{stem}.dedup.km"), km.with_name(f"{stem}.dur")
-
-
-def write_units(path: str | os.PathLike, units: Iterable[Sequence[int]], *, dedup: bool = False) -> int:
-    """Write a ``.km`` file (and with ``dedup`` its ``.dedup.km`` / ``.dur``); return the line count."""
-    def line(xs: Sequence[int]) -> str:
-        return " ".join(map(str, xs)) + "\n"
-
-    rows = [list(map(int, u)) for u in units]
-    with atomic_write(path) as f:
-        f.writelines(line(u) for u in rows)
-    if dedup:
-        dedup_km, dur = dedup_paths(path)
-        pairs = [deduplicate(u) for u in rows]
-        with atomic_write(dedup_km) as f:
-            f.writelines(line(u) for u, _ in pairs)
-        with atomic_write(dur) as f:
-            f.writelines(line(d) for _, d in pairs)
-    return len(rows)
-
-
-def read_units(path: str | os.PathLike) -> list[np.ndarray]:
-    """The units of each line of a ``.km`` file."""
-    path = Path(path)
-    if not path.is_file():
-        raise FeatureError(f"{path}: units file not found; make it with 'spokenlm kmeans assign'")
-    try:
-        lines = path.read_text().splitlines()
-    except UnicodeDecodeError:
-        raise FeatureError(f"{path}: not a text .km file; make it with 'spokenlm kmeans assign'") from None
-    rows = []
-    for lineno, text in enumerate(lines, start=1):
-        tokens = text.split()
-        if not all(t.isdigit() for t in tokens):
-            bad = next(t for t in tokens if not t.isdigit())
-            raise FeatureError(
-                f"{path}:{lineno}: {bad!r} is not a unit id; a .km line holds space-separated non-negative integers"
-            )
-        rows.append(np.asarray([int(t) for t in tokens], dtype=np.int64))
-    return rows
-
-
 # ----------------------------------------------------------------------------------------- CLI
 
 
@@ -340,7 +288,7 @@ def _run_assign(args: argparse.Namespace) -> int:
             blocks.append(assign_units(block, centroids, gpu=gpu))
         ids = np.concatenate(blocks)
         units += np.split(ids, np.cumsum(shard.lengths)[:-1])
-    n = write_units(args.out, units, dedup=args.dedup)
+    n = write_km(args.out, units, dedup=args.dedup)
     extra = " (+ {}, {})".format(*(p.name for p in dedup_paths(args.out))) if args.dedup else ""
     print(f"{args.out}: units of {n} utterances{extra}")
     return 0

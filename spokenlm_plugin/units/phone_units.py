@@ -20,7 +20,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, FeatureError
 from ..core.io import read_lines
-from .kmeans import dedup_paths, write_units
+from ..core.km import dedup_paths, write_km
 from .quality import read_phone_dict
 
 
@@ -45,7 +45,7 @@ def write_phone_units(
     labels: str | os.PathLike, dict_path: str | os.PathLike, out: str | os.PathLike, *, dedup: bool = False
 ) -> int:
     """Write ``out`` (``.km``) from the frame labels ``labels``; return the number of lines."""
-    return write_units(out, phone_units(labels, read_phone_dict(dict_path)), dedup=dedup)
+    return write_km(out, phone_units(labels, read_phone_dict(dict_path)), dedup=dedup)
 
 
 # ----------------------------------------------------------------------------------------- CLI

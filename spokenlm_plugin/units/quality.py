@@ -26,6 +26,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError
 from ..core.io import atomic_write, read_lines
+from ..core.km import read_km_arrays
 
 
 @dataclass(frozen=True)
@@ -178,9 +179,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from .kmeans import read_units
-
-    units = read_units(args.units)
+    units = read_km_arrays(args.units)
     labels = [line.split() for line in read_lines(args.labels)]
     phones = read_phone_dict(args.dict) if args.dict is not None else None
     if args.vocab_size is not None and args.vocab_size < 1:

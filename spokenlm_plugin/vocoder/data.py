@@ -18,6 +18,7 @@ import torch
 
 from ..core.errors import LabelMismatchError
 from ..core.io import read_manifest
+from ..core.km import read_km_arrays
 from ..core.phones import HOP
 
 #: Allowed difference, in units, between a .km line and the audio's length / 320.
@@ -37,14 +38,12 @@ def read_unit_rows(km: str | os.PathLike, *, num_units: int, expected_rows: int 
                    manifest: str | os.PathLike | None = None) -> list[np.ndarray]:
     """Units of every line of ``km`` (no empty line, each unit < ``num_units``), checked against
     the manifest's row count; errors name the file and line."""
-    from ..ulm.data import read_km
-
-    rows = read_km(km, vocab_size=num_units, allow_empty=False)
+    rows = read_km_arrays(km, vocab_size=num_units, allow_empty=False)
     if expected_rows is not None and len(rows) != expected_rows:
         raise LabelMismatchError(
             f"{km}: {len(rows)} lines of units but the manifest {manifest} has {expected_rows} rows; "
             "pass the .km made from this manifest (one line per row, same order)")
-    return [np.asarray(r, dtype=np.int64) for r in rows]
+    return rows
 
 
 class VocoderCorpus:
