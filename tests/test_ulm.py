@@ -20,9 +20,10 @@ import spokenlm_plugin  # noqa: F401  (registers the unit LMs; fixes torch.load 
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.errors import ConfigError
 from spokenlm_plugin.core.km import write_km
+from spokenlm_plugin.core.runtime import torch_threads
 from spokenlm_plugin.ulm.embedding import LSTM_INIT_STD, transformer_init_std
 from spokenlm_plugin.ulm.discrimination import lexical_accuracy, syntactic_accuracy
-from spokenlm_plugin.ulm.score import load_unit_lm, read_submission, torch_threads
+from spokenlm_plugin.ulm.score import load_unit_lm, read_submission
 from tests.conftest import REPO, run_cli
 
 K = 30  # units

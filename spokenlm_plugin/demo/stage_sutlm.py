@@ -33,13 +33,13 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import SpokenLMError
+from ..core.runtime import torch_threads
 from ..core.tools import run_tool
 from ..sutlm.data import DataConfig, build, read_aligned, variant_name
 from ..sutlm.evaluate import CONDITIONS, cra, eval_items, fmt_pct, pelm, renderer_for
 from ..sutlm.metrics import paired_difference_ci
 from ..sutlm.score import load_lm
 from ..sutlm.transfer import ZeroShotReport, sentence_labels, zero_shot
-from ..ulm.score import torch_threads
 from .context import DemoContext, StageResult, Table
 
 

@@ -37,10 +37,11 @@ import numpy as np
 from ..core.errors import SpokenLMError
 from ..core.io import read_manifest
 from ..core.km import read_km, write_km
+from ..core.runtime import torch_threads
 from ..ulm.data import fairseq_tool, make_lm_dataset
 from ..ulm.generate import continue_units
 from ..ulm.discrimination import lexical_accuracy, syntactic_accuracy
-from ..ulm.score import load_unit_lm, sequence_logprobs, torch_threads, unit_count_scores, unit_indices
+from ..ulm.score import load_unit_lm, sequence_logprobs, unit_count_scores, unit_indices
 from ..units.phone_units import write_phone_units
 from ..units.quality import read_phone_dict
 from .context import DemoContext, StageResult, Table

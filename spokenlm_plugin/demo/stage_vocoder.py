@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.io import read_lines, read_manifest, write_manifest
 from ..core.km import read_km, write_km
-from ..ulm.score import torch_threads
+from ..core.runtime import torch_threads
 from ..units.features import read_audio
 from ..vocoder.config import DiscriminatorConfig, TrainConfig
 from ..vocoder.data import UnitSet, read_unit_rows

@@ -33,7 +33,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.io import atomic_write
-from ..ulm.score import torch_threads
+from ..core.runtime import torch_threads
 from .align import AlignedUtterance
 from .data import read_aligned
 from .generate import prompt_tokens, sample_continuations

@@ -21,7 +21,7 @@ from typing import Sequence
 
 from ..core.errors import ConfigError, FeatureError
 from ..core.io import atomic_write, read_lines
-from ..ulm.score import torch_threads
+from ..core.runtime import torch_threads
 from .score import indices, load_lm
 from .sequences import render
 from .tokens import MARKER_OF, Modality, Tokenizer, decode_text, decode_units, modality_of

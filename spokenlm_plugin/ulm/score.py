@@ -25,22 +25,23 @@ alone achieves (ties when both have the same length).
 from __future__ import annotations
 
 import argparse
-import contextlib
 import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
 from ..core.errors import CheckpointError, ConfigError, LabelMismatchError
 from ..core.io import atomic_write, read_lines, read_manifest
+from ..core.runtime import resolve_device, torch_threads
 from .checkpoint import read_lm_state
 from ..core.km import read_km
 from .discrimination import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
 
 if TYPE_CHECKING:
+    import torch
     from fairseq.models import FairseqLanguageModel
     from fairseq.tasks.language_modeling import LanguageModelingTask
 
@@ -49,7 +50,7 @@ Scorer = Literal["lm", "length"]
 
 
 def load_unit_lm(
-    checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None, device: str = "cpu"
+    checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None, device: str | torch.device = "cpu"
 ) -> tuple["FairseqLanguageModel", "LanguageModelingTask"]:
     """A trained unit LM and its task (for the dictionary), in eval mode on ``device``.
 
@@ -152,7 +153,7 @@ def score_units(
     mean: bool = False,
     begin: BeginSymbol = "eos",
     batch_size: int = 64,
-    device: str = "cpu",
+    device: str | torch.device = "cpu",
 ) -> dict[str, float]:
     """Score every line of a ``.km`` file; ``{utt_id: log-probability}`` in file order."""
     model, task = load_unit_lm(checkpoint, data=data, device=device)
@@ -202,24 +203,6 @@ def read_submission(path: str | os.PathLike) -> dict[str, float]:
     return scores
 
 
-@contextlib.contextmanager
-def torch_threads(n: int | None) -> Iterator[None]:
-    """Run the block with ``n`` intra-op CPU threads (``None``: unchanged), then restore.
-
-    Small LMs gain little from intra-op threads, and on a busy CPU torch's spinning threads make
-    them many times slower (measured: 10-15x on a loaded 2-core machine).
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    if n is not None:
-        torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def _utt_ids(args: argparse.Namespace) -> list[str]:
     if args.manifest is not None:
         return read_manifest(args.manifest).utt_ids
@@ -227,14 +210,6 @@ def _utt_ids(args: argparse.Namespace) -> list[str]:
     if len(set(ids)) != len(ids):
         raise LabelMismatchError(f"{args.ids}: an utterance id appears twice")
     return ids
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: torch sees no GPU")
-    return "cuda" if name == "cuda" or (name == "auto" and torch.cuda.is_available()) else "cpu"
 
 
 # ----------------------------------------------------------------------------------------- CLI
@@ -288,7 +263,7 @@ def run(args: argparse.Namespace) -> int:
         with torch_threads(args.threads):
             scores = score_units(
                 args.checkpoint, args.units, utt_ids=utt_ids, data=args.data, mean=args.mean,
-                begin=args.begin, batch_size=args.batch_size, device=_device(args.device),
+                begin=args.begin, batch_size=args.batch_size, device=resolve_device(args.device),
             )
     write_submission(args.out, scores)
     print(f"{len(scores)} scores -> {args.out}")

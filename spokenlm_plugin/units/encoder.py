@@ -33,22 +33,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..core.checkpoints import model_name, read_checkpoint, task_name
 from ..core.errors import CheckpointError, ConfigError
 from ..core.phones import HOP, SAMPLE_RATE
+from ..core.runtime import DeviceName, resolve_device
 
 Layer = int | Literal["logits"]
-DeviceName = Literal["auto", "cpu", "cuda"]
 DTypeName = Literal["auto", "float32", "bfloat16"]
-
-
-def resolve_device(device: DeviceName | str | torch.device) -> torch.device:
-    """``auto``: CUDA when available, else CPU."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("--device cuda: no CUDA GPU is available; use --device cpu")
-    return device
 
 
 def resolve_dtype(dtype: DTypeName, device: torch.device) -> torch.dtype:
@@ -278,29 +269,14 @@ class DenseModel:
 def load_checkpoint(path: str | os.PathLike) -> tuple[nn.Module, Any]:
     """``(model, task config)`` of a fairseq checkpoint; no data folder is needed when the
     checkpoint stores its task state (dictionaries), as fairseq has done since 2021."""
-    import pickle
-
-    import spokenlm_plugin  # noqa: F401  (registers the plugin's models; applies the torch.load fix)
-    from fairseq import checkpoint_utils, models, tasks
-
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: checkpoint not found")
-    try:
-        state = checkpoint_utils.load_checkpoint_to_cpu(str(path))
-    except (pickle.UnpicklingError, EOFError, RuntimeError, ValueError) as e:
-        raise CheckpointError(f"{path}: not a readable fairseq checkpoint ({type(e).__name__}: {e})") from e
-    except (KeyError, AttributeError, TypeError) as e:  # fairseq's upgrade step expects entries it lacks
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (no {e} entry); expected a HuBERT checkpoint") from e
-    if not isinstance(state, dict) or "model" not in state or state.get("cfg") is None:
-        raise CheckpointError(f"{path}: not a fairseq checkpoint (expected 'cfg' and 'model' entries)")
-    cfg = state["cfg"]
-    model_name, task_name = cfg.model.get("_name"), cfg.task.get("_name")
-    if model_name not in models.MODEL_REGISTRY or task_name not in tasks.TASK_REGISTRY:
-        raise CheckpointError(
-            f"{path}: model {model_name!r} / task {task_name!r} is not registered with fairseq; "
-            "expected a HuBERT checkpoint (model 'hubert') or one fine-tuned by spokenlm"
-        )
+    hint = "expected a HuBERT checkpoint (model 'hubert') or one fine-tuned by spokenlm"
+    state = read_checkpoint(path, hint=hint)
+    from fairseq import checkpoint_utils, models, tasks  # after read_checkpoint has registered the plugin
+
+    arch, task_kind = model_name(state), task_name(state)
+    if arch not in models.MODEL_REGISTRY or task_kind not in tasks.TASK_REGISTRY:
+        raise CheckpointError(f"{path}: model {arch!r} / task {task_kind!r} is not registered with fairseq; {hint}")
     try:
         (model,), _, task = checkpoint_utils.load_model_ensemble_and_task([str(path)], state=state)
     except FileNotFoundError as e:

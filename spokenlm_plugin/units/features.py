@@ -32,6 +32,7 @@ import numpy as np
 from ..core.errors import AudioFormatError, ConfigError, FeatureError, ManifestError
 from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
 from ..core.phones import SAMPLE_RATE
+from ..core.runtime import cpu_threads
 from .shards import read_dump_state, shard_paths, shard_range, state_path
 
 if TYPE_CHECKING:  # torch loads in seconds: `spokenlm dump-features --help` must not wait for it
@@ -211,7 +212,7 @@ def dump_features(
     rows = manifest.rows[start:end]
 
     state = {"model": dense.name, "fingerprint": dense.fingerprint, "layer": dense.layer, "dim": dense.dim,
-             "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": _cpu_threads(dense)}
+             "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": cpu_threads(dense.device)}
     resuming = npy.is_file() or len_path.is_file()
     _check_state(npy, state, resuming=resuming)
     done = _repair(npy, len_path) if resuming else 0
@@ -279,16 +280,6 @@ def dump_features(
             np.save(tmp, np.zeros((0, dense.dim), dtype=np.float32))
     return DumpResult(npy=npy, len=len_path, utterances=next_row, dumped=next_row - done,
                       frames=frames_total, audio_seconds=audio_total, seconds=time.perf_counter() - t0)
-
-
-def _cpu_threads(dense: DenseModel) -> int | None:
-    """torch's intra-op threads when computing on the CPU (sums, hence features, change in the last
-    digits with the thread count); ``None`` on a GPU."""
-    if dense.device.type != "cpu":
-        return None
-    import torch
-
-    return torch.get_num_threads()
 
 
 def _plan(rows: Sequence[ManifestRow], *, done: int, stop: int, batch_samples: int) -> list[list[list[int]]]:
