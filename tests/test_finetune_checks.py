@@ -96,11 +96,11 @@ def test_checkpoint_validation(tmp_path):
         load_pretrained(tmp_path / "missing.pt")
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
-    with pytest.raises(CheckpointError, match="not a readable PyTorch checkpoint"):
+    with pytest.raises(CheckpointError, match="not a readable pretrained HuBERT checkpoint"):
         load_pretrained(text)
     bare = tmp_path / "bare.pt"
     torch.save({"weights": torch.zeros(2)}, bare)
-    with pytest.raises(CheckpointError, match="no 'model' state dict"):
+    with pytest.raises(CheckpointError, match="no 'model' entry"):
         load_pretrained(bare)
     other = tmp_path / "lm.pt"
     torch.save({"model": {}, "cfg": {"model": {"_name": "transformer_lm"}, "task": {}}}, other)

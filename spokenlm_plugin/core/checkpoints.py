@@ -37,7 +37,8 @@ def _load(path: Path, loader: Loader, arg_overrides: Mapping[str, Any] | None) -
         spokenlm_plugin.register()  # fairseq's torch.load fix (compat), and the plugin's models for the stage
         from fairseq import checkpoint_utils
 
-        return checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides=dict(arg_overrides or {}))
+        overrides = dict(arg_overrides) if arg_overrides is not None else None
+        return checkpoint_utils.load_checkpoint_to_cpu(str(path), arg_overrides=overrides)
     import torch
 
     # ``pickle``: a file the user points at and trusts, as fairseq does; ``tensors``: no pickle code runs.

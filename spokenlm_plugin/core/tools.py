@@ -1,13 +1,17 @@
-"""Running fairseq's own command-line tools (``fairseq-train``, ``fairseq-hydra-train``) as a user would.
+"""Running fairseq's own command-line tools (``fairseq-train``, ``fairseq-hydra-train``,
+``fairseq-preprocess``, ``fairseq-generate``, ``fairseq-validate``) as a user would.
 
 Recipes call the real CLIs of the current environment in a subprocess rather than fairseq's
-Python entry points, so what they run is exactly what the documented commands run.
+Python entry points, so what they run is exactly what the documented commands run. Every launch
+goes through :func:`run_tool`: output to a log file, the thread count in the environment, and a
+failure summarised as one line naming the log.
 """
 
 from __future__ import annotations
 
 import os
 import shlex
+import shutil
 import subprocess
 import sys
 import time
@@ -18,11 +22,15 @@ from .errors import MissingToolError, TrainingError
 
 
 def tool_path(name: str) -> Path:
-    """A console script installed beside the running Python (the venv's ``bin``)."""
+    """A console script installed beside the running Python (the venv's ``bin``), else on PATH."""
     exe = Path(sys.executable).parent / name
-    if not exe.is_file():
-        raise MissingToolError(f"{exe}: {name} not found beside {sys.executable}; install fairseq-fixed in this environment")
-    return exe
+    if exe.is_file():
+        return exe
+    found = shutil.which(name)
+    if found is None:
+        raise MissingToolError(f"{exe}: {name} not found beside {sys.executable} nor on PATH; "
+                               "install fairseq-fixed in this environment")
+    return Path(found)
 
 
 def run_tool(

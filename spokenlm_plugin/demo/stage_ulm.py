@@ -25,8 +25,6 @@ dropout 0.1) with a higher peak learning rate and a short warm-up for so few upd
 from __future__ import annotations
 
 import math
-import os
-import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,7 +36,8 @@ from ..core.errors import SpokenLMError
 from ..core.io import read_manifest
 from ..core.km import read_km, write_km
 from ..core.runtime import torch_threads
-from ..ulm.data import fairseq_tool, make_lm_dataset
+from ..core.tools import run_tool
+from ..ulm.data import make_lm_dataset
 from ..ulm.generate import continue_units
 from ..ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from ..ulm.score import load_unit_lm, sequence_logprobs, unit_count_scores, unit_indices
@@ -84,8 +83,8 @@ PROMPT_UNITS, N_PROMPTS, NEW_UNITS = 25, 3, 100
 
 
 def _train_lm(data: Path, save: Path, *, size: LMSize, centroids: Path | None, mode: str, updates: int) -> Path:
-    cmd = [
-        fairseq_tool("fairseq-train"), str(data), "--user-dir", str(Path(__file__).resolve().parents[1]),
+    args = [
+        str(data), "--user-dir", str(Path(__file__).resolve().parents[1]),
         "--task", "language_modeling", "--arch", "unit_lstm_lm_small",
         "--decoder-embed-dim", str(size.embed), "--decoder-hidden-size", str(size.hidden),
         "--decoder-out-embed-dim", str(size.embed), "--decoder-layers", str(size.layers),
@@ -98,15 +97,11 @@ def _train_lm(data: Path, save: Path, *, size: LMSize, centroids: Path | None, m
         "--num-workers", "0", "--seed", "1", "--cpu",
     ]
     if centroids is not None:
-        cmd += ["--unit-centroids", str(centroids), "--centroid-init", mode]
+        args += ["--unit-centroids", str(centroids), "--centroid-init", mode]
     # One intra-op thread per training: two trainings share the cores, and torch's spinning
     # threads slow an LSTM several-fold on a busy small CPU.
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONWARNINGS": "ignore"}
     # fairseq-train resumes from save/checkpoint_last.pt, so a rerun of the stage does not retrain.
-    with open(save.parent / f"{save.name}.log", "w") as log:
-        proc = subprocess.run(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
-    if proc.returncode != 0:
-        raise SpokenLMError(f"demo: fairseq-train failed for {save} (exit {proc.returncode}); see {log.name}")
+    run_tool("fairseq-train", args, log_path=save.parent / f"{save.name}.log", threads=1)
     return save / "checkpoint_best.pt"
 
 

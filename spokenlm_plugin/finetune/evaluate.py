@@ -13,6 +13,7 @@ from pathlib import Path
 
 import torch
 
+from ..core.checkpoints import model_name, read_checkpoint
 from ..core.errors import CheckpointError
 from ..core.phones import SIL
 from ..core.phone_metrics import PhoneScores
@@ -20,15 +21,14 @@ from ..core.phone_metrics import PhoneScores
 
 def load_frame_classifier(checkpoint: str | Path, **arg_overrides):
     """``(model, task)`` of a ``hubert_frame_cls`` checkpoint, the model in eval mode on CPU."""
-    import spokenlm_plugin  # noqa: F401  (registers the task and model)
-    from fairseq import checkpoint_utils
-
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
-    models, cfg, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=arg_overrides)
-    if cfg.model._name != "hubert_frame_cls":
-        raise CheckpointError(f"{checkpoint}: a {cfg.model._name!r} model, not a hubert_frame_cls fine-tuned checkpoint")
+    hint = "give a checkpoint written by fairseq-train with --arch hubert_frame_cls (examples/finetune)"
+    state = read_checkpoint(checkpoint, hint=hint, arg_overrides=arg_overrides)
+    if model_name(state) != "hubert_frame_cls":
+        raise CheckpointError(f"{checkpoint}: a {model_name(state)!r} model, not a hubert_frame_cls fine-tuned checkpoint")
+    from fairseq import checkpoint_utils  # after read_checkpoint has registered the plugin
+
+    models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], state=state)
     return models[0].eval(), task
 
 

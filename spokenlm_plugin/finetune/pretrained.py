@@ -9,8 +9,6 @@ that config alone, its weights coming from the fine-tuned state dict.
 
 from __future__ import annotations
 
-import pickle
-import zipfile
 from argparse import Namespace
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from ..core.checkpoints import read_checkpoint
 from ..core.errors import CheckpointError
 
 #: Keys every HuBERT state dict has (CNN feature extractor and transformer encoder).
@@ -44,15 +43,11 @@ def load_pretrained(path: str | Path) -> PretrainedHubert:
     :class:`CheckpointError` if it is missing, unreadable or not a HuBERT model."""
     path = Path(path)
     hint = "pass a fairseq HuBERT checkpoint (e.g. hubert_base_ls960.pt, or one made by `spokenlm convert-hubert`)"
-    if not path.is_file():
-        raise CheckpointError(f"{path}: pretrained checkpoint not found; {hint}")
-    try:
-        # A fairseq checkpoint pickles omegaconf / argparse objects: it is a file the user trusts.
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, ValueError, AttributeError) as e:
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(e).__name__}: {e}); {hint}") from e
-    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
-        raise CheckpointError(f"{path}: no 'model' state dict, so not a fairseq checkpoint; {hint}")
+    # Read as saved, without fairseq's upgrade step: converted checkpoints and older ones with
+    # 'args' instead of 'cfg' are handled below.
+    state = read_checkpoint(path, hint=hint, what="pretrained HuBERT checkpoint", loader="pickle", required=("model",))
+    if not isinstance(state["model"], dict):
+        raise CheckpointError(f"{path}: its 'model' entry is not a state dict, so not a fairseq checkpoint; {hint}")
     if state.get("cfg") is not None:
         cfg = state["cfg"] if isinstance(state["cfg"], DictConfig) else OmegaConf.create(state["cfg"])
     elif isinstance(state.get("args"), Namespace):

@@ -30,9 +30,11 @@ from typing import Callable, Iterable
 
 import numpy as np
 
+from ..core.checkpoints import read_checkpoint
 from ..core.errors import CheckpointError, ConfigError, TrainingError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import write_km
+from ..core.runtime import torch_threads
 from .mfcc import MFCC_RATE, mfcc_features, read_mono
 from ..core.tools import run_tool
 
@@ -124,17 +126,11 @@ class PretrainSettings:
 
 
 def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
-    import torch
-
     manifest = read_manifest(manifest_path)
-    threads = torch.get_num_threads()
     # MFCC ops are tiny: with several threads, synchronisation costs 30x the work.
-    torch.set_num_threads(1)
-    try:
+    with torch_threads(1):
         for row in manifest.rows:
             yield mfcc_features(read_mono(str(manifest.path(row))))
-    finally:
-        torch.set_num_threads(threads)
 
 
 def make_mfcc_targets(
@@ -199,7 +195,8 @@ def export_checkpoint(src: Path, dst: Path, *, half: bool = True) -> None:
     """
     import torch
 
-    state = torch.load(src, map_location="cpu", weights_only=False)
+    # Read as saved (no fairseq upgrade step), so the copy differs only in what is dropped below.
+    state = read_checkpoint(src, hint="give a checkpoint written by fairseq-train", loader="pickle")
     state.pop("last_optimizer_state", None)
     if half:
         state["model"] = {k: v.half() if v.is_floating_point() else v for k, v in state["model"].items()}

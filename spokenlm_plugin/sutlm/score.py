@@ -13,23 +13,28 @@ from typing import Sequence
 
 import numpy as np
 
+from ..core.checkpoints import read_checkpoint, task_name
 from ..core.errors import CheckpointError, DictionaryError
+
+
+#: Tasks of the LMs this module scores with: the joint LM and the text-only LM.
+LM_TASKS = ("speech_text_lm", "language_modeling")
 
 
 def load_lm(checkpoint: str | os.PathLike, *, data: str | os.PathLike | None = None, device: str = "cpu"):
     """A trained fairseq LM (joint ``speech_text_lm`` or plain ``language_modeling``) and its task, eval mode."""
-    from fairseq import checkpoint_utils
-
     checkpoint = Path(checkpoint)
-    if not checkpoint.is_file():
-        raise CheckpointError(f"{checkpoint}: checkpoint not found")
-    overrides = {"data": str(data)} if data is not None else {}
+    hint = "give fairseq-train's checkpoint and --data with its dict.txt"
+    state = read_checkpoint(checkpoint, hint=hint, arg_overrides={"data": str(data)} if data is not None else None)
+    if task_name(state) not in LM_TASKS:
+        raise CheckpointError(f"{checkpoint}: a {task_name(state)!r} checkpoint, not an LM ({' or '.join(LM_TASKS)}); {hint}")
+    from fairseq import checkpoint_utils  # after read_checkpoint has registered the plugin
+
     try:
-        models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], arg_overrides=overrides)
-    except (FileNotFoundError, KeyError, RuntimeError, EOFError, ValueError) as e:
+        models, _, task = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)], state=state)
+    except (FileNotFoundError, KeyError, RuntimeError, ValueError) as e:  # a dictionary gone, weights that do not fit
         raise CheckpointError(f"{checkpoint}: not a loadable fairseq LM checkpoint ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); give fairseq-train's checkpoint "
-                              "and --data with its dict.txt") from None
+                              f"{str(e).splitlines()[0][:200] if str(e) else ''}); {hint}") from None
     return models[0].eval().to(device), task
 
 

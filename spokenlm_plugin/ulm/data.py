@@ -21,13 +21,12 @@ import json
 import logging
 import os
 import shutil
-import sys
 import tempfile
 from collections import Counter
 from pathlib import Path
 from typing import Sequence
 
-from ..core.errors import ConfigError, DictionaryError, FeatureError, MissingToolError
+from ..core.errors import ConfigError, DictionaryError, FeatureError
 from ..core.tools import run_tool
 from ..core.io import atomic_write
 from ..core.km import deduplicate, read_km
@@ -60,17 +59,6 @@ def read_dictionary_size(path: str | os.PathLike) -> int:
     if not units or units != list(range(len(units))):
         raise DictionaryError(f"{path}: not a unit dictionary (its integer symbols must be 0..K-1)")
     return len(units)
-
-
-def fairseq_tool(name: str) -> str:
-    """Path of a fairseq console script of this Python environment (falls back to PATH)."""
-    exe = Path(sys.executable).parent / name
-    if exe.is_file():
-        return str(exe)
-    found = shutil.which(name)
-    if found is None:
-        raise MissingToolError(f"{name}: not found beside {sys.executable} nor on PATH; install fairseq")
-    return found
 
 
 def _fingerprint(units_dir: Path, splits: Sequence[str], vocab_size: int | None, dedup: bool) -> dict:
@@ -111,17 +99,16 @@ def binarize(
             prefixes.append(str(prefix))
         # Every split goes through --validpref (a comma-separated list: fairseq names the outputs
         # valid, valid1, valid2, ...), so any split name works; they are renamed below.
-        cmd = [
-            fairseq_tool("fairseq-preprocess"), "--only-source", "--srcdict", str(tmp / "dict.txt"),
+        args = [
+            "--only-source", "--srcdict", str(tmp / "dict.txt"),
             "--validpref", ",".join(prefixes), "--destdir", str(tmp / "bin"),
             "--workers", str(max(1, workers)), "--dataset-impl", "mmap",
         ]
-        logger.info("running %s", " ".join(cmd))
         # On failure the log stays as out/preprocess.log, named by the error; on success
         # fairseq's own preprocess.log replaces it below.
         log_path = out / "preprocess.log"
         log_path.unlink(missing_ok=True)
-        run_tool("fairseq-preprocess", cmd[1:], log_path=log_path)
+        run_tool("fairseq-preprocess", args, log_path=log_path, log=logger.info)
         for i, split in enumerate(rows):
             name = "valid" if i == 0 else f"valid{i}"
             for ext in (".bin", ".idx"):

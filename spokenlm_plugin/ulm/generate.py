@@ -41,10 +41,11 @@ from pathlib import Path
 from typing import Sequence
 
 from ..core.errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
+from ..core.runtime import resolve_device
 from ..core.tools import run_tool
 from .checkpoint import read_lm_state
 from ..core.km import read_km, write_km
-from .data import NUM_SPECIAL, binarize, fairseq_tool, read_dictionary_size
+from .data import NUM_SPECIAL, binarize, read_dictionary_size
 
 logger = logging.getLogger(__name__)
 
@@ -68,7 +69,7 @@ def prepare_prompts(prompts: Sequence[Sequence[int]], out: str | os.PathLike, *,
     binarize({SUBSET: [list(p) for p in prompts]}, out, vocab_size=read_dictionary_size(dictionary), srcdict=dictionary)
 
 
-def generate_command(
+def generate_args(
     checkpoint: str | os.PathLike,
     data: str | os.PathLike,
     results: str | os.PathLike,
@@ -81,15 +82,15 @@ def generate_command(
     batch_size: int = 1,
     cpu: bool = True,
 ) -> list[str]:
-    """The fairseq-generate command line that samples continuations of ``data/prompts``.
+    """The fairseq-generate arguments that sample continuations of ``data/prompts``.
 
     ``max_len`` / ``min_len`` count every token, the prompt included: at most ``max_len`` and
     no ``</s>`` before ``min_len``.
     """
     import spokenlm_plugin
 
-    cmd = [
-        fairseq_tool("fairseq-generate"), str(data),
+    args = [
+        str(data),
         "--user-dir", str(Path(spokenlm_plugin.__file__).parent),
         "--task", "language_modeling", "--path", str(checkpoint), "--gen-subset", SUBSET,
         "--sample-break-mode", "eos", "--sampling", "--sampling-topk", str(top_k),
@@ -100,7 +101,7 @@ def generate_command(
         "--unkpen", "10000",
         "--batch-size", str(batch_size), "--seed", str(seed), "--results-path", str(results),
     ]
-    return cmd + (["--cpu"] if cpu else [])
+    return args + (["--cpu"] if cpu else [])
 
 
 def read_continuations(
@@ -190,17 +191,16 @@ def continue_units(
     with tempfile.TemporaryDirectory(prefix="lm-generate.") as scratch:
         work = Path(work) if work is not None else Path(scratch)
         prepare_prompts(prompts, work / "data", dictionary=dictionary)
-        cmd = generate_command(
+        args = generate_args(
             checkpoint, work / "data", work / "out", temperature=temperature, top_k=top_k,
             max_len=longest + max_new, min_len=longest + min_new, seed=seed, batch_size=batch_size, cpu=cpu,
         )
-        logger.info("running %s", " ".join(cmd))
         # The log must outlive the scratch folder when the run fails: beside --out unless --work.
         log_path = work / "fairseq-generate.log" if work != Path(scratch) else Path(f"{out_km}.fairseq-generate.log")
         log_path.unlink(missing_ok=True)
         # Token-by-token sampling gains nothing from intra-op threads and suffers from their
         # spinning on a busy CPU; an OMP_NUM_THREADS set by the user wins.
-        run_tool("fairseq-generate", cmd[1:], log_path=log_path,
+        run_tool("fairseq-generate", args, log_path=log_path, log=logger.info,
                  threads=None if "OMP_NUM_THREADS" in os.environ else 1)
         if work == Path(scratch):
             log_path.unlink()
@@ -238,8 +238,6 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
     if args.collect is not None:
         vocab_size = (read_dictionary_size(lm_dictionary(args.checkpoint, data=args.data))
                       if args.checkpoint or args.data else None)
@@ -249,9 +247,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if args.checkpoint is None:
             raise ConfigError("--checkpoint is required (or --collect to only convert a fairseq-generate output)")
-        if args.device == "cuda" and not torch.cuda.is_available():
-            raise ConfigError("--device cuda: torch sees no GPU")
-        cpu = args.device == "cpu" or not torch.cuda.is_available()
+        cpu = resolve_device(args.device).type == "cpu"
         rows = continue_units(
             args.checkpoint, args.prompts, args.out, work=args.work, data=args.data,
             temperature=args.temperature, top_k=args.top_k, max_new=args.max_len, min_new=args.min_len, seed=args.seed,

@@ -24,6 +24,7 @@ import numpy as np
 
 from ..core.errors import CheckpointError, ConfigError, FeatureError
 from ..core.io import atomic_path
+from ..core.runtime import wants_gpu
 from ..core.km import dedup_paths, write_km
 from .shards import check_finite, open_shards, sample_frames
 
@@ -247,18 +248,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     assign.set_defaults(_kmeans=_run_assign)
 
 
-def _device_gpu(device: str) -> bool:
-    if device == "cuda" and not gpu_available():
-        raise ConfigError("--device cuda: faiss sees no GPU (install faiss-gpu)")
-    return device == "cuda" or (device == "auto" and gpu_available())
-
-
 def _run_fit(args: argparse.Namespace) -> int:
     shards = open_shards(args.features, split=args.split, nshard=args.nshard)
     x = sample_frames(shards, fraction=args.fraction, seed=args.seed)
+    gpu = wants_gpu(args.device, available=gpu_available(), backend="faiss", fix="install faiss-gpu")
     t0 = time.perf_counter()
     centroids = fit_kmeans(x, k=args.k, niter=args.niter, seed=args.seed, max_points=args.max_points,
-                           init=args.init, nredo=args.nredo, gpu=_device_gpu(args.device))
+                           init=args.init, nredo=args.nredo, gpu=gpu)
     seconds = time.perf_counter() - t0
     save_centroids(args.out, centroids)
     print(f"{args.out}: {args.k} centroids x {x.shape[1]} dims fitted on {x.shape[0]} frames in {seconds:.1f} s; "

@@ -19,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..core.checkpoints import read_checkpoint
 from ..core.errors import CheckpointError
 from ..core.io import atomic_path, atomic_write
 from .config import GeneratorConfig
@@ -50,18 +51,10 @@ def read_config(path: str | os.PathLike) -> tuple[GeneratorConfig, dict[str, Any
 
 def read_generator_state(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     """The ``generator`` state dict of a vocoder checkpoint (tensors only, loaded without pickle code)."""
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"{path}: vocoder checkpoint not found")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as e:  # torch's weights-only unpickler fails in many ways on a foreign file
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise CheckpointError(
-            f"{path}: not a vocoder checkpoint (a {{'generator': state_dict}} of tensors): {first[:160]}") from None
-    if not isinstance(state, dict) or not isinstance(state.get("generator"), dict):
-        keys = list(state)[:6] if isinstance(state, dict) else type(state).__name__
-        raise CheckpointError(f"{path}: not a vocoder checkpoint (no 'generator' entry; it holds {keys})")
+    hint = "give the vocoder.pt written by vocoder-train (a {'generator': state_dict} of tensors)"
+    state = read_checkpoint(path, hint=hint, what="vocoder checkpoint", loader="tensors", required=("generator",))
+    if not isinstance(state["generator"], dict):
+        raise CheckpointError(f"{path}: not a vocoder checkpoint (its 'generator' entry is not a state dict); {hint}")
     return state["generator"]
 
 

@@ -22,6 +22,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
 from ..core.io import atomic_write, read_lines, read_manifest
+from ..core.runtime import torch_threads
 from .metrics import f0_correlation, mel_cepstral_distortion
 
 MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, 50 ms / 12.5 ms, "
@@ -138,9 +139,11 @@ def _fmt(v: Any) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    with torch_threads(args.threads):
+        return _run(args)
 
-    torch.set_num_threads(max(1, args.threads))
+
+def _run(args: argparse.Namespace) -> int:
     result = resynthesis_metrics(args.manifest, args.wavs, phone_model=args.phone_model, labels=args.labels)
     keys = ["mcd", "f0_corr"] + (["per_resynth", "per_original"] if args.phone_model else [])
     print("\t".join(["utt_id", *keys]))

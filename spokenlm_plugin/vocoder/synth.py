@@ -19,6 +19,7 @@ import numpy as np
 
 from ..core.errors import AudioFormatError, ConfigError
 from ..core.io import atomic_path, read_manifest
+from ..core.runtime import torch_threads
 from .config import GeneratorConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm vocoder-synth --help` must not wait seconds for torch
@@ -122,9 +123,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    with torch_threads(args.threads):
+        return _run(args)
 
-    torch.set_num_threads(max(1, args.threads))
+
+def _run(args: argparse.Namespace) -> int:
     vocoder = Vocoder.load(args.vocoder, args.config)
     stats = synthesize(vocoder, args.units, args.out, manifest=args.manifest, speaker=args.speaker,
                        durations=args.durations, progress=not args.no_progress)

@@ -22,8 +22,10 @@ from typing import TYPE_CHECKING, Any, Callable, Sequence
 
 import numpy as np
 
-from ..core.errors import CheckpointError, ConfigError
+from ..core.checkpoints import read_checkpoint
+from ..core.errors import ConfigError
 from ..core.io import atomic_path, atomic_write, read_manifest
+from ..core.runtime import torch_threads
 from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
@@ -133,11 +135,9 @@ def train_vocoder(
     step, history = 0, []
     state_path = out / STATE
     if state_path.is_file():
-        try:
-            state = torch.load(state_path, map_location="cpu", weights_only=False)
-        except Exception as e:  # a foreign or damaged file: never overwrite it silently
-            raise CheckpointError(f"{state_path}: unreadable training state ({type(e).__name__}); "
-                                  "remove it to start afresh") from None
+        # A foreign or damaged file is refused, never overwritten silently.
+        state = read_checkpoint(state_path, hint="remove it to start afresh", what="vocoder training state",
+                                loader="pickle", required=())
         if state.get("fingerprint") != fingerprint:
             raise ConfigError(f"{state_path}: a run with other options or data lives in {out}; "
                               "use another --out or the same options")
@@ -292,10 +292,13 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    with torch_threads(args.threads):
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from .data import UnitSet
 
-    torch.set_num_threads(max(1, args.threads))
     if (args.valid_manifest is None) != (args.valid_units is None):
         raise ConfigError("--valid-manifest and --valid-units go together")
     cfg = TrainConfig(steps=args.steps, batch_size=args.batch_size, segment_units=args.segment_units, lr=args.lr,
