@@ -76,7 +76,7 @@ def one_by_one(checkpoint: Path, manifest: Path, layer: int, device: str) -> tup
     from fairseq import checkpoint_utils
 
     from spokenlm_plugin.core.io import read_manifest
-    from spokenlm_plugin.units.features import read_audio
+    from spokenlm_plugin.core.audio import read_audio
 
     (model,), _, _ = checkpoint_utils.load_model_ensemble_and_task([str(checkpoint)])
     model = model.eval().to(device)

@@ -17,7 +17,7 @@ from spokenlm_plugin import cli
 from spokenlm_plugin.core.io import read_lines, read_manifest
 from spokenlm_plugin.ulm.discrimination import bootstrap_intervals, lexical_accuracy, read_gold, syntactic_accuracy
 from spokenlm_plugin.units.baseline import dump_baseline_features, spectral_features
-from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.core.km import read_km_arrays
 from spokenlm_plugin.units.phone_classifier import linear_phone_baseline, stack_context
 from spokenlm_plugin.units.shards import open_shards

@@ -17,7 +17,7 @@ from spokenlm_plugin.core.errors import FeatureError
 from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.abx import abx, abx_units
-from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.core.km import write_km
 from spokenlm_plugin.units.kmeans import assign_units, fit_kmeans
 from tests.conftest import run_cli

@@ -13,7 +13,7 @@ from spokenlm_plugin.demo.context import DemoContext
 from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import num_frames
 from spokenlm_plugin.units.encoder import DenseModel
-from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.core.km import read_km_arrays
 from spokenlm_plugin.units.quality import unit_quality
 from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoint

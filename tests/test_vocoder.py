@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spokenlm_plugin.core.io import read_manifest
-from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.vocoder.checkpoint import save_vocoder
 from spokenlm_plugin.vocoder.config import GeneratorConfig
 from spokenlm_plugin.vocoder.data import VocoderCorpus, read_unit_rows

@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from spokenlm_plugin.core.io import read_manifest
-from spokenlm_plugin.units.features import read_audio
+from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.vocoder.evaluate import resynthesis_metrics
 from spokenlm_plugin.vocoder.metrics import f0_correlation, mel_cepstral_distortion
 

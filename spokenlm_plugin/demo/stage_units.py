@@ -247,7 +247,7 @@ def _logits_units(dense: DenseModel, manifests: dict[str, Path], feat_dir: Path,
 
 
 def _head_on_features(dense: DenseModel, logits: DenseModel, test_manifest: Path) -> Any:
-    from ..units.features import read_audio
+    from ..core.audio import read_audio
 
     head = getattr(dense.model, "head", None)
     if not isinstance(head, torch.nn.Linear) or getattr(dense.model, "layer", None) != dense.layer:

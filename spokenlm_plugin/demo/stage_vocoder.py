@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
+from ..core.audio import read_audio
 from ..core.io import read_lines, read_manifest, write_manifest
 from ..core.km import read_km, write_km
 from ..core.runtime import torch_threads
-from ..units.features import read_audio
 from ..vocoder.config import DiscriminatorConfig, TrainConfig
 from ..vocoder.data import UnitSet, read_unit_rows
 from ..vocoder.evaluate import MCD_NOTE, PhoneRecognizer, resynthesis_metrics

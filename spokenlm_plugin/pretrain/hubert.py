@@ -35,7 +35,8 @@ from ..core.errors import CheckpointError, ConfigError, TrainingError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import write_km
 from ..core.runtime import torch_threads
-from .mfcc import MFCC_RATE, mfcc_features, read_mono
+from ..core.audio import read_audio
+from .mfcc import MFCC_RATE, mfcc_features
 from ..core.tools import run_tool
 
 logger = logging.getLogger(__name__)
@@ -130,7 +131,7 @@ def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
     # MFCC ops are tiny: with several threads, synchronisation costs 30x the work.
     with torch_threads(1):
         for row in manifest.rows:
-            yield mfcc_features(read_mono(str(manifest.path(row))))
+            yield mfcc_features(read_audio(manifest.path(row)))
 
 
 def make_mfcc_targets(
@@ -173,7 +174,7 @@ def make_feature_targets(
 
     def rows(split: str) -> list[np.ndarray]:
         manifest = read_manifest(manifests / f"{split}.tsv")
-        return [dense(torch.from_numpy(read_mono(str(manifest.path(r))))) for r in manifest.rows]
+        return [dense(torch.from_numpy(read_audio(manifest.path(r)))) for r in manifest.rows]
 
     train = rows("train")
     frames = np.concatenate(train)
@@ -307,7 +308,7 @@ def masked_prediction_accuracy(
     if recipe.get("init_from"):
         dense = DenseModel.from_checkpoint(recipe["init_from"], layer=int(recipe["target_layer"]), device="cpu",
                                            dtype="float32")
-        feats = (dense(torch.from_numpy(read_mono(str(rows.path(r))))) for r in rows.rows)
+        feats = (dense(torch.from_numpy(read_audio(rows.path(r)))) for r in rows.rows)
         rate = 50.0
     else:
         feats = _rows_mfcc(manifest)

@@ -11,9 +11,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 import numpy as np
-import soundfile as sf
 
-from ..core.errors import AudioFormatError
 from ..core.phones import SAMPLE_RATE
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
@@ -38,9 +36,3 @@ def mfcc_features(wav: np.ndarray | torch.Tensor, *, sample_rate: int = SAMPLE_R
     return feats.contiguous().numpy()
 
 
-def read_mono(path: str, *, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
-    """A 16 kHz mono file as float32 (raise :class:`AudioFormatError` otherwise)."""
-    wav, sr = sf.read(path, dtype="float32")
-    if sr != sample_rate or wav.ndim != 1:
-        raise AudioFormatError(f"{path}: expected {sample_rate} Hz mono audio, got {sr} Hz with shape {wav.shape}")
-    return wav

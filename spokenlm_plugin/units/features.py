@@ -29,7 +29,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 
 import numpy as np
 
-from ..core.errors import AudioFormatError, ConfigError, FeatureError, ManifestError
+from ..core.audio import read_audio
+from ..core.errors import ConfigError, FeatureError
 from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
 from ..core.phones import SAMPLE_RATE
 from ..core.runtime import cpu_threads
@@ -56,39 +57,6 @@ class DumpResult:
     frames: int  # frames computed by this call
     audio_seconds: float  # audio computed by this call
     seconds: float  # wall time of this call
-
-
-def read_audio(path: Path, *, expected_samples: int | None = None, downmix: bool = False) -> np.ndarray:
-    """A 16 kHz mono waveform as float32; :class:`AudioFormatError` naming the file otherwise.
-
-    :param expected_samples: the manifest's sample count; a file of another length is refused (the
-        manifest no longer describes it, and frame counts computed from it would be off).
-    :param downmix: average the channels of multi-channel audio (as fairseq does) instead of
-        refusing it.
-    """
-    import soundfile as sf
-
-    try:
-        wav, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except (sf.LibsndfileError, RuntimeError) as e:
-        if not path.is_file():
-            raise ManifestError(f"{path}: audio file not found; check the manifest's root line") from None
-        raise AudioFormatError(f"{path}: unreadable audio ({e}); re-encode or remove the file") from None
-    if sr != SAMPLE_RATE:
-        raise AudioFormatError(f"{path}: sample rate {sr} Hz; HuBERT needs {SAMPLE_RATE} Hz (resample it first)")
-    if len(wav) == 0:
-        raise AudioFormatError(f"{path}: empty audio (0 samples); remove it from the manifest")
-    if wav.shape[1] != 1 and not downmix:
-        raise AudioFormatError(
-            f"{path}: {wav.shape[1]} channels, expected mono; pass --downmix to average the channels, "
-            "or write mono copies with 'spokenlm manifest --resample-to-dir DIR'"
-        )
-    if expected_samples is not None and len(wav) != expected_samples:
-        raise ManifestError(
-            f"{path}: {len(wav)} samples but the manifest says {expected_samples}; "
-            "the file changed since the manifest was made: make the manifest again"
-        )
-    return wav.mean(axis=1)
 
 
 def default_batch_seconds(dense: DenseModel) -> float:

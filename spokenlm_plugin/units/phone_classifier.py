@@ -68,7 +68,7 @@ def labelled_frames(
     context: int = CONTEXT,
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
     """``(phones, stacked log-mel frames per utterance, class ids per utterance)``, cut to a common length."""
-    from .features import read_audio
+    from ..core.audio import read_audio
 
     phones, ids = read_phone_labels(manifest, labels, dict_path)
     m = read_manifest(manifest)

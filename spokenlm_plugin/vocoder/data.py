@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from ..core.errors import LabelMismatchError
+from ..core.audio import read_audio
 from ..core.io import read_manifest
 from ..core.km import read_km_arrays
 from ..core.phones import HOP
@@ -51,8 +52,6 @@ class VocoderCorpus:
 
     def __init__(self, manifest: str | os.PathLike, unit_sets: Sequence[UnitSet], *,
                  speakers: Sequence[str] | None = None) -> None:
-        from ..units.features import read_audio
-
         m = read_manifest(manifest, check_files=True)
         if not len(m):
             raise LabelMismatchError(f"{manifest}: no utterances")

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
+from ..core.audio import read_audio
 from ..core.io import atomic_write, read_lines, read_manifest
 from ..core.runtime import torch_threads
 from .metrics import f0_correlation, mel_cepstral_distortion
@@ -68,8 +69,6 @@ class PhoneRecognizer:
 
 
 def _read_wav(path: Path) -> np.ndarray:
-    from ..units.features import read_audio
-
     if not path.is_file():
         raise ManifestError(f"{path}: resynthesised audio missing (expected <utt_id>.wav for every manifest row)")
     return read_audio(path)
@@ -82,8 +81,6 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
     """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and
     original (``score_original=False`` skips the latter when it is known already)."""
     from tqdm import tqdm
-
-    from ..units.features import read_audio
 
     m = read_manifest(manifest)
     wavs = Path(wavs)
