@@ -67,6 +67,12 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def utt_key(path: str | os.PathLike) -> str:
+    """The utterance id of an audio (or alignment, gold ``filename``) path: its file name up to the
+    first dot. The key that joins manifest rows, alignments, features, units and scores."""
+    return Path(path).name.split(".")[0]
+
+
 @dataclass(frozen=True)
 class ManifestRow:
     """One utterance of a fairseq audio manifest."""
@@ -76,8 +82,8 @@ class ManifestRow:
 
     @property
     def utt_id(self) -> str:
-        """The audio file's stem: the key that joins manifests, alignments and features."""
-        return Path(self.relpath).name.split(".")[0]
+        """The audio file's utterance id (:func:`utt_key`)."""
+        return utt_key(self.relpath)
 
 
 @dataclass(frozen=True)

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Literal
 
 from ..core.errors import AlignmentError, DictionaryError
+from ..core.io import utt_key
 from ..core.phones import INVENTORY, normalize_phone
 
 AlignmentFormat = Literal["textgrid", "frames", "json"]
@@ -52,11 +53,6 @@ class Alignment:
     @property
     def end(self) -> Fraction:
         return self.segments[-1].end if self.segments else Fraction(0)
-
-
-def utt_key(path: str | os.PathLike) -> str:
-    """Utterance id of a file: its name up to the first dot, as for manifest rows."""
-    return Path(path).name.split(".")[0]
 
 
 def _checked(utt_id: str, source: str, segments: Sequence[Segment], speaker: str | None = None) -> Alignment:

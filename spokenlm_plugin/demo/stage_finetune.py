@@ -24,14 +24,13 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .. import cli
-from ..core.errors import SpokenLMError
 from ..finetune.evaluate import evaluate_phones
 from ..pretrain.hubert import shipped_checkpoint
 from ..finetune.pretrained import load_pretrained
 from ..core.tools import run_tool
 from ..core.io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
 from ..core.phones import SAMPLE_RATE
+from ..data.subset import make_subset
 from ..units.phone_classifier import linear_phone_baseline
 from .context import DemoContext, StageResult, Table
 
@@ -102,12 +101,8 @@ def _prepare_data(corpus: Path, out: Path, regime: Regime) -> Path:
     # A small (quick) corpus has less than the regime's minutes of train audio: take all of it.
     available = sum(r.num_samples for r in read_manifest(train).rows) / SAMPLE_RATE / 60
     minutes = min(regime.minutes, math.floor(available * 1e4) / 1e4)
-    code = cli.main([
-        "subset", "--manifest", str(train), "--labels", str(corpus / "labels" / "train.phn"),
-        "--minutes", str(minutes), "--seed", "0", "--out", str(data),
-    ])
-    if code != 0:
-        raise SpokenLMError(f"demo: spokenlm subset of {corpus} failed (exit {code})")
+    # float(): `spokenlm subset --minutes` parsed a float, and subset.json records the seconds as given.
+    make_subset(train, corpus / "labels" / "train.phn", data, seconds=float(minutes) * 60, seed=0)
     for split in ("valid", "test"):
         for src in (corpus / "manifests" / f"{split}.tsv", corpus / "labels" / f"{split}.phn"):
             with atomic_path(data / src.name) as tmp:

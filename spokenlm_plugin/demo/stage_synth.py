@@ -6,23 +6,17 @@ import json
 from pathlib import Path
 
 import numpy as np
-import soundfile as sf
 
-from .. import cli
-from ..core.errors import SpokenLMError
+from ..core.audio import read_audio
 from ..core.io import read_manifest
 from ..core.phones import SAMPLE_RATE
+from ..synth.corpus import build_corpus
+from ..synth.minimal_pairs import build_pairs
 from .context import DemoContext, StageResult, Table
 
 #: Hours of synthetic speech (train + valid + test) and pairs per voice.
 FULL = {"hours": 1.0, "n_lexical": 200, "n_syntactic": 100}
 QUICK = {"hours": 0.25, "n_lexical": 8, "n_syntactic": 4}  # >= 10 min of train speech for the fine-tuning subset
-
-
-def _call(argv: list[str]) -> None:
-    code = cli.main(argv)
-    if code != 0:
-        raise SpokenLMError(f"demo: 'spokenlm {' '.join(argv)}' failed (exit {code})")
 
 
 def _plot_example(corpus: Path, out: Path) -> Path:
@@ -33,7 +27,7 @@ def _plot_example(corpus: Path, out: Path) -> Path:
 
     manifest = read_manifest(corpus / "manifests" / "test.tsv")
     row = manifest.rows[0]
-    wav, sr = sf.read(manifest.path(row), dtype="float32")
+    wav, sr = read_audio(manifest.path(row)), SAMPLE_RATE
     ali = json.loads((corpus / "alignments" / f"{row.utt_id}.json").read_text())
     fig, (ax1, ax2) = plt.subplots(2, 1, figsize=(12, 5), sharex=True)
     t = np.arange(len(wav)) / sr
@@ -58,9 +52,8 @@ def run(ctx: DemoContext) -> StageResult:
     size = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("synth")
     corpus, pairs = out / "corpus", out / "pairs"
-    _call(["synth-corpus", "--out", str(corpus), "--hours", str(size["hours"]), "--jobs", str(ctx.jobs)])
-    _call(["synth-pairs", "--out", str(pairs), "--vocab-from", str(corpus),
-           "--n-lexical", str(size["n_lexical"]), "--n-syntactic", str(size["n_syntactic"])])
+    build_corpus(corpus, hours=float(size["hours"]), jobs=ctx.jobs)
+    build_pairs(pairs, vocab_from=corpus, n_lexical=int(size["n_lexical"]), n_syntactic=int(size["n_syntactic"]))
     ctx.artifacts["corpus"] = corpus
     ctx.artifacts["pairs"] = pairs
 

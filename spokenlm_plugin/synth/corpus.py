@@ -40,9 +40,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Iterator, Literal, Sequence
 
-from ..core.errors import ConfigError, SpokenLMError
-from ..core.io import atomic_write, read_manifest
+from ..core.errors import ConfigError
+from ..core.io import atomic_write, read_manifest, utt_key
 from ..core.phones import SAMPLE_RATE
+from ..data.items import ITEM_KINDS, make_items
+from ..data.labels import make_labels
+from ..data.manifest import build_manifest
 from .espeak import HELDOUT_ESPEAK, Espeak, HeldOutSpeaker, heldout_speakers
 from .flite import Flite, Synthesis
 from .speakers import VOICES, Speaker, speakers_for
@@ -56,7 +59,6 @@ AnySpeaker = Speaker | HeldOutSpeaker
 SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 #: Speakers held out of train, per split.
 HELD_OUT_SPEAKERS: dict[Split, int] = {"test": 2, "valid": 1}
-ITEM_KINDS = ("triphone", "phoneme")
 #: Duration assumed for an utterance before any is done (WordNet sentences average about 3 s).
 _TYPICAL_SECONDS = 3.0
 #: Stems of the files this tool writes (``slt-a_01234``, ``hx-wi-m6_01234``); only such files are
@@ -269,14 +271,14 @@ def remove_stale(out_dir: Path, keep: dict[str, Split]) -> int:
     split, from an earlier larger run) and temporary files of an interrupted run; returns how many."""
     removed = 0
     for path in (out_dir / "audio").glob("*/*/*"):
-        stem = path.name.split(".")[0]
+        stem = utt_key(path)
         if _is_temporary(path):
             path.unlink()
         elif path.suffix == ".flac" and _UTT_ID.fullmatch(stem) and keep.get(stem) != path.parts[-3]:
             path.unlink()
             removed += 1
     for path in (out_dir / "alignments").glob("*"):
-        stem = path.name.split(".")[0]
+        stem = utt_key(path)
         if _is_temporary(path):
             path.unlink()
         elif path.suffix == ".json" and _UTT_ID.fullmatch(stem) and stem not in keep:
@@ -291,13 +293,11 @@ def remove_stale(out_dir: Path, keep: dict[str, Split]) -> int:
 # --------------------------------------------------------------------------- derived files
 
 
-def run_subcommand(*argv: str) -> None:
-    """Run a data-preparation subcommand in-process; its errors end the corpus build."""
-    from .. import cli
-
-    code = cli.main(list(argv))
-    if code != 0:
-        raise SpokenLMError(f"spokenlm {' '.join(argv)}: failed with exit code {code} (message above)")
+def manifest_and_labels(audio_dir: Path, manifest: Path, *, alignments: Path, labels_dir: Path) -> None:
+    """``manifest`` of the ``.flac`` files under ``audio_dir``, and its frame labels and phone
+    sequences in ``labels_dir`` (as ``spokenlm manifest`` + ``spokenlm labels --format json --sequence``)."""
+    build_manifest(audio_dir, manifest, ext="flac")
+    make_labels(manifest, alignments, labels_dir, fmt="json", sequence=True)
 
 
 def write_transcripts(manifest: Path, out: Path, alignments: Path) -> None:
@@ -313,17 +313,10 @@ def prepare_split(out_dir: Path, split: Split) -> None:
     """Manifest, frame labels, phone sequences, transcripts and ABX items of one split."""
     manifest = out_dir / "manifests" / f"{split}.tsv"
     alignments = out_dir / "alignments"
-    run_subcommand("manifest", str(out_dir / "audio" / split), "--out", str(manifest), "--ext", "flac")
-    run_subcommand(
-        "labels", "--manifest", str(manifest), "--alignments", str(alignments), "--format", "json",
-        "--sequence", "--out", str(out_dir / "labels"),
-    )
+    manifest_and_labels(out_dir / "audio" / split, manifest, alignments=alignments, labels_dir=out_dir / "labels")
     write_transcripts(manifest, out_dir / "transcripts" / f"{split}.wrd", alignments)
     for kind in ITEM_KINDS:
-        run_subcommand(
-            "items", "--manifest", str(manifest), "--alignments", str(alignments), "--format", "json",
-            "--kind", kind, "--out", str(out_dir / "items" / f"{split}.{kind}.item"),
-        )
+        make_items(manifest, alignments, out_dir / "items" / f"{split}.{kind}.item", fmt="json", kind=kind)
 
 
 # --------------------------------------------------------------------------- the command

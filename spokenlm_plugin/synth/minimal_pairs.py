@@ -63,7 +63,7 @@ from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 from ..core.errors import AlignmentError, ConfigError
 from ..core.io import atomic_write, read_lines
 from ..core.phones import SAMPLE_RATE, SIL
-from .corpus import run_subcommand
+from .corpus import manifest_and_labels
 from .flite import Flite, Synthesis
 from .lexicon import Lexicon, Pron, respell
 from .speakers import Speaker, speaker
@@ -520,11 +520,7 @@ def build_pairs(
     )
     for task in ("lexical", "syntactic"):
         manifest = out_dir / "manifests" / f"{task}.tsv"
-        run_subcommand("manifest", str(out_dir / task), "--out", str(manifest), "--ext", "flac")
-        run_subcommand(
-            "labels", "--manifest", str(manifest), "--alignments", str(out_dir / "alignments"), "--format", "json",
-            "--sequence", "--out", str(out_dir / "labels"),
-        )
+        manifest_and_labels(out_dir / task, manifest, alignments=out_dir / "alignments", labels_dir=out_dir / "labels")
     metadata = {
         "engine": "flite",
         "seed": seed,

@@ -37,6 +37,7 @@ from typing import Literal, Mapping
 import numpy as np
 
 from ..core.errors import ManifestError
+from ..core.io import utt_key
 
 PairTask = Literal["lexical", "syntactic"]
 #: A confidence interval (low, high) of an accuracy.
@@ -56,11 +57,6 @@ CI_LEVEL = 0.95
 FREQUENCY_BANDS: tuple[tuple[str, float, float], ...] = (
     ("oov", 0, 1), ("1-5", 1, 5), ("6-20", 5, 20), ("21-100", 20, 100), (">100", 100, float("inf")),
 )
-
-
-def utterance_key(filename: str) -> str:
-    """The key that joins a gold ``filename`` to a score: the file stem (as ``ManifestRow.utt_id``)."""
-    return Path(filename).name.split(".")[0]
 
 
 def pair_score(good: float, bad: float) -> float:
@@ -118,7 +114,7 @@ def _read_gold(path: Path, *, task: PairTask) -> list[GoldRow]:
                 key = (rec["type"], rec["subtype"], rec["id"], rec["voice"])
                 group = (rec["type"], rec["subtype"], rec["id"])
                 frequency = None
-            rows.append(GoldRow(utterance_key(rec["filename"]), key, group, correct == "1", frequency))
+            rows.append(GoldRow(utt_key(rec["filename"]), key, group, correct == "1", frequency))
     if not rows:
         raise ManifestError(f"{path}: no rows")
     return rows
