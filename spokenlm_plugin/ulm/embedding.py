@@ -19,19 +19,29 @@ The global factor gives the table the standard deviation of the layer's default 
 initialisation (LSTM: uniform(-0.1, 0.1); transformer: normal(0, width^-1/2)), so training starts
 at the usual scale. The rows of fairseq's special symbols (``<s> <pad> </s> <unk>``) keep their
 default initialisation (``<pad>`` stays zero): they are not units and have no centroid.
+
+The centroid file is read once, when a model is first built: the model then records its table's
+width in the config fairseq saves with the checkpoint (``centroid_table_dim``; E in ``pca`` mode,
+D in ``project`` mode). A model rebuilt from that config (a checkpoint reload) builds a table of
+that width with the default initialisation and never opens the file: the trained table comes from
+the checkpoint's weights, as a fine-tuned HuBERT's pretrained encoder does (``w2v_args``).
+Checkpoints made before this record have no width: their reload reads the file, as it used to.
 """
 
 from __future__ import annotations
 
 import math
 import os
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 import torch
 import torch.nn as nn
 
 from ..core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 CentroidInit = Literal["pca", "project"]
 
@@ -49,6 +59,34 @@ def load_unit_centroids(path: str | os.PathLike) -> np.ndarray:
     from ..units.kmeans import load_centroids
 
     return load_centroids(path)
+
+
+def initial_centroids(cfg: DictConfig) -> np.ndarray | None:
+    """The centroids a model's embedding starts from, or None: no ``unit_centroids``, or a
+    ``centroid_table_dim`` recorded (a rebuild from a checkpoint, whose weights hold the table)."""
+    if not cfg.unit_centroids or cfg.get("centroid_table_dim") is not None:
+        return None
+    return load_unit_centroids(cfg.unit_centroids)
+
+
+def record_table_dim(cfg: DictConfig, dim: int) -> None:
+    """Set ``centroid_table_dim`` in a model's config and in the run's config that fairseq saves.
+
+    fairseq builds a model from a merged copy of the run's model config (``merge_with_parent``),
+    whose parent is the run's config: a value set in the copy alone would not reach the checkpoint.
+    """
+    from omegaconf import DictConfig, open_dict
+
+    nodes = [cfg]
+    run = cfg._get_parent()
+    run_model = run.get("model") if isinstance(run, DictConfig) else None
+    # Only the node this model was built from (same name and centroids), never another model's.
+    if (isinstance(run_model, DictConfig) and run_model is not cfg and run_model.get("_name") == cfg.get("_name")
+            and run_model.get("unit_centroids") == cfg.unit_centroids):
+        nodes.append(run_model)
+    for node in nodes:
+        with open_dict(node):
+            node.centroid_table_dim = dim
 
 
 def pca_axes(x: np.ndarray, dim: int) -> np.ndarray:

@@ -8,7 +8,7 @@ can start with an embedding table initialised from the k-means centroids
 Models (``--arch``):
 
 ``unit_lstm_lm``
-    fairseq's LSTM decoder with the ZeroSpeech 2021 baseline's shape as defaults: 3 layers,
+    fairseq's ``lstm_lm`` with the ZeroSpeech 2021 baseline's shape as defaults: 3 layers,
     embedding 200, hidden 1024, output embedding 200, dropout 0.1 (the paper's LM). The optimiser
     settings of the baseline go on the command line (examples/ulm/README.md).
 ``unit_lstm_lm_small``
@@ -18,23 +18,25 @@ Models (``--arch``):
 ``unit_transformer_lm_small``
     2 layers, 128 / 512, 4 heads.
 
-The centroid file is read whenever the model is built, reloading a checkpoint included (as
-fairseq's own ``--decoder-embed-path``); its values then matter no more, as the checkpoint's
-weights replace them, but in ``project`` mode its width sets the table's. Keep it beside the
-units, or rebuild it at the same path.
+The centroid file is read when the model is first built (training); the model records its
+table's width in the saved config (``centroid_table_dim``), so a checkpoint reloads without the
+file (unlike fairseq's own ``--decoder-embed-path``, read at every build). Checkpoints made before
+that record read the file on reload, as they always did.
 """
 
 # No ``from __future__ import annotations``: fairseq reads the config fields' types at runtime.
+from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Optional
 
-from omegaconf import II, open_dict
+import torch.nn as nn
+from omegaconf import II, OmegaConf, open_dict
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
-from fairseq.models import FairseqLanguageModel, register_model, register_model_architecture
+from fairseq.models import register_model, register_model_architecture
 from fairseq.models.lstm import Embedding as LSTMEmbedding
 from fairseq.models.lstm import Linear as LSTMLinear
-from fairseq.models.lstm import LSTMDecoder
+from fairseq.models.lstm_lm import LSTMLanguageModel
 from fairseq.models.transformer import Embedding as TransformerEmbedding
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 from fairseq.utils import safe_getattr
@@ -45,7 +47,8 @@ from .embedding import (
     ProjectedEmbedding,
     centroid_table,
     fill_unit_rows,
-    load_unit_centroids,
+    initial_centroids,
+    record_table_dim,
     transformer_init_std,
 )
 
@@ -53,11 +56,17 @@ CENTROID_INIT_CHOICES = ChoiceEnum(["pca", "project"])
 
 _CENTROIDS_HELP = (
     "k-means centroids (.npy, K x D): initialise the embedding row of unit k from centroid k "
-    "(read again whenever the model is built, checkpoint reloads included)"
+    "(read when the model is first built; a checkpoint reload does not need the file)"
 )
 _CENTROID_INIT_HELP = (
     "how centroids of size D become embeddings of size E: 'pca' (fixed PCA of the centroids to E) "
     "or 'project' (a D-wide table followed by a learned linear projection to E)"
+)
+
+_TABLE_DIM_HELP = (
+    "width of the centroid-initialised table (E with pca, D with project), recorded by the model when "
+    "it reads --unit-centroids: when set, the model is built without reading the file, its weights "
+    "coming from a checkpoint. Leave unset"
 )
 
 
@@ -93,53 +102,63 @@ class UnitLSTMLMConfig(FairseqDataclass):
     )
     unit_centroids: Optional[str] = field(default=None, metadata={"help": _CENTROIDS_HELP})
     centroid_init: CENTROID_INIT_CHOICES = field(default="pca", metadata={"help": _CENTROID_INIT_HELP})
+    centroid_table_dim: Optional[int] = field(default=None, metadata={"help": _TABLE_DIM_HELP})
     tokens_per_sample: int = II("task.tokens_per_sample")
     max_target_positions: Optional[int] = II("task.max_target_positions")
 
 
 @register_model("unit_lstm_lm", dataclass=UnitLSTMLMConfig)
-class UnitLSTMLanguageModel(FairseqLanguageModel):
-    """fairseq's LSTM decoder as a unit LM, optionally with centroid-initialised embeddings."""
+class UnitLSTMLanguageModel(LSTMLanguageModel):
+    """fairseq's ``lstm_lm`` as a unit LM, optionally with centroid-initialised embeddings.
+
+    fairseq builds the decoder (its own default embedding included); the centroids then fill that
+    embedding's unit rows (``pca``), or replace it by a D-wide table and a learned projection to E
+    (``project``).
+    """
+
+    @classmethod
+    def add_args(cls, parser) -> None:
+        # The options come from the dataclass (fairseq's default for models that have one), not
+        # from lstm_lm's argparse list (--decoder-embed-path, --adaptive-softmax-cutoff, ...).
+        super(LSTMLanguageModel, cls).add_args(parser)
 
     @classmethod
     def build_model(cls, cfg: UnitLSTMLMConfig, task) -> "UnitLSTMLanguageModel":
         _check_share(cfg)
-        dictionary = task.source_dictionary
-        embed_tokens = cls.build_embedding(cfg, dictionary)
-        dropout_in = cfg.dropout if cfg.decoder_dropout_in is None else cfg.decoder_dropout_in
-        dropout_out = cfg.dropout if cfg.decoder_dropout_out is None else cfg.decoder_dropout_out
-        decoder = LSTMDecoder(
-            dictionary=dictionary,
-            embed_dim=cfg.decoder_embed_dim,
-            hidden_size=cfg.decoder_hidden_size,
-            out_embed_dim=cfg.decoder_out_embed_dim,
-            num_layers=cfg.decoder_layers,
-            dropout_in=dropout_in,
-            dropout_out=dropout_out,
-            attention=False,  # no encoder to attend to
-            encoder_output_units=0,
-            pretrained_embed=embed_tokens,
-            share_input_output_embed=cfg.share_decoder_input_output_embed,
-            adaptive_softmax_cutoff=None,
-            max_target_positions=cfg.max_target_positions or cfg.tokens_per_sample,
-            residuals=cfg.residuals,
-        )
-        return cls(decoder)
+        if cfg.share_decoder_input_output_embed and cfg.decoder_embed_dim != cfg.decoder_out_embed_dim:
+            raise ConfigError(
+                "--share-decoder-input-output-embed needs --decoder-embed-dim equal to --decoder-out-embed-dim "
+                f"({cfg.decoder_embed_dim} != {cfg.decoder_out_embed_dim})"
+            )
+        # lstm_lm is an argparse model: unset (None) options are left out of its namespace, so its
+        # base_architecture() fills them (dropout in / out = --dropout; max positions = tokens per sample).
+        args = Namespace(**{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None})
+        args.criterion = None  # lstm_lm reads it only to add an adaptive softmax (adaptive_loss): not offered here
+        model = super().build_model(args, task)
+        if cfg.unit_centroids:
+            model.decoder.embed_tokens = cls.centroid_embedding(cfg, task.source_dictionary, model.decoder.embed_tokens)
+        return model
 
     @staticmethod
-    def build_embedding(cfg: UnitLSTMLMConfig, dictionary):
-        """fairseq's LSTM embedding, its unit rows taken from the centroids when given."""
-        if not cfg.unit_centroids:
-            return LSTMEmbedding(len(dictionary), cfg.decoder_embed_dim, dictionary.pad())
-        centroids = load_unit_centroids(cfg.unit_centroids)
-        table = centroid_table(
-            centroids, mode=cfg.centroid_init, dim=cfg.decoder_embed_dim, target_std=LSTM_INIT_STD
-        )
-        embedding = LSTMEmbedding(len(dictionary), table.shape[1], dictionary.pad())
-        fill_unit_rows(embedding, dictionary, table)
+    def centroid_embedding(cfg: UnitLSTMLMConfig, dictionary, embed_tokens: nn.Embedding) -> nn.Module:
+        """The decoder's input embedding with its unit rows from the centroids: ``embed_tokens``
+        itself (``pca``) or a D-wide table and a learned projection (``project``). Without the
+        centroid file (a reload), the same modules with fairseq's default initialisation."""
+        centroids = initial_centroids(cfg)
         if cfg.centroid_init == "project":
-            return ProjectedEmbedding(embedding, LSTMLinear(table.shape[1], cfg.decoder_embed_dim))
-        return embedding
+            width = cfg.centroid_table_dim if centroids is None else int(centroids.shape[1])
+            table = LSTMEmbedding(len(dictionary), width, dictionary.pad())
+        else:
+            table = embed_tokens
+        if centroids is not None:
+            values = centroid_table(
+                centroids, mode=cfg.centroid_init, dim=cfg.decoder_embed_dim, target_std=LSTM_INIT_STD
+            )
+            fill_unit_rows(table, dictionary, values)
+            record_table_dim(cfg, table.embedding_dim)
+        if cfg.centroid_init == "project":
+            return ProjectedEmbedding(table, LSTMLinear(table.embedding_dim, cfg.decoder_embed_dim))
+        return table
 
 
 @register_model_architecture("unit_lstm_lm", "unit_lstm_lm_small")
@@ -169,6 +188,7 @@ class UnitTransformerLMConfig(TransformerLanguageModelConfig):
     )
     unit_centroids: Optional[str] = field(default=None, metadata={"help": _CENTROIDS_HELP})
     centroid_init: CENTROID_INIT_CHOICES = field(default="pca", metadata={"help": _CENTROID_INIT_HELP})
+    centroid_table_dim: Optional[int] = field(default=None, metadata={"help": _TABLE_DIM_HELP})
 
 
 @register_model("unit_transformer_lm", dataclass=UnitTransformerLMConfig)
@@ -186,20 +206,21 @@ class UnitTransformerLanguageModel(TransformerLanguageModel):
             cfg.decoder_output_dim = cfg.decoder_output_dim or cfg.decoder_embed_dim
             cfg.decoder_input_dim = cfg.decoder_input_dim or cfg.decoder_embed_dim
             if cfg.unit_centroids and cfg.centroid_init == "project":
-                cfg.decoder_input_dim = int(load_unit_centroids(cfg.unit_centroids).shape[1])
+                centroids = initial_centroids(cfg)
+                cfg.decoder_input_dim = cfg.centroid_table_dim if centroids is None else int(centroids.shape[1])
         return super().build_model(cfg, task)
 
     @classmethod
     def build_embedding(cls, cfg, dictionary, embed_dim, path=None):
-        if not cfg.unit_centroids:
-            return TransformerEmbedding(len(dictionary), embed_dim, dictionary.pad())
-        centroids = load_unit_centroids(cfg.unit_centroids)
-        width = embed_dim if cfg.centroid_init == "pca" else centroids.shape[1]
-        table = centroid_table(
-            centroids, mode=cfg.centroid_init, dim=embed_dim, target_std=transformer_init_std(width)
-        )
-        embedding = TransformerEmbedding(len(dictionary), width, dictionary.pad())
-        fill_unit_rows(embedding, dictionary, table)
+        # embed_dim is fairseq's decoder_input_dim: E, or the centroid size D in project mode.
+        embedding = TransformerEmbedding(len(dictionary), embed_dim, dictionary.pad())
+        centroids = initial_centroids(cfg)
+        if centroids is not None:
+            table = centroid_table(
+                centroids, mode=cfg.centroid_init, dim=embed_dim, target_std=transformer_init_std(embed_dim)
+            )
+            fill_unit_rows(embedding, dictionary, table)
+            record_table_dim(cfg, embed_dim)
         return embedding
 
 
