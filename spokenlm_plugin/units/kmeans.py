@@ -80,8 +80,8 @@ def fit_kmeans(
         (``None``: all of them; faiss's own silent subsampling to 256 frames per centroid is off).
     :param init: ``"k-means++"``: greedy k-means++ (as sklearn, fairseq's recipe) on
         ``init_points`` random frames; ``"random"``: ``k`` random frames (faiss's default).
-        faiss's own k-means++ is not used: it is the plain (non-greedy) variant, which ends in
-        clearly worse optima on clustered data (+15 % inertia in benchmarks/kmeans_speed.py).
+        faiss's own k-means++ is not used: it is the plain (one-candidate) variant, which ends
+        +18 % in inertia on clustered 768-d frames, +0.2-1.3 % on the demo's (benchmarks/kmeans_init.py).
     :param nredo: run this many times (seeds ``seed``, ``seed + 1``, ...), keep the lowest inertia.
     :param gpu: use faiss-gpu; ``None``: when available.
     :return: ``k x dims`` float32 centroids.
@@ -113,8 +113,10 @@ def fit_kmeans(
 def _kmeans_plusplus(x: np.ndarray, k: int, *, points: int, seed: int) -> np.ndarray:
     """Greedy k-means++ seeds (2 + ln k candidates per step, as sklearn) on ``points`` random rows.
 
-    In float32 with one matrix product per step: sklearn's ``kmeans_plusplus`` computes the same
-    in float64 chunks, about three times slower on 768-d features.
+    Kept rather than ``sklearn.cluster.kmeans_plusplus`` (the same algorithm, in float64 chunks):
+    equal inertia and PNMI, but 1.8-2.4x slower seeding at HuBERT Base's 768 dims with k = 500
+    (30k frames: +50 % on a whole 10-iteration fit). faiss's own inits (random, plain k-means++,
+    AFK-MC2) are fast but end +18-29 % in inertia there. benchmarks/kmeans_init.py, RESULTS.md.
     """
     rng = np.random.default_rng(seed)
     if x.shape[0] > points:
