@@ -90,13 +90,11 @@ def record_table_dim(cfg: DictConfig, dim: int) -> None:
 
 
 def pca_axes(x: np.ndarray, dim: int) -> np.ndarray:
-    """The first ``dim`` principal axes of the rows of ``x`` (D x dim), with a deterministic sign."""
-    centred = x - x.mean(axis=0, keepdims=True)
-    _, _, vt = np.linalg.svd(centred.astype(np.float64), full_matrices=False)
-    axes = vt[:dim].T
-    # An SVD fixes each axis only up to its sign; make the largest-magnitude coordinate positive.
-    signs = np.sign(axes[np.abs(axes).argmax(axis=0), np.arange(axes.shape[1])])
-    return axes * np.where(signs == 0, 1.0, signs)
+    """The first ``dim`` principal axes of the rows of ``x`` (D x dim), in float64, each signed so
+    that its largest-magnitude coordinate is positive (sklearn's PCA convention: deterministic)."""
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=dim, svd_solver="full").fit(x.astype(np.float64)).components_.T
 
 
 def centroid_table(centroids: np.ndarray, *, mode: CentroidInit, dim: int, target_std: float) -> np.ndarray:
