@@ -19,10 +19,11 @@ Sources:
   (a JSON file of ``torchaudio.models.wav2vec2_model`` keyword arguments, as used to build the model)
   or else from the torchaudio factory named by ``arch`` (``base``/``large``/``xlarge`` =
   ``hubert_base``/``hubert_large``/``hubert_xlarge``; by default the one with the state dict's width).
-- ``hf``: a ``save_pretrained`` folder of ``transformers.HubertModel`` (``config.json`` +
-  ``model.safetensors``, a sharded ``model.safetensors.index.json`` or ``pytorch_model.bin``), or a
-  single weights file with its ``config.json`` beside it (or given as ``config``). The architecture
-  comes from ``config.json``. ``HubertFor*`` checkpoints are accepted: their heads are dropped.
+- ``hf``: a ``save_pretrained`` folder of ``transformers.HubertModel`` (what ``from_pretrained``
+  reads), or a single weights file with its ``config.json`` beside it (or given as ``config``).
+  transformers loads it (``HubertFor*`` heads are dropped) and torchaudio's own importer
+  (``import_huggingface_model``) turns it into a ``Wav2Vec2Model``, read as above; only what that
+  importer ignores is taken from ``config.json`` (the activation, the mask embedding) or refused.
 
 What neither layout has is created as fairseq initialises it, with a fixed seed (so a conversion
 is reproducible): one label set ``km`` whose dictionary holds a single unit ``0``, its label
@@ -37,16 +38,19 @@ layer-norm CNN of HuBERT Large / X-Large, off for the group-norm CNN of HuBERT B
 from __future__ import annotations
 
 import argparse
+import contextlib
 import inspect
 import json
+import logging
 import math
 import pickle
 import re
+import tempfile
 import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
 
 from ..core.errors import CheckpointError, ConfigError
 from ..core.io import atomic_path
@@ -72,37 +76,30 @@ STANDARD_CNN = ((10, 5),) + ((3, 2),) * 4 + ((2, 2),) * 2
 _TORCHAUDIO_FACTORIES: dict[str, tuple[int, bool]] = {"base": (12, False), "large": (16, True), "xlarge": (16, True)}
 _FACTORY_BY_WIDTH = {768: "base", 1024: "large", 1280: "xlarge"}
 
-#: transformers' HubertConfig defaults for the fields read here (old config.json files omit some).
-_HF_DEFAULTS: dict[str, Any] = {
-    "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12, "intermediate_size": 3072,
-    "hidden_act": "gelu", "feat_extract_norm": "group", "feat_extract_activation": "gelu",
-    "feat_proj_layer_norm": True, "layer_norm_eps": 1e-5,
-    "conv_dim": [512] * 7, "conv_kernel": [k for k, _ in STANDARD_CNN], "conv_stride": [s for _, s in STANDARD_CNN],
-    "conv_bias": False, "num_conv_pos_embeddings": 128, "num_conv_pos_embedding_groups": 16,
-    "conv_pos_batch_norm": False, "do_stable_layer_norm": False,
-}
 #: transformers activation name -> fairseq's (same function).
 _HF_ACTIVATIONS = {"gelu": "gelu", "relu": "relu", "tanh": "tanh", "linear": "linear",
                    "gelu_new": "gelu_accurate", "gelu_pytorch_tanh": "gelu_accurate"}
-#: Key prefixes of task heads (HubertForCTC, HubertForSequenceClassification): not encoder weights.
-_HF_HEADS = ("lm_head.", "projector.", "classifier.", "layer_weights")
-
-#: Canonical (= transformers) parameter name -> fairseq HubertModel name. The CNN norms are separate
-#: because their fairseq name depends on the extractor mode.
+#: torchaudio parameter name (``Wav2Vec2Model``, ``HuBERTPretrainModel`` without its ``wav2vec2.``)
+#: -> fairseq HubertModel name. The CNN norms are separate: their fairseq name depends on the
+#: extractor mode.
 _TO_FAIRSEQ: tuple[tuple[re.Pattern, str], ...] = tuple((re.compile(p), r) for p, r in (
     (r"feature_extractor\.conv_layers\.(\d+)\.conv\.(weight|bias)", r"feature_extractor.conv_layers.\1.0.\2"),
-    (r"feature_projection\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
-    (r"feature_projection\.projection\.(weight|bias)", r"post_extract_proj.\1"),
-    (r"encoder\.pos_conv_embed\.conv\.(bias|weight_g|weight_v)", r"encoder.pos_conv.0.\1"),
-    (r"encoder\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
-    (r"encoder\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)", r"encoder.layers.\1.self_attn.\2_proj.\3"),
-    (r"encoder\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
-    (r"encoder\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
-    (r"encoder\.layers\.(\d+)\.final_layer_norm\.(weight|bias)", r"encoder.layers.\1.final_layer_norm.\2"),
-    (r"masked_spec_embed", "mask_emb"),
-    (r"final_proj\.(weight|bias)", r"final_proj.\1"),
+    (r"encoder\.feature_projection\.layer_norm\.(weight|bias)", r"layer_norm.\1"),
+    (r"encoder\.feature_projection\.projection\.(weight|bias)", r"post_extract_proj.\1"),
+    (r"encoder\.transformer\.pos_conv_embed\.conv\.(bias|weight_g|weight_v)", r"encoder.pos_conv.0.\1"),
+    (r"encoder\.transformer\.layer_norm\.(weight|bias)", r"encoder.layer_norm.\1"),
+    (r"encoder\.transformer\.layers\.(\d+)\.attention\.(q|k|v|out)_proj\.(weight|bias)",
+     r"encoder.layers.\1.self_attn.\2_proj.\3"),
+    (r"encoder\.transformer\.layers\.(\d+)\.layer_norm\.(weight|bias)", r"encoder.layers.\1.self_attn_layer_norm.\2"),
+    (r"encoder\.transformer\.layers\.(\d+)\.feed_forward\.intermediate_dense\.(weight|bias)", r"encoder.layers.\1.fc1.\2"),
+    (r"encoder\.transformer\.layers\.(\d+)\.feed_forward\.output_dense\.(weight|bias)", r"encoder.layers.\1.fc2.\2"),
+    (r"encoder\.transformer\.layers\.(\d+)\.final_layer_norm\.(weight|bias)",
+     r"encoder.layers.\1.final_layer_norm.\2"),
+    (r"mask_generator\.mask_embedding", "mask_emb"),
+    (r"logit_generator\.final_proj\.(weight|bias)", r"final_proj.\1"),
 ))
+#: HuBERTPretrainModel's label embeddings (unit rows, without fairseq's special symbols).
+_LABEL_EMBEDDINGS = "logit_generator.label_embeddings"
 _CNN_NORM = re.compile(r"feature_extractor\.conv_layers\.(\d+)\.layer_norm\.(weight|bias)")
 #: fairseq: GroupNorm is module 2 of the first CNN block; a LayerNorm sits inside module 2 of every block.
 _CNN_NORM_TO_FAIRSEQ: dict[str, str] = {"default": r"feature_extractor.conv_layers.\1.2.\2",
@@ -141,11 +138,11 @@ class HubertArch:
 
 @dataclass(frozen=True)
 class SourceWeights:
-    """A source's encoder weights under canonical (transformers) names, with their original keys."""
+    """A source's encoder weights under torchaudio names, with their original keys."""
 
     path: Path
     layout: Layout
-    tensors: dict[str, tuple[str, torch.Tensor]]  # canonical name -> (key in the source, tensor)
+    tensors: dict[str, tuple[str, torch.Tensor]]  # torchaudio name -> (key in the source, tensor)
     arch: HubertArch
     dropped: tuple[str, ...]  # source keys that are not part of a HuBERT encoder (task heads)
 
@@ -199,16 +196,6 @@ def _torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     return _check_state_dict(obj, path)
 
 
-def _safetensors(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    try:
-        return _check_state_dict(load_file(path), path)
-    except (SafetensorError, OSError) as e:
-        raise CheckpointError(f"{path}: unreadable safetensors file ({e})") from None
-
-
 def _read_json(path: Path, what: str) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: {what} not found")
@@ -227,37 +214,17 @@ def _rename_weight_norm(key: str) -> str:
         ".parametrizations.weight.original1", ".weight_v")
 
 
-def _canonical_torchaudio(state: dict[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
-    renames = {"mask_generator.mask_embedding": "masked_spec_embed",
-               "logit_generator.final_proj.weight": "final_proj.weight",
-               "logit_generator.final_proj.bias": "final_proj.bias",
-               "logit_generator.label_embeddings": "label_embeddings"}
+def _canonical_torchaudio(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
     out: dict[str, tuple[str, torch.Tensor]] = {}
     dropped = []
     for key, value in state.items():
         # A pipeline bundle's get_model() may wrap the Wav2Vec2Model as .model (waveform normalisation);
         # HuBERTPretrainModel holds it as .wav2vec2.
-        name = key.removeprefix("model.")
-        name = renames.get(name, name).removeprefix("wav2vec2.")
+        name = key.removeprefix("model.").removeprefix("wav2vec2.")
         if name.startswith("aux."):  # the CTC head of a fine-tuned Wav2Vec2Model
             dropped.append(key)
             continue
-        if name.startswith("encoder.feature_projection."):
-            name = name.removeprefix("encoder.")
-        elif name.startswith("encoder.transformer."):
-            name = "encoder." + name.removeprefix("encoder.transformer.")
         out[_rename_weight_norm(name)] = (key, value)
-    return out, dropped
-
-
-def _canonical_hf(state: dict[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
-    out: dict[str, tuple[str, torch.Tensor]] = {}
-    dropped = []
-    for key, value in state.items():
-        if key.startswith(_HF_HEADS):
-            dropped.append(key)
-            continue
-        out[_rename_weight_norm(key.removeprefix("hubert."))] = (key, value)
     return out, dropped
 
 
@@ -294,14 +261,14 @@ def _infer_from_shapes(tensors: dict[str, tuple[str, torch.Tensor]], path: Path)
         raise CheckpointError(
             f"{path}: CNN normalisation on layers {normed}; HuBERT has it on layer 0 only (group norm) or on all"
         )
-    layer_idx = {int(m.group(1)) for k in tensors if (m := re.fullmatch(r"encoder\.layers\.(\d+)\..*", k))}
+    layer_idx = {int(m.group(1)) for k in tensors if (m := re.fullmatch(r"encoder\.transformer\.layers\.(\d+)\..*", k))}
     if not layer_idx:
         raise CheckpointError(f"{path}: no transformer layers (encoder layers): not a HuBERT state dict")
-    embed_dim = _shape(tensors, "feature_projection.projection.weight", path)[0]
-    v_shape = _shape(tensors, "encoder.pos_conv_embed.conv.weight_v", path)
+    embed_dim = _shape(tensors, "encoder.feature_projection.projection.weight", path)[0]
+    v_shape = _shape(tensors, "encoder.transformer.pos_conv_embed.conv.weight_v", path)
     return {
         "conv": conv, "conv_bias": all(biased), "extractor_mode": mode, "embed_dim": embed_dim,
-        "ffn_dim": _shape(tensors, "encoder.layers.0.feed_forward.intermediate_dense.weight", path)[0],
+        "ffn_dim": _shape(tensors, "encoder.transformer.layers.0.feed_forward.intermediate_dense.weight", path)[0],
         "num_layers": max(layer_idx) + 1, "conv_pos": v_shape[2], "conv_pos_groups": embed_dim // max(v_shape[1], 1),
     }
 
@@ -315,6 +282,8 @@ def _torchaudio_config(path: Path) -> dict[str, Any]:
     unknown = sorted(set(config) - known)
     if unknown:
         raise ConfigError(f"{path}: {unknown[0]!r} is not an argument of torchaudio.models.wav2vec2_model")
+    if config.get("extractor_mode", "group_norm") not in ("group_norm", "layer_norm"):
+        raise ConfigError(f"{path}: extractor_mode must be 'group_norm' or 'layer_norm'")
     return config
 
 
@@ -322,14 +291,20 @@ def read_torchaudio(path: str | Path, *, config: str | Path | None = None,
                     arch: TorchaudioArch | None = None) -> SourceWeights:
     """Read a torchaudio ``Wav2Vec2Model`` / ``HuBERTPretrainModel`` state dict (see the module docstring)."""
     path = Path(path)
-    tensors, dropped = _canonical_torchaudio(_torch_state_dict(path))
-    shapes = _infer_from_shapes(tensors, path)
     given = _torchaudio_config(Path(config)) if config is not None else {}
+    return _torchaudio_source(_torch_state_dict(path), path=path, layout="torchaudio", given=given, arch=arch)
+
+
+def _torchaudio_source(state: Mapping[str, torch.Tensor], *, path: Path, layout: Layout, given: dict[str, Any],
+                       arch: TorchaudioArch | None = None, activation_fn: str = "gelu",
+                       dropped: tuple[str, ...] = ()) -> SourceWeights:
+    """The weights of a torchaudio state dict and its architecture: the shapes, then ``given``
+    (``wav2vec2_model`` arguments), then the factory ``arch`` (by default the one of that width)."""
+    tensors, aux = _canonical_torchaudio(state)
+    shapes = _infer_from_shapes(tensors, path)
     factory = arch or _FACTORY_BY_WIDTH.get(given.get("encoder_embed_dim", shapes["embed_dim"]))
     heads, ln_first = _TORCHAUDIO_FACTORIES[factory] if factory else (None, None)
     mode = {"group_norm": "default", "layer_norm": "layer_norm"}
-    if "extractor_mode" in given and given["extractor_mode"] not in mode:
-        raise ConfigError(f"{config}: extractor_mode must be 'group_norm' or 'layer_norm'")
 
     standard_kernels = [k for _, k in shapes["conv"]] == [k for k, _ in STANDARD_CNN]
     if given.get("extractor_conv_layer_config") is not None:
@@ -354,7 +329,7 @@ def read_torchaudio(path: str | Path, *, config: str | Path | None = None,
             "or --arch"
         )
     return SourceWeights(
-        path=path, layout="torchaudio", tensors=tensors, dropped=tuple(dropped),
+        path=path, layout=layout, tensors=tensors, dropped=(*dropped, *aux),
         arch=HubertArch(
             extractor_mode=extractor_mode, conv_layers=conv_layers,
             conv_bias=bool(given.get("extractor_conv_bias", shapes["conv_bias"])),
@@ -364,68 +339,112 @@ def read_torchaudio(path: str | Path, *, config: str | Path | None = None,
             num_heads=int(num_heads), layer_norm_first=bool(layer_norm_first),
             conv_pos=int(given.get("encoder_pos_conv_kernel", shapes["conv_pos"])),
             conv_pos_groups=int(given.get("encoder_pos_conv_groups", shapes["conv_pos_groups"])),
+            activation_fn=activation_fn,
         ),
     )
 
 
-def _hf_arch(config: dict[str, Any], path: Path) -> HubertArch:
-    if config.get("model_type") != "hubert":
-        raise CheckpointError(f"{path}: model_type is {config.get('model_type')!r}, not 'hubert': not a HuBERT model")
-    get = {**_HF_DEFAULTS, **config}.__getitem__
+def _hf_activation(config: Any, path: Path) -> str:
+    """fairseq's name of the transformer activation; refuses what neither torchaudio's importer
+    nor fairseq can hold (the importer ignores these fields: it would build a different model)."""
     unsupported = {
-        "feat_extract_activation": (get("feat_extract_activation") != "gelu",
+        "feat_extract_activation": (config.feat_extract_activation != "gelu",
                                     "fairseq's CNN and positional conv use gelu"),
-        "feat_proj_layer_norm": (not get("feat_proj_layer_norm"), "fairseq always normalises the CNN output"),
-        "conv_pos_batch_norm": (bool(get("conv_pos_batch_norm")), "not supported by this converter"),
-        "layer_norm_eps": (get("layer_norm_eps") != 1e-5, "fairseq's layer norms use eps 1e-5"),
-        "hidden_act": (get("hidden_act") not in _HF_ACTIVATIONS, f"fairseq supports {sorted(_HF_ACTIVATIONS)}"),
-        "feat_extract_norm": (get("feat_extract_norm") not in ("group", "layer"), "expected 'group' or 'layer'"),
+        "feat_proj_layer_norm": (not config.feat_proj_layer_norm, "fairseq always normalises the CNN output"),
+        "conv_pos_batch_norm": (bool(getattr(config, "conv_pos_batch_norm", False)), "not supported by this converter"),
+        "layer_norm_eps": (config.layer_norm_eps != 1e-5, "fairseq's layer norms use eps 1e-5"),
+        "hidden_act": (config.hidden_act not in _HF_ACTIVATIONS, f"fairseq supports {sorted(_HF_ACTIVATIONS)}"),
+        "feat_extract_norm": (config.feat_extract_norm not in ("group", "layer"), "expected 'group' or 'layer'"),
     }
     for field_, (bad, why) in unsupported.items():
         if bad:
-            raise CheckpointError(f"{path}: {field_} = {get(field_)!r} cannot be converted ({why})")
-    dims, kernels, strides = get("conv_dim"), get("conv_kernel"), get("conv_stride")
-    if not len(dims) == len(kernels) == len(strides):
-        raise CheckpointError(f"{path}: conv_dim, conv_kernel and conv_stride have different lengths")
-    return HubertArch(
-        extractor_mode="default" if get("feat_extract_norm") == "group" else "layer_norm",
-        conv_layers=tuple((int(d), int(k), int(s)) for d, k, s in zip(dims, kernels, strides)),
-        conv_bias=bool(get("conv_bias")), embed_dim=int(get("hidden_size")), ffn_dim=int(get("intermediate_size")),
-        num_layers=int(get("num_hidden_layers")), num_heads=int(get("num_attention_heads")),
-        conv_pos=int(get("num_conv_pos_embeddings")), conv_pos_groups=int(get("num_conv_pos_embedding_groups")),
-        layer_norm_first=bool(get("do_stable_layer_norm")), activation_fn=_HF_ACTIVATIONS[get("hidden_act")],
-    )
+            raise CheckpointError(f"{path}: {field_} = {getattr(config, field_)!r} cannot be converted ({why})")
+    return _HF_ACTIVATIONS[config.hidden_act]
 
 
-def _hf_weights(path: Path) -> dict[str, torch.Tensor]:
-    if path.is_file():
-        return _safetensors(path) if path.suffix == ".safetensors" else _torch_state_dict(path)
-    if (path / "model.safetensors").is_file():
-        return _safetensors(path / "model.safetensors")
-    if (index := path / "model.safetensors.index.json").is_file():
-        shards = sorted(set(_read_json(index, "safetensors index").get("weight_map", {}).values()))
-        if not shards:
-            raise CheckpointError(f"{index}: empty weight_map")
-        return {k: v for shard in shards for k, v in _safetensors(path / shard).items()}
-    if (path / "pytorch_model.bin").is_file():
-        return _torch_state_dict(path / "pytorch_model.bin")
-    raise CheckpointError(
-        f"{path}: no model.safetensors, model.safetensors.index.json or pytorch_model.bin; "
-        "pass a transformers save_pretrained folder or a weights file"
-    )
+@contextlib.contextmanager
+def _quiet_transformers() -> Iterator[None]:
+    """transformers' progress bars and load report, torchaudio's "lm_head not imported" warning off."""
+    import transformers
+
+    verbosity, bars = transformers.logging.get_verbosity(), transformers.utils.logging.is_progress_bar_enabled()
+    importer_log = logging.getLogger("torchaudio.models.wav2vec2.utils.import_huggingface")
+    importer_level = importer_log.level
+    transformers.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    importer_log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        transformers.logging.set_verbosity(verbosity)
+        if bars:
+            transformers.utils.logging.enable_progress_bar()
+        importer_log.setLevel(importer_level)
+
+
+def _hf_model(path: Path, config_path: Path) -> tuple[torch.nn.Module, tuple[str, ...]]:
+    """transformers' ``HubertModel`` with the weights of ``path`` and the keys it did not use (heads)."""
+    import transformers
+    from safetensors import SafetensorError
+
+    config = transformers.HubertConfig.from_json_file(config_path)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = path
+        if path.is_file():  # from_pretrained reads folders: give the lone file the name it looks for
+            folder = Path(tmp)
+            (folder / ("model.safetensors" if path.suffix == ".safetensors" else "pytorch_model.bin")).symlink_to(
+                path.resolve())
+        try:
+            model, info = transformers.HubertModel.from_pretrained(folder, config=config, output_loading_info=True)
+        except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
+            first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+            raise CheckpointError(f"{path}: transformers cannot load it ({type(e).__name__}: {first})") from None
+    # The mask embedding may be absent (a source that never masked); anything else missing was initialised at random.
+    missing = [k for k in info["missing_keys"] if k != "masked_spec_embed"]
+    if missing:
+        raise CheckpointError(
+            f"{path}: no weights for {missing[0]!r} ({len(missing)} missing in all): the weights are incomplete "
+            "or config.json describes another model"
+        )
+    if "masked_spec_embed" in info["missing_keys"]:
+        model.masked_spec_embed = None  # transformers' random initialisation: fairseq's seeded one instead
+    return model.eval(), tuple(info["unexpected_keys"])
 
 
 def read_hf(path: str | Path, *, config: str | Path | None = None) -> SourceWeights:
-    """Read a transformers ``HubertModel`` (folder or weights file + ``config.json``)."""
+    """Read a transformers ``HubertModel`` (folder or weights file + ``config.json``) through
+    torchaudio's ``import_huggingface_model``."""
+    import torch
+    from torchaudio.models.wav2vec2.utils import import_huggingface_model
+
     path = Path(path)
     if not path.exists():
         raise CheckpointError(f"{path}: not found")
     config_path = Path(config) if config is not None else (path if path.is_dir() else path.parent) / "config.json"
     if config is None and not config_path.is_file():
         raise CheckpointError(f"{config_path}: not found; pass the HubertModel's config.json with --config")
-    arch = _hf_arch(_read_json(config_path, "transformers config"), config_path)
-    tensors, dropped = _canonical_hf(_hf_weights(path))
-    return SourceWeights(path=path, layout="hf", tensors=tensors, arch=arch, dropped=tuple(dropped))
+    model_type = _read_json(config_path, "transformers config").get("model_type")
+    if model_type != "hubert":
+        raise CheckpointError(f"{config_path}: model_type is {model_type!r}, not 'hubert': not a HuBERT model")
+    with _quiet_transformers():
+        model, dropped = _hf_model(path, config_path)
+        activation_fn = _hf_activation(model.config, config_path)
+        imported = import_huggingface_model(model)
+    state = imported.state_dict()
+    if getattr(model, "masked_spec_embed", None) is not None:  # torchaudio's model has none; fine-tuning masks with it
+        state["mask_generator.mask_embedding"] = model.masked_spec_embed.detach()
+    transformer = imported.encoder.transformer
+    # What the shapes do not show, read off the model torchaudio built from config.json.
+    given = {
+        "extractor_mode": "group_norm" if isinstance(imported.feature_extractor.conv_layers[0].layer_norm,
+                                                     torch.nn.GroupNorm) else "layer_norm",
+        "extractor_conv_layer_config": [(b.conv.out_channels, b.kernel_size, b.stride)
+                                        for b in imported.feature_extractor.conv_layers],
+        "encoder_num_heads": transformer.layers[0].attention.num_heads,
+        # (transformer.layer_norm_first is the opposite flag: where the encoder's own layer norm goes)
+        "encoder_layer_norm_first": transformer.layers[0].layer_norm_first,
+    }
+    return _torchaudio_source(state, path=path, layout="hf", given=given, activation_fn=activation_fn, dropped=dropped)
 
 
 # --------------------------------------------------------------------------------------- writing
@@ -483,9 +502,9 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
 
     arch, path = source.arch, source.path
     tensors = dict(source.tensors)
-    labels = tensors.pop("label_embeddings", None)
-    if "final_proj.weight" in tensors:
-        final_dim = tensors["final_proj.weight"][1].shape[0]
+    labels = tensors.pop(_LABEL_EMBEDDINGS, None)
+    if "logit_generator.final_proj.weight" in tensors:
+        final_dim = tensors["logit_generator.final_proj.weight"][1].shape[0]
     elif labels is not None:
         final_dim = labels[1].shape[1]
     else:
