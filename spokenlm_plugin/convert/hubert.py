@@ -426,6 +426,10 @@ def read_hf(path: str | Path, *, config: str | Path | None = None) -> SourceWeig
     model_type = _read_json(config_path, "transformers config").get("model_type")
     if model_type != "hubert":
         raise CheckpointError(f"{config_path}: model_type is {model_type!r}, not 'hubert': not a HuBERT model")
+    try:
+        import transformers  # noqa: F401  (an optional dependency: only this layout needs it)
+    except ImportError:
+        raise ConfigError("--from hf needs transformers (pip install transformers)") from None
     with _quiet_transformers():
         model, dropped = _hf_model(path, config_path)
         activation_fn = _hf_activation(model.config, config_path)
