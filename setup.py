@@ -34,7 +34,10 @@ setup(
         # GPU machines: faiss with CUDA (k-means fit / assign on the GPU). It ships the same `faiss`
         # module as faiss-cpu: install it over the CPU build (see README, "GPU machines").
         "gpu": ["faiss-gpu-cu12"],
-        "test": ["pytest", "ruff==0.17.6", "transformers==5.23.0"],
+        # `convert-hubert --from hf`: Hugging Face checkpoints are read by transformers, then
+        # converted by torchaudio's importer.
+        "hf": ["transformers==5.23.0"],
+        "test": ["pytest", "ruff==0.17.6", "mypy==2.4.1", "transformers==5.23.0"],
     },
     entry_points={"console_scripts": ["spokenlm=spokenlm_plugin.cli:main"]},
 )
