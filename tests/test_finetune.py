@@ -126,8 +126,8 @@ def test_frame_cls_checkpoint_reloads_without_pretrained_file(frame_run):
     state = model.state_dict()
     for k, v in pretrained.items():
         if k.startswith("feature_extractor."):
-            assert torch.equal(state[f"hubert.{k}"], v), k
-    assert not torch.equal(state["hubert.encoder.layers.0.fc1.weight"], pretrained["encoder.layers.0.fc1.weight"])
+            assert torch.equal(state[f"w2v_encoder.w2v_model.{k}"], v), k
+    assert not torch.equal(state["w2v_encoder.w2v_model.encoder.layers.0.fc1.weight"], pretrained["encoder.layers.0.fc1.weight"])
 
     wav = torch.randn(2, 16_000)
     padding = torch.zeros(2, 16_000, dtype=torch.bool)
@@ -138,7 +138,7 @@ def test_frame_cls_checkpoint_reloads_without_pretrained_file(frame_run):
         first, _ = model.extract_features(wav, padding, output_layer=1)
     assert out["logits"].shape == (2, 49, 40)
     assert feats.shape == (2, 49, 64) and first.shape == (2, 49, 64)
-    assert torch.allclose(out["logits"], model.head(feats), atol=1e-5)
+    assert torch.allclose(out["logits"], model.w2v_encoder.proj(feats), atol=1e-5)
     assert not torch.allclose(first, feats)
     assert frame_padding[0].sum() == 0 and 20 <= frame_padding[1].sum() <= 23
 
@@ -153,8 +153,8 @@ def test_linear_probe_keeps_encoder_unchanged(corpus, tiny_base, tmp_path):
     pretrained = _hubert_weights(tiny_base)
     for k, v in pretrained.items():
         if not k.startswith(("label_embs_concat", "final_proj")):
-            assert torch.equal(state[f"hubert.{k}"], v), k
-    assert "head.weight" in state
+            assert torch.equal(state[f"w2v_encoder.w2v_model.{k}"], v), k
+    assert "w2v_encoder.proj.weight" in state
 
 
 @pytest.mark.slow  # a whole CLI integration run: CI runs it (--slow)
@@ -196,7 +196,7 @@ def test_hydra_demo_config_as_documented(corpus, tiny_base, tmp_path):
         cwd=REPO,
     )
     model, task = load_frame_classifier(save_dir / "checkpoint_last.pt")
-    assert model.cfg.mask_prob == 0.0 and model.freeze_updates == 60 and model.cfg.train_cnn and task.cfg.labels == "phn"
+    assert model.cfg.mask_prob == 0.0 and model.w2v_encoder.freeze_finetune_updates == 60 and model.cfg.train_cnn and task.cfg.labels == "phn"
 
 
 def test_labels_for_another_manifest_stop_before_training(corpus, tiny_base, tmp_path):

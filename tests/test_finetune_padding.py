@@ -1,7 +1,7 @@
 """Training and read-out see the same features: padding in a fine-tuning batch does not change them.
 
 Fine-tuning batches padded utterances (``padding_mask``); dumps and evaluation read utterances
-unpadded. The fine-tuning models' HuBERT (``build_hubert``) masks exactly the frames an unpadded
+unpadded. The fine-tuning model's HuBERT (``hubert_frame_cls``) masks exactly the frames an unpadded
 pass makes, and the shipped small HuBERT's ``layer_norm`` CNN normalises each frame on its own, so
 a frame's features do not depend on its batch-mates. fairseq's own ``HubertModel`` (chunked frame
 mask) and HuBERT Base's ``default`` CNN (GroupNorm over time) do not have that property: the
@@ -12,15 +12,15 @@ from __future__ import annotations
 
 import torch
 
-from spokenlm_plugin.finetune.pretrained import build_hubert, load_encoder_weights, load_pretrained
-from tests.units_support import make_hubert_checkpoint
+from spokenlm_plugin.core.phones import INVENTORY
+from spokenlm_plugin.finetune.pretrained import load_pretrained
+from tests.units_support import build_frame_classifier, make_hubert_checkpoint
 
 
 def _padded_vs_alone(tmp_path, mode: str, *, fairseq_mask: bool = False) -> float:
-    ckpt = make_hubert_checkpoint(tmp_path / f"{mode}.pt", extractor_mode=mode)
-    pretrained = load_pretrained(ckpt)
-    model = build_hubert(pretrained.cfg, overrides={})
-    load_encoder_weights(model, pretrained)
+    (tmp_path / "dict.phn.txt").write_text("".join(f"{p} 1\n" for p in INVENTORY))
+    pretrained = make_hubert_checkpoint(tmp_path / f"{mode}.pt", extractor_mode=mode)
+    model = build_frame_classifier(pretrained, tmp_path)[2].w2v_encoder.w2v_model  # weights loaded, as in training
     if fairseq_mask:
         from fairseq.models.hubert import HubertModel
 

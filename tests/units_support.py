@@ -80,24 +80,30 @@ def make_hubert_checkpoint(
     return _save(path, cfg, model, task.state_dict())
 
 
-def make_frame_cls_checkpoint(path: Path, pretrained: Path, label_dir: Path, *, seed: int = 0) -> Path:
-    """A ``hubert_frame_cls`` checkpoint (task ``phoneme_frame_cls``) built on ``pretrained``."""
+def build_frame_classifier(pretrained: Path, label_dir: Path, **model_fields):
+    """``(cfg, task, model)``: a ``hubert_frame_cls`` model (task ``phoneme_frame_cls``, labels and
+    ``dict.phn.txt`` in ``label_dir``) built on ``pretrained`` as fairseq-train builds it."""
     from fairseq import tasks
     from fairseq.dataclass.configs import FairseqConfig
 
     from spokenlm_plugin.finetune.model import HubertFrameClsConfig
     from spokenlm_plugin.finetune.task import PhonemeFrameClsConfig
 
-    torch.manual_seed(seed)
     cfg = FairseqConfig()
     cfg.task = PhonemeFrameClsConfig(_name="phoneme_frame_cls", data=str(label_dir), label_dir=str(label_dir))
-    cfg.model = HubertFrameClsConfig(_name="hubert_frame_cls", w2v_path=str(pretrained), max_update=10)
+    cfg.model = HubertFrameClsConfig(_name="hubert_frame_cls", w2v_path=str(pretrained), max_update=10, **model_fields)
     cfg = OmegaConf.structured(cfg)
     task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
+    return cfg, task, task.build_model(cfg.model)
+
+
+def make_frame_cls_checkpoint(path: Path, pretrained: Path, label_dir: Path, *, seed: int = 0) -> Path:
+    """A ``hubert_frame_cls`` checkpoint (task ``phoneme_frame_cls``) built on ``pretrained``."""
+    torch.manual_seed(seed)
+    cfg, task, model = build_frame_classifier(pretrained, label_dir)
     _ = task.target_dictionary  # fairseq saves the loaded dictionary in the task state
     with torch.no_grad():
-        model.head.weight.normal_()
+        model.w2v_encoder.proj.weight.normal_()
     return _save(path, cfg, model, task.state_dict())
 
 

@@ -29,7 +29,7 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 
 from ..core.errors import ConfigError
 from ..data.frame_labels import check_sequence_labels, load_dictionary
-from .pretrained import keep_pretrained_cfg, load_pretrained
+from .pretrained import check_normalize, keep_pretrained_cfg, load_pretrained
 
 
 @dataclass
@@ -96,12 +96,7 @@ class PhonemeCtcTask(HubertPretrainingTask):
     def build_model(self, cfg, from_checkpoint: bool = False):
         if cfg.get("w2v_args") is None:
             pretrained = load_pretrained(cfg.w2v_path)
-            pretrained_normalize = pretrained.cfg.task.get("normalize", False)
-            if pretrained_normalize != self.cfg.normalize:
-                raise ConfigError(
-                    f"{cfg.w2v_path}: pretrained with normalize={pretrained_normalize} "
-                    f"but task.normalize={self.cfg.normalize}; set task.normalize to match"
-                )
+            check_normalize(pretrained.cfg, normalize=self.cfg.normalize, path=cfg.w2v_path)
             # hubert_ctc rebuilds the pretrained model from these dictionaries; [None] (a converted
             # checkpoint has none) builds it without the pretraining label embeddings.
             self.state.merge_state_dict({"dictionaries": pretrained.task_state.get("dictionaries", [None])})

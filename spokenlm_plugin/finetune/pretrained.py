@@ -1,14 +1,17 @@
-"""Pretrained HuBERT checkpoints: read and check them once, rebuild the encoder from a stored config.
+"""Pretrained HuBERT checkpoints: read and check them once; the config the fine-tuning encoder is rebuilt from.
 
-A fine-tuned checkpoint must load without the pretrained file it started from (fairseq's
-``hubert_asr`` re-reads ``w2v_path`` at load time). So the pretrained file is read only when a
-model is first built: its ``{task, model}`` config is kept in the fine-tuning model's config
-(``w2v_args``) and saved with the fine-tuned checkpoint, and a reload rebuilds the encoder from
-that config alone, its weights coming from the fine-tuned state dict.
+A fine-tuned checkpoint must load without the pretrained file it started from. fairseq's
+``hubert_asr`` encoder rebuilds the pretrained model from ``w2v_args`` when it is set, and reads
+``w2v_path`` only when it is not (and then also needs the pretraining label dictionaries again).
+So the plugin reads the pretrained file itself, once, when a model is first built: the checks
+here give one-line errors, its ``{task, model}`` config becomes ``w2v_args`` (saved with the
+fine-tuned checkpoint) and its weights are copied in after the encoder is built; a reload
+rebuilds the encoder from ``w2v_args`` alone, its weights coming from the fine-tuned state dict.
 """
 
 from __future__ import annotations
 
+import functools
 from argparse import Namespace
 from dataclasses import dataclass, fields
 from pathlib import Path
@@ -18,7 +21,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from ..core.checkpoints import read_checkpoint
-from ..core.errors import CheckpointError
+from ..core.errors import CheckpointError, ConfigError
 
 #: Keys every HuBERT state dict has (CNN feature extractor and transformer encoder).
 _REQUIRED_KEYS = ("feature_extractor.conv_layers.0.0.weight", "encoder.layers.0.self_attn.k_proj.weight")
@@ -80,25 +83,36 @@ def _known(dataclass_type: type, values: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in container.items() if k in names}
 
 
-def build_hubert(w2v_args: DictConfig, *, overrides: dict[str, Any]):
-    """A fairseq ``HubertModel`` of the shape in ``w2v_args`` (random weights), without the
-    pretraining-only modules, with ``overrides`` (dropouts, masking) applied to its config."""
-    from fairseq.models.hubert import HubertConfig, HubertModel
+def encoder_args(pretrained: PretrainedHubert) -> DictConfig:
+    """``w2v_args`` for fairseq's ``HubertEncoder``: the pretrained ``{task, model}`` config
+    restricted to the fields this fairseq declares."""
+    from fairseq.models.hubert import HubertConfig
     from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 
-    task_cfg = OmegaConf.merge(
-        OmegaConf.structured(HubertPretrainingConfig), _known(HubertPretrainingConfig, w2v_args.task)
-    )
-    model_values = _known(HubertConfig, w2v_args.model)
+    task = _known(HubertPretrainingConfig, pretrained.cfg.task)
+    model = _known(HubertConfig, pretrained.cfg.model)
     # label_rate only sets the pretraining target ratio; a converted checkpoint may not have it.
-    model_values.setdefault("label_rate", float(task_cfg.label_rate))
-    model_cfg = OmegaConf.merge(OmegaConf.structured(HubertConfig), model_values, overrides)
-    # [None]: no pretraining label dictionaries, so no label embeddings are created.
-    model = _exact_padding_class(HubertModel)(model_cfg, task_cfg, [None])
-    model.remove_pretraining_modules()
-    return model
+    model.setdefault("label_rate", float(task.get("label_rate", HubertPretrainingConfig.label_rate)))
+    return OmegaConf.create({"task": task, "model": model})
 
 
+def check_normalize(w2v_args: DictConfig, *, normalize: bool, path: str) -> None:
+    """Raise :class:`ConfigError` unless the fine-tuning task normalises waveforms as pretraining
+    did (fairseq only asserts it)."""
+    pretrained = bool(w2v_args.task.get("normalize", False))
+    if pretrained != bool(normalize):
+        raise ConfigError(
+            f"{path}: the model was pretrained with normalize={pretrained} but task.normalize={normalize}; "
+            "set task.normalize to match"
+        )
+
+
+def use_exact_padding(model: torch.nn.Module) -> None:
+    """Give a fairseq ``HubertModel`` (built by fairseq) the exact frame padding mask below."""
+    model.__class__ = _exact_padding_class(type(model))
+
+
+@functools.cache
 def _exact_padding_class(hubert_class: type) -> type:
     class ExactPaddingHubert(hubert_class):
         """fairseq's ``HubertModel`` whose frame padding mask follows the CNN arithmetic.
@@ -123,7 +137,8 @@ def _exact_padding_class(hubert_class: type) -> type:
 
 
 def load_encoder_weights(model: torch.nn.Module, pretrained: PretrainedHubert) -> None:
-    """Copy the pretrained weights into ``model`` (built by :func:`build_hubert`)."""
+    """Copy the pretrained weights into ``model`` (a ``HubertModel`` without its pretraining modules),
+    checking that every weight is there (fairseq loads them with ``strict=False``, unchecked)."""
     result = model.load_state_dict(pretrained.state_dict, strict=False)
     unexpected = [k for k in result.unexpected_keys if not k.startswith(_PRETRAINING_ONLY)]
     if result.missing_keys or unexpected:
