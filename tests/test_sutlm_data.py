@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
 import pytest
 
 from spokenlm_plugin.core.errors import AlignmentError, ConfigError
-from spokenlm_plugin.sutlm.align import AlignedUtterance, align_utterance, word_cuts
+from spokenlm_plugin.sutlm.align import AlignedUtterance, WordAlignments, align_utterance, load_split, word_cuts
 from spokenlm_plugin.sutlm.data import DataConfig, build
 from spokenlm_plugin.sutlm.metrics import copy_rate, distinct_n, retrieved
 from spokenlm_plugin.sutlm.sequences import AstConfig, Renderer, ast_spans, render
@@ -16,6 +17,7 @@ from spokenlm_plugin.sutlm.tokens import MARKERS, SentencePieceError, Tokenizer,
 from spokenlm_plugin.units.phone_units import write_phone_units
 
 from .conftest import CORPUS
+from .test_data_labels import textgrid_long
 
 
 def test_word_cuts_known_inputs() -> None:
@@ -120,3 +122,77 @@ def test_bad_inputs_leave_nothing(tmp_path: Path) -> None:
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
     with pytest.raises(ConfigError, match="AST spans 3-2"):
         build(corpus, km, tmp_path / "out", cfg=DataConfig(ast=AstConfig(min_span=3, max_span=2)))
+
+
+def _textgrids(corpus: Path, out: Path) -> Path:
+    """MFA-style TextGrids of the corpus' own alignments: ``<speaker>/<utt>.TextGrid``, a ``words`` tier
+    with empty silent intervals spanning the audio, and a ``phones`` tier."""
+    for path in sorted((corpus / "alignments").glob("*.json")):
+        d = json.loads(path.read_text())
+        end, t, words = d["num_samples"] / d["sample_rate"], 0.0, []
+        for a, b, w in d["words"]:
+            words += [(t, a, "")] * (a > t) + [(a, b, w)]
+            t = b
+        words += [(t, end, "")] * (end > t)
+        tg = out / d["speaker"] / f"{d['utt_id']}.TextGrid"
+        tg.parent.mkdir(parents=True, exist_ok=True)
+        tg.write_text(textgrid_long(end, {"words": words, "phones": [tuple(x) for x in d["phones"]]}))
+    return out
+
+
+def test_textgrid_word_tiers_align_like_the_corpus_json(tmp_path: Path) -> None:
+    corpus, km = _small_corpus(tmp_path)
+    tg = WordAlignments(_textgrids(corpus, tmp_path / "mfa"), "textgrid")
+    shutil.rmtree(corpus / "transcripts")  # the word tier is the transcript
+    for split in ("train", "valid", "test"):
+        want = load_split(corpus=CORPUS, units_dir=km, split=split)
+        assert load_split(corpus=corpus, units_dir=km, split=split, alignments=tg) == want
+        assert len(want) > 5
+
+
+@pytest.mark.slow
+def test_sutlm_data_from_textgrids_gives_the_same_subsets(tmp_path: Path) -> None:
+    corpus, km = _small_corpus(tmp_path)
+    cfg = DataConfig(vocab_size=40, unit_vocab_sizes=(0,), text_vocab_size=200, text_max_sentences=150)
+    build(corpus, km, tmp_path / "json", cfg=cfg, workers=2)
+    tg = _textgrids(corpus, tmp_path / "mfa")
+    shutil.rmtree(corpus / "transcripts")
+    build(corpus, km, tmp_path / "tg", cfg=cfg, workers=2, alignments=tg, alignment_format="textgrid")
+
+    def data_files(root: Path) -> list[Path]:  # the metadata and fairseq-preprocess logs name their own paths
+        return sorted(p.relative_to(root) for p in root.rglob("*")
+                      if p.is_file() and p.name != "sutlm-data.json" and p.suffix != ".log")
+
+    files = data_files(tmp_path / "json")
+    assert data_files(tmp_path / "tg") == files
+    assert any(f.suffix == ".bin" for f in files)
+    for f in files:
+        if f.suffix == ".model":  # a model records its training path: compare its pieces (the .bin files use them)
+            assert Tokenizer(tmp_path / "tg" / f, kind="text").pieces() == Tokenizer(tmp_path / "json" / f,
+                                                                                     kind="text").pieces()
+        else:
+            assert (tmp_path / "tg" / f).read_bytes() == (tmp_path / "json" / f).read_bytes(), f
+
+
+def test_bad_textgrids_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
+    corpus, km = _small_corpus(tmp_path)
+    shutil.rmtree(corpus / "transcripts")
+    mfa = _textgrids(corpus, tmp_path / "mfa")
+    grids = sorted(mfa.rglob("*.TextGrid"))
+
+    def refused(match: str) -> None:
+        with pytest.raises(AlignmentError, match=match) as e:
+            build(corpus, km, tmp_path / "out", cfg=CFG, alignments=mfa, alignment_format="textgrid")
+        assert "\n" not in str(e.value)
+        assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
+
+    # a words tier ending before the units do: the first word only, the audio cut after it
+    first = json.loads((corpus / "alignments" / f"{grids[0].stem}.json").read_text())["words"][0]
+    grids[0].write_text(textgrid_long(first[1], {"words": [tuple(first)], "phones": [(0, first[1], "AH")]}))
+    refused(rf"{grids[0]}\) does not cover the units")
+    # no words tier
+    grids[0].write_text(textgrid_long(1.0, {"phones": [(0, 1.0, "AH")]}))
+    refused(rf"^{grids[0]}: expected one 'words' tier, found tiers \['phones'\]")
+    # no TextGrid for an utterance
+    grids[0].unlink()
+    refused(rf"{grids[0].stem}\.TextGrid: not found \(searched {mfa} recursively\) for utterance '{grids[0].stem}'")

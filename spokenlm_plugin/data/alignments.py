@@ -160,8 +160,8 @@ def parse_textgrid(text: str, *, source: str = "<TextGrid>") -> dict[str, Tier]:
     return tiers
 
 
-def read_textgrid(path: str | os.PathLike, *, tier: str = "phones") -> Alignment:
-    """The ``phones`` tier of an MFA TextGrid (``"<speaker> - phones"`` in multi-speaker output)."""
+def read_tier(path: str | os.PathLike, tier: str) -> Tier:
+    """The interval tier ``tier`` of an MFA TextGrid (``"<speaker> - <tier>"`` in multi-speaker output)."""
     path = Path(path)
     try:
         tiers = parse_textgrid(_decode(path.read_bytes()), source=str(path))
@@ -175,8 +175,27 @@ def read_textgrid(path: str | os.PathLike, *, tier: str = "phones") -> Alignment
         )
     t = tiers[names[0]]
     if t.kind != "IntervalTier":
-        raise AlignmentError(f"{path}: tier {t.name!r} is a point tier; phones need an interval tier")
+        raise AlignmentError(f"{path}: tier {t.name!r} is a point tier; {tier} need an interval tier")
+    return t
+
+
+def read_textgrid(path: str | os.PathLike, *, tier: str = "phones") -> Alignment:
+    """The ``phones`` tier of an MFA TextGrid (``"<speaker> - phones"`` in multi-speaker output)."""
+    t = read_tier(path, tier)
     return _checked(utt_key(path), str(path), [Segment(a, b, p) for a, b, p in t.entries])
+
+
+#: Word-tier labels of silence: MFA leaves them empty; Kaldi-style aligners write ``<eps>``.
+SILENT_WORDS = frozenset({"", "<eps>"})
+
+
+def read_textgrid_words(path: str | os.PathLike) -> tuple[list[Segment], Fraction]:
+    """Words of an MFA TextGrid's ``words`` tier (silent intervals dropped, ``Segment.phone`` holds the
+    word) and the tier's end, i.e. the duration of the aligned audio (MFA tiers span the whole file)."""
+    t = read_tier(path, "words")
+    checked = _checked(utt_key(path), str(path), [Segment(a, b, w) for a, b, w in t.entries])
+    words = [s for s in checked.segments if s.phone.strip() not in SILENT_WORDS]
+    return [replace(s, phone=s.phone.strip()) for s in words], checked.end
 
 
 # --------------------------------------------------------------------------------------------- JSON
@@ -294,6 +313,10 @@ class Alignments:
 
     def __len__(self) -> int:
         return len(self._lines if self.fmt == "frames" else self._files)
+
+    def file_of(self, utt_id: str) -> Path | None:
+        """The TextGrid / JSON file of ``utt_id`` (None if there is none; frame files: None)."""
+        return self._files.get(utt_id)
 
     def load(self, utt_id: str) -> Alignment:
         """The alignment of ``utt_id``; :class:`AlignmentError` naming it if there is none."""

@@ -10,8 +10,12 @@ and word spans tile the utterance (``units[cuts[k]:cuts[k + 1]]`` is word ``k``;
 can get no run of its own).
 
 Coverage check: the alignment's last word must end within :data:`TOLERANCE_S` of the units' end,
-and the units must not outlast the audio the alignment describes (``num_samples``) by more:
-otherwise the units and the alignment are not of the same utterance.
+and the units must not outlast the audio the alignment describes (``num_samples``; a TextGrid's
+tier end) by more: otherwise the units and the alignment are not of the same utterance.
+
+Word alignments come from the corpus JSON (``alignments/<utt_id>.json``, ``"words"``) or from
+Montreal Forced Aligner TextGrids (the ``words`` tier, silent intervals dropped, read by
+:func:`spokenlm_plugin.data.alignments.read_textgrid_words`): :class:`WordAlignments`.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Literal, Sequence
 
 from ..core.errors import AlignmentError, LabelMismatchError
 from ..core.io import read_lines, read_manifest
 from ..core.phones import SAMPLE_RATE
+from ..data.alignments import Alignments, read_textgrid_words
 from ..core.km import deduplicate, read_km
 
 FRAME_S = 0.02
@@ -61,11 +66,11 @@ def word_cuts(run_lengths: Sequence[int], word_starts: Sequence[float]) -> list[
 
 def align_utterance(
     *, utt_id: str, frame_units: Sequence[int], words: Sequence[tuple[float, float, str]],
-    num_samples: int | None = None, where: str = "",
+    num_samples: int | None = None, where: str = "", source: str = "its word alignment",
 ) -> AlignedUtterance:
-    """Deduplicate ``frame_units`` (50 Hz) and cut them at the word starts of ``words``."""
+    """Deduplicate ``frame_units`` (50 Hz) and cut them at the word starts of ``words`` (read from ``source``)."""
     if not words:
-        raise AlignmentError(f"{where}: utterance {utt_id!r} has no word in its alignment")
+        raise AlignmentError(f"{where}: utterance {utt_id!r} has no word in its alignment ({source})")
     if not frame_units:
         raise AlignmentError(f"{where}: utterance {utt_id!r} has no unit")
     units_end = FRAME_S * len(frame_units)
@@ -73,13 +78,13 @@ def align_utterance(
     if last_end > units_end + TOLERANCE_S:
         raise AlignmentError(
             f"{where}: the alignment of {utt_id!r} ends at {last_end:.3f} s but its units cover only "
-            f"{units_end:.3f} s ({len(frame_units)} frames at 50 Hz): the alignment does not match these units; "
-            "give the .km made from the same manifest"
+            f"{units_end:.3f} s ({len(frame_units)} frames at 50 Hz): the alignment ({source}) does not match these "
+            "units; give the .km made from the same manifest"
         )
     if num_samples is not None and units_end > num_samples / SAMPLE_RATE + TOLERANCE_S:
         raise AlignmentError(
             f"{where}: the units of {utt_id!r} cover {units_end:.3f} s but its alignment describes "
-            f"{num_samples / SAMPLE_RATE:.3f} s of audio: the alignment does not cover the units; "
+            f"{num_samples / SAMPLE_RATE:.3f} s of audio: the alignment ({source}) does not cover the units; "
             "give the .km made from the same manifest"
         )
     starts = [s for s, _, _ in words]
@@ -103,12 +108,45 @@ def read_word_alignment(path: Path) -> tuple[list[tuple[float, float, str]], int
     return words, data.get("num_samples")
 
 
+WordFormat = Literal["json", "textgrid"]
+
+
+class WordAlignments:
+    """Word alignments by utterance id: a folder of corpus JSONs or of MFA TextGrids (any depth)."""
+
+    def __init__(self, path: str | os.PathLike, fmt: WordFormat = "json") -> None:
+        self.path, self.fmt = Path(path), fmt
+        # TextGrids are indexed once (MFA nests them by speaker); JSONs sit at <path>/<utt_id>.json
+        self._textgrids = Alignments(self.path, "textgrid") if fmt == "textgrid" else None
+
+    def source(self, utt_id: str) -> Path | None:
+        """The file holding ``utt_id``'s words, None for a TextGrid that is missing."""
+        if self._textgrids is None:
+            return self.path / f"{utt_id}.json"
+        return self._textgrids.file_of(utt_id)
+
+    def words(self, utt_id: str, *, where: str) -> tuple[list[tuple[float, float, str]], int | None, Path]:
+        """``(start, end, word)`` of every word, the aligned audio's samples (if known) and the file read."""
+        path = self.source(utt_id)
+        if path is None:
+            raise AlignmentError(f"{self.path / (utt_id + '.TextGrid')}: not found (searched {self.path} recursively) "
+                                 f"for utterance {utt_id!r} of {where}; align every manifest row with MFA")
+        if self._textgrids is None:
+            return (*read_word_alignment(path), path)
+        segments, end = read_textgrid_words(path)
+        return [(float(s.start), float(s.end), s.phone) for s in segments], round(end * SAMPLE_RATE), path
+
+
 def load_split(
     *, corpus: str | os.PathLike, units_dir: str | os.PathLike, split: str, vocab_size: int | None = None,
+    alignments: WordAlignments | None = None,
 ) -> list[AlignedUtterance]:
     """Aligned utterances of one split: ``units_dir/split.km`` (one line per manifest row of
-    ``corpus/manifests/split.tsv``), ``corpus/transcripts/split.wrd`` and ``corpus/alignments/*.json``."""
+    ``corpus/manifests/split.tsv``), ``corpus/transcripts/split.wrd`` and the word alignments
+    (default ``corpus/alignments/*.json``). With TextGrids and no ``split.wrd``, the transcript is
+    the word tier's words; with both, they must agree."""
     corpus, units_dir = Path(corpus), Path(units_dir)
+    alignments = alignments or WordAlignments(corpus / "alignments", "json")
     manifest = corpus / "manifests" / f"{split}.tsv"
     km = units_dir / f"{split}.km"
     wrd = corpus / "transcripts" / f"{split}.wrd"
@@ -117,16 +155,15 @@ def load_split(
     if len(rows) != len(ids):
         raise LabelMismatchError(f"{km}: {len(rows)} lines but {manifest} has {len(ids)} utterances; "
                                  "the .km must have one line per manifest row")
-    transcripts = read_lines(wrd)
+    transcripts = read_lines(wrd) if alignments.fmt == "json" or wrd.is_file() else None
     out = []
     for i, (utt_id, frame_units) in enumerate(zip(ids, rows)):
-        if i >= len(transcripts) or not transcripts[i].split():
+        if transcripts is not None and (i >= len(transcripts) or not transcripts[i].split()):
             raise AlignmentError(f"{wrd}:{i + 1}: transcript missing for utterance {utt_id!r} "
                                  f"(manifest row {i + 1}); every manifest row needs its words on its line")
-        align_path = corpus / "alignments" / f"{utt_id}.json"
-        words, num_samples = read_word_alignment(align_path)
-        if [w for _, _, w in words] != transcripts[i].split():
+        words, num_samples, align_path = alignments.words(utt_id, where=f"{manifest}:{i + 2}")
+        if transcripts is not None and [w for _, _, w in words] != transcripts[i].split():
             raise AlignmentError(f"{wrd}:{i + 1}: transcript {transcripts[i]!r} differs from the words of {align_path}")
         out.append(align_utterance(utt_id=utt_id, frame_units=frame_units, words=words, num_samples=num_samples,
-                                   where=f"{km}:{i + 1}"))
+                                   where=f"{km}:{i + 1}", source=str(align_path)))
     return out

@@ -1,7 +1,8 @@
 """``spokenlm sutlm-data``: paired units + transcripts + a text-only corpus -> binarized joint-LM subsets.
 
-Reads a corpus in ``spokenlm synth-corpus`` layout (``manifests/``, ``transcripts/``, ``alignments/``)
-and its units (``UNITS/{split}.km``, 50 Hz, from ``spokenlm kmeans assign``), deduplicates the units
+Reads a corpus in ``spokenlm synth-corpus`` layout (``manifests/``, ``transcripts/``, ``alignments/``;
+or MFA TextGrids with a ``words`` tier instead of ``alignments/``, transcripts then optional) and its
+units (``UNITS/{split}.km``, 50 Hz, from ``spokenlm kmeans assign``), deduplicates the units
 and maps each word onto unit positions (:mod:`.align`), trains a text SentencePiece model and a unit
 SentencePiece model per requested vocabulary size (0 = none: one token per unit; :mod:`.tokens`),
 renders the sequence kinds (:mod:`.sequences`) and binarizes them with the real
@@ -18,7 +19,7 @@ renders the sequence kinds (:mod:`.sequences`) and binarizes them with the real
     sutlm-data.json                     what was built (written last)
 
 The text-only corpus is WordNet 3.0's example sentences (:mod:`spokenlm_plugin.synth.text`) minus every
-sentence of the corpus' transcripts (any split), so neither LM ever reads an evaluation transcript as
+sentence of the corpus' transcripts (any split) and of the aligned utterances, so neither LM ever reads an evaluation transcript as
 text-only data. Everything is built in a temporary folder beside ``OUT`` and moved into place at the
 end: a refused input leaves nothing.
 """
@@ -36,12 +37,12 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Sequence
 
 from ..core.errors import ConfigError, ManifestError
 from ..core.io import atomic_write, read_lines
 from ..ulm.data import binarize
-from .align import AlignedUtterance, load_split
+from .align import AlignedUtterance, WordAlignments, WordFormat, load_split
 from .sequences import KINDS, AstConfig, Renderer, render
 from .tokens import MARKERS, MAX_UNITS, Tokenizer, train_sentencepiece, unit_char, units_to_string
 
@@ -67,15 +68,17 @@ def variant_name(unit_vocab_size: int) -> str:
     return "units-raw" if unit_vocab_size == 0 else f"units-sp{unit_vocab_size}"
 
 
-def text_corpus(*, corpus: Path, text_file: Path | None, max_sentences: int | None, seed: int) -> list[list[str]]:
-    """The text-only corpus: ``text_file`` (one sentence per line) or WordNet examples not in the corpus."""
+def text_corpus(*, corpus: Path, text_file: Path | None, max_sentences: int | None, seed: int,
+                exclude: Iterable[Sequence[str]] = ()) -> list[list[str]]:
+    """The text-only corpus: ``text_file`` (one sentence per line) or WordNet examples not in the corpus
+    (its ``transcripts/*.wrd``, and ``exclude``: the aligned utterances' words, transcripts or not)."""
     if text_file is not None:
         rows = [line.lower().split() for line in read_lines(text_file) if line.split()]
     else:
         from ..synth.text import load_sentences
 
         used = {tuple(line.split()) for wrd in sorted((corpus / "transcripts").glob("*.wrd"))
-                for line in read_lines(wrd) if line.split()}
+                for line in read_lines(wrd) if line.split()} | {tuple(ws) for ws in exclude}
         rows = [list(s.words) for s in load_sentences() if tuple(s.words) not in used]
         random.Random(seed).shuffle(rows)
     if max_sentences is not None:
@@ -144,8 +147,12 @@ def _sequences(utts: dict[str, list[AlignedUtterance]], text_rows: list[list[str
 
 
 def build(corpus: str | os.PathLike, units_dir: str | os.PathLike, out: str | os.PathLike, *,
-          cfg: DataConfig = DataConfig(), text_file: str | os.PathLike | None = None, workers: int = 1) -> dict:
-    """Build ``out`` (see the module docstring); return the metadata written to ``out/sutlm-data.json``."""
+          cfg: DataConfig = DataConfig(), text_file: str | os.PathLike | None = None, workers: int = 1,
+          alignments: str | os.PathLike | None = None, alignment_format: WordFormat = "json") -> dict:
+    """Build ``out`` (see the module docstring); return the metadata written to ``out/sutlm-data.json``.
+
+    Word alignments: ``alignments`` (default ``corpus/alignments``) in ``alignment_format``: corpus
+    JSONs, or MFA TextGrids whose ``words`` tier is also the transcript where ``transcripts/`` lacks one."""
     corpus, units_dir, out = Path(corpus), Path(units_dir), Path(out)
     cfg.ast.check()
     if not cfg.splits or len(set(cfg.splits)) != len(cfg.splits):
@@ -157,16 +164,19 @@ def build(corpus: str | os.PathLike, units_dir: str | os.PathLike, out: str | os
     if out.exists() and any(out.iterdir()) and not (out / META_NAME).is_file():
         raise ConfigError(f"{out}: exists and was not made by 'spokenlm sutlm-data'; give a new or empty folder")
     # 1. read and check everything before anything is written
-    utts = {s: load_split(corpus=corpus, units_dir=units_dir, split=s, vocab_size=cfg.vocab_size) for s in cfg.splits}
+    words = WordAlignments(corpus / "alignments" if alignments is None else alignments, alignment_format)
+    utts = {s: load_split(corpus=corpus, units_dir=units_dir, split=s, vocab_size=cfg.vocab_size, alignments=words)
+            for s in cfg.splits}
     k = cfg.vocab_size or 1 + max(u for us in utts.values() for x in us for u in x.units)
     text_rows = text_corpus(corpus=corpus, text_file=Path(text_file) if text_file else None,
-                            max_sentences=cfg.text_max_sentences, seed=cfg.seed)
+                            max_sentences=cfg.text_max_sentences, seed=cfg.seed,
+                            exclude=[u.words for us in utts.values() for u in us])
     train = utts[cfg.splits[0]]
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
         meta = _build_into(tmp, utts=utts, train=train, text_rows=text_rows, k=k, cfg=cfg, units_dir=units_dir,
-                           corpus=corpus, workers=workers)
+                           corpus=corpus, workers=workers, alignments=words)
         if out.exists():
             shutil.rmtree(out)
         os.replace(tmp, out)
@@ -178,7 +188,7 @@ def build(corpus: str | os.PathLike, units_dir: str | os.PathLike, out: str | os
 
 def _build_into(tmp: Path, *, utts: dict[str, list[AlignedUtterance]], train: list[AlignedUtterance],
                 text_rows: list[list[str]], k: int, cfg: DataConfig, units_dir: Path, corpus: Path,
-                workers: int) -> dict:
+                workers: int, alignments: WordAlignments) -> dict:
     for split, us in utts.items():
         write_aligned(tmp / "aligned" / f"{split}.jsonl", us)
     (tmp / "text_corpus.txt").write_text("".join(" ".join(ws) + "\n" for ws in text_rows))
@@ -219,6 +229,7 @@ def _build_into(tmp: Path, *, utts: dict[str, list[AlignedUtterance]], train: li
         list(pool.map(lambda item: binarize_tokens(item[1][0], tmp / item[0], dictionary=item[1][1]), jobs.items()))
     meta = {
         "corpus": str(corpus.resolve()), "units_dir": str(units_dir.resolve()), "vocab_size": k,
+        "alignments": {"path": str(alignments.path.resolve()), "format": alignments.fmt},
         "config": {**asdict(cfg), "splits": list(cfg.splits), "unit_vocab_sizes": list(cfg.unit_vocab_sizes)},
         "utterances": {s: len(us) for s, us in utts.items()}, "text_corpus_sentences": len(text_rows),
         "text_vocab": len(text_dict), "variants": meta_variants,
@@ -235,6 +246,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     help_of = {f.name: f.metadata["help"] for f in fields(AstConfig)}
     parser.add_argument("--corpus", type=Path, required=True,
                         help="corpus folder (manifests/, transcripts/, alignments/ as written by synth-corpus)")
+    parser.add_argument("--alignments", type=Path, default=None,
+                        help="word alignments (default CORPUS/alignments): <utt_id>.json, or MFA <utt_id>.TextGrid "
+                             "files at any depth with --format textgrid")
+    parser.add_argument("--format", choices=["json", "textgrid"], default="json",
+                        help="json: corpus alignments (default); textgrid: MFA 'words' tier, which is also the "
+                             "transcript of a split without CORPUS/transcripts/{split}.wrd")
     parser.add_argument("--units-dir", type=Path, required=True, help="folder with {split}.km (50 Hz, kmeans assign)")
     parser.add_argument("--out", type=Path, required=True, help="output folder (see the module docstring)")
     parser.add_argument("--splits", nargs="+", default=["train", "valid", "test"],
@@ -263,7 +280,8 @@ def run(args: argparse.Namespace) -> int:
         ast=AstConfig(min_span=args.ast_min_span, max_span=args.ast_max_span, switch_prob=args.ast_switch_prob,
                       per_utterance=args.ast_per_utterance, seed=args.seed),
     )
-    meta = build(args.corpus, args.units_dir, args.out, cfg=cfg, text_file=args.text_corpus, workers=args.workers)
+    meta = build(args.corpus, args.units_dir, args.out, cfg=cfg, text_file=args.text_corpus, workers=args.workers,
+                 alignments=args.alignments, alignment_format=args.format)
     print(f"utterances {meta['utterances']}; text-only corpus {meta['text_corpus_sentences']} sentences; "
           f"text pieces {meta['text_vocab']}")
     for name, v in meta["variants"].items():
