@@ -17,6 +17,7 @@ from spokenlm_plugin.sutlm.tokens import modality_of
 
 from .conftest import run_cli
 from .test_sutlm_data import CFG, _small_corpus
+from .vocoder_support import phone_km, tiny_train
 
 TRAIN = ["--arch", "sutlm_transformer_lm_tiny", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "256",
          "--sample-break-mode", "eos", "--tokens-per-sample", "512", "--max-tokens", "1024", "--optimizer", "adam",
@@ -183,3 +184,31 @@ def test_hydra_demo_config_trains_and_loads(data: Path, tmp_path: Path) -> None:
     model, task = load_lm(save / "checkpoint_last.pt")
     assert type(task).__name__ == "SpeechTextLMTask"
     assert model.decoder.embed_tokens.embedding_dim == 128  # the config's shape, not the arch default
+
+
+@pytest.mark.slow  # trains a joint LM with fairseq-train: CI runs it (--slow)
+def test_generate_voices_unit_continuations(data: Path, trained: Path, corpus_dir: Path, tmp_path: Path) -> None:
+    import soundfile as sf
+
+    # the joint LM's units are the corpus' gold-phone units (K = 40): a vocoder of the same units
+    voc = tmp_path / "voc"
+    tiny_train(corpus_dir, phone_km(corpus_dir, tmp_path / "km")["train"], voc, steps=2, duration_predictor=True)
+    item = read_aligned(data / "aligned" / "test.jsonl")[0]
+    prompt = item.word_units(0, len(item.words) // 2)
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text(f"speech {' '.join(map(str, prompt))}\ntext {' '.join(item.words[:2])}\n")
+    args = ["spokenlm", "sutlm-generate", "--checkpoint", str(trained), "--data", str(data / "units-raw"),
+            "--prompts", str(prompts), "--to", "speech", "--out", str(tmp_path / "c.km")]
+    run_cli(*args, "--vocoder", str(voc / "vocoder.pt"), "--wav-dir", str(tmp_path / "wav"), env=ENV)
+    conts = [list(map(int, line.split())) for line in (tmp_path / "c.km").read_text().splitlines()]
+    assert sorted(p.name for p in (tmp_path / "wav").glob("*.wav")) == [f"{i:06d}.wav" for i, c in
+                                                                       enumerate(conts, start=1) if c]
+    # every unit lasts at least one 320-sample frame (fairseq clamps predicted durations at 1): line 1 holds
+    # the speech prompt's units before its continuation, line 2 (a text prompt) only its continuation
+    for i, (before, c) in enumerate([(prompt, conts[0]), ([], conts[1])], start=1):
+        if c:
+            assert len(sf.read(tmp_path / "wav" / f"{i:06d}.wav")[0]) >= 320 * (len(before) + len(c))
+    refused = run_cli(*args[:-4], "--to", "text", "--out", str(tmp_path / "t.txt"), "--vocoder", str(voc / "vocoder.pt"),
+                      "--wav-dir", str(tmp_path / "w2"), check=False)
+    assert refused.returncode != 0 and "--vocoder and --wav-dir go together, with --to speech" in refused.stderr
+    assert len(refused.stderr.strip().splitlines()) == 1

@@ -25,9 +25,14 @@ ARTIFACT_KEYS = {
     "'continuations' (.km files) (ulm stage)",
     "vocoder": "dict with 'vocoders' (unit set name -> {'checkpoint': vocoder.pt, 'config': config.json}, "
     "fairseq CodeHiFiGAN format) and 'continuations' (list of wav Paths: spoken LM continuations) (vocoder stage)",
-    "sutlm": "dict with 'data' (Path: the sutlm-data folder, units-raw / units-spN / textlm inside) and 'checkpoints' "
-    "(ablation row name or 'text LM' -> checkpoint Path) (sutlm stage)",
+    "sutlm": "dict with 'data' (Path: the sutlm-data folder, units-raw / units-spN / textlm inside), 'checkpoints' "
+    "(ablation row name or 'text LM' -> checkpoint Path) and 'voiced' (condition -> .km of voiced units, wavs in "
+    "the folder of the same name) (sutlm stage)",
 }
+
+#: The unit set the joint speech-text LM (sutlm stage) is trained on. The vocoder stage gives its
+#: vocoders a duration predictor when it trains this set, so the joint LM's deduplicated units can be voiced.
+JOINT_LM_UNITS = "finetuned"
 
 
 @dataclass

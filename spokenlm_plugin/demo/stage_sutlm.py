@@ -1,6 +1,6 @@
 """Demo stage: the joint speech-unit / text LM (SUTLM) and the paper's ablation on the fine-tuned units.
 
-``spokenlm sutlm-data`` turns the fine-tuned units (``ctx.artifacts["units"]["finetuned"]``) and the
+``spokenlm sutlm-data`` turns the fine-tuned units (``ctx.artifacts["units"][JOINT_LM_UNITS]``) and the
 corpus' word alignments into joint-LM data (raw units and unit SentencePiece; text SentencePiece; a
 WordNet text-only corpus without the corpus' sentences). Four tiny transformer LMs
 (``sutlm_transformer_lm_tiny`` narrowed to 64 / 256) are trained with the real
@@ -21,6 +21,10 @@ tested on the test utterances as units (and the reverse, and within each modalit
 and majority (a few seconds; no extra training of LMs). The paper's claims (SP units help; AST beats CST on
 cross-modal CRA) are checked against these numbers, not assumed. Budget: about 2 minutes on 2
 cores (``--quick``: ~20 s, a few updates: numbers there only show that the pipeline runs).
+The last row's LM also continues a few test prompts in units (u2u, t2u), voiced by the vocoder
+stage's vocoder of the same units through its duration predictor (``vocoder-synth``'s
+:func:`~spokenlm_plugin.vocoder.synth.synthesize`, ``durations=True``): ``sutlm/voiced/{u2u,t2u}.km``
+and ``sutlm/voiced/<condition>/<line>.wav`` (a second or two).
 ``ctx.artifacts["sutlm"]`` hands on the data folder and the checkpoints.
 """
 
@@ -33,14 +37,20 @@ from pathlib import Path
 import numpy as np
 
 from ..core.errors import SpokenLMError
+from ..core.km import write_km
 from ..core.runtime import torch_threads
 from ..core.tools import run_tool
 from ..sutlm.data import DataConfig, build, read_aligned, variant_name
+from ..sutlm.align import AlignedUtterance
 from ..sutlm.evaluate import CONDITIONS, cra, eval_items, fmt_pct, pelm, renderer_for
+from ..sutlm.generate import prompt_tokens, sample_continuations
 from ..sutlm.metrics import paired_difference_ci
-from ..sutlm.score import load_lm
+from ..sutlm.score import indices, load_lm
+from ..sutlm.sequences import Renderer
+from ..sutlm.tokens import decode_units
 from ..sutlm.transfer import ZeroShotReport, sentence_labels, zero_shot
-from .context import DemoContext, StageResult, Table
+from ..vocoder.synth import Vocoder, synthesize
+from .context import JOINT_LM_UNITS, DemoContext, StageResult, Table
 
 
 @dataclass(frozen=True)
@@ -52,6 +62,7 @@ class Budget:
     pelm_prompts: int
     rows: tuple[str, ...]
     zero_shot: bool
+    voiced: int = 3
 
 
 FULL = Budget(updates=150, text_sentences=3000, unit_sp=1000, items=60, pelm_prompts=20,
@@ -60,6 +71,8 @@ FULL = Budget(updates=150, text_sentences=3000, unit_sp=1000, items=60, pelm_pro
 QUICK = Budget(updates=10, text_sentences=200, unit_sp=0, items=20, pelm_prompts=0,
                rows=("(1) units + text", "(4) + AST"), zero_shot=False)
 CANDIDATES = 10
+#: Unit continuations voiced by the vocoder (prompt modality -> units).
+VOICED = ("u2u", "t2u")
 
 #: name -> (unit variant: SP or raw, ratios speech / paired / text, paired kinds)
 ROWS = {
@@ -86,9 +99,9 @@ def run(ctx: DemoContext) -> StageResult:
     budget = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("sutlm")
     units = ctx.artifacts.get("units", {})
-    if "finetuned" not in units:
-        raise SpokenLMError(f"demo sutlm: no fine-tuned unit set in the units stage's artifacts {list(units)}")
-    info = units["finetuned"]
+    if JOINT_LM_UNITS not in units:
+        raise SpokenLMError(f"demo sutlm: no {JOINT_LM_UNITS} unit set in the units stage's artifacts {list(units)}")
+    info = units[JOINT_LM_UNITS]
     k = int(np.load(info["centroids"], mmap_mode="r").shape[0])
     data = out / "data"
     ctx.log("[sutlm] sutlm-data: alignments -> unit positions, SentencePiece, subsets (fairseq-preprocess)")
@@ -112,6 +125,7 @@ def run(ctx: DemoContext) -> StageResult:
     items = eval_items(read_aligned(data / "aligned" / "test.jsonl"), max_items=budget.items)
     results: dict[str, dict] = {}
     transfer: ZeroShotReport | None = None
+    voiced: Voiced | None = None
     with torch_threads(1):
         text = load_lm(ckpts["text LM"], data=data / "textlm") if budget.pelm_prompts else None
         for name in budget.rows:
@@ -128,7 +142,75 @@ def run(ctx: DemoContext) -> StageResult:
                 transfer = zero_shot(model, task.source_dictionary, renderer,
                                      read_aligned(data / "aligned" / "train.jsonl"),
                                      read_aligned(data / "aligned" / "test.jsonl"), labels=sentence_labels(), where=name)
-    return _report(results, ckpts=ckpts, data=data, budget=budget, ctx=ctx, transfer=transfer)
+            if name == budget.rows[-1]:
+                voiced = _voice(ctx, model, task, renderer, items[: budget.voiced], out / "voiced", row=name)
+    return _report(results, ckpts=ckpts, data=data, budget=budget, ctx=ctx, transfer=transfer, voiced=voiced)
+
+
+@dataclass
+class Voiced:
+    """Unit continuations voiced by the vocoder: a report table and files, or why there are none."""
+
+    note: str
+    table: Table | None = None
+    files: dict[str, Path] | None = None
+    seconds: float = 0.0
+
+
+def _short(xs: list, n: int = 12) -> str:
+    return " ".join(map(str, xs[:n])) + (f" ... ({len(xs)})" if len(xs) > n else "")
+
+
+def _voice(ctx: DemoContext, model, task, renderer: Renderer, items: list[AlignedUtterance], out: Path, *,
+           row: str) -> Voiced:
+    """Continue the first half of each item in units (u2u, t2u) and voice prompt units + continuation
+    with the vocoder of the joint LM's units (its duration predictor sets each unit's length)."""
+    import time
+
+    t0 = time.perf_counter()
+    paths = ctx.artifacts.get("vocoder", {}).get("vocoders", {}).get(JOINT_LM_UNITS)
+    if paths is None:
+        return Voiced(f"No {JOINT_LM_UNITS} vocoder from the vocoder stage: unit continuations not voiced.")
+    vocoder = Vocoder.load(paths["checkpoint"], paths["config"])
+    if vocoder.generator.dur_predictor is None:
+        return Voiced(f"The {JOINT_LM_UNITS} vocoder ({paths['checkpoint']}) has no duration predictor (made before "
+                      "the demo trained one: rerun `--stages vocoder sutlm --force`): unit continuations not voiced.")
+    d = task.source_dictionary
+    rows, files = [], {}
+    for cond in VOICED:
+        src = CONDITIONS[cond][0]
+        prompts = [renderer.segment(u, 0, len(u.words) // 2, src, where=row)[1] for u in items]
+        conts = sample_continuations(model, task, [indices(d, prompt_tokens(src, p, to="speech"), where=row)
+                                                   for p in prompts], to="speech", max_new=40, seed=1)
+        lines = []
+        for u, c in zip(items, conts):
+            cut = len(u.words) // 2
+            units = decode_units(c)
+            if not units:
+                rows.append([cond, "-", " ".join(u.words[:cut]), "", "(empty: the LM switched or ended)",
+                             " ".join(u.words[cut:])])
+                continue
+            prompt_units = u.word_units(0, cut) if src == "speech" else []
+            lines.append(prompt_units + units)
+            wav = f"{len(lines):06d}.wav"
+            rows.append([cond, f"[{cond}/{wav}](sutlm/voiced/{cond}/{wav})", " ".join(u.words[:cut]),
+                         _short(prompt_units), _short(units), " ".join(u.words[cut:])])
+        if lines:
+            files[cond] = out / f"{cond}.km"
+            write_km(files[cond], lines)
+            synthesize(vocoder, files[cond], out / cond, durations=True, progress=False)
+    seconds = time.perf_counter() - t0
+    table = Table(
+        title=f"Unit continuations of row {row[1]}, voiced ({JOINT_LM_UNITS} units' vocoder, duration predictor)",
+        headers=["condition", "wav", "prompt (its words)", "prompt units (u2u)", "continuation units (sampled)",
+                 "true continuation"],
+        rows=rows,
+        note=f"Test utterances cut at the middle word; the prompt in units (u2u: its deduplicated units) or text "
+             f"(t2u), then [SPEECH]; up to 40 sampled tokens (top-k 20, temperature 0.8), cut at a switch. The wav "
+             f"is line i of `sutlm/voiced/<condition>.km` (prompt units + continuation for u2u), run lengths from "
+             f"the vocoder's duration predictor. Voicing took {seconds:.1f} s.",
+    )
+    return Voiced(f"Row {row[1]}'s unit continuations are voiced below (`sutlm/voiced/`).", table, files, seconds)
 
 
 def _mean(r: dict, conds: tuple[str, ...]) -> float:
@@ -136,7 +218,7 @@ def _mean(r: dict, conds: tuple[str, ...]) -> float:
 
 
 def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget, ctx: DemoContext,
-            transfer: ZeroShotReport | None = None) -> StageResult:
+            transfer: ZeroShotReport | None = None, voiced: Voiced | None = None) -> StageResult:
     chance = next(iter(results.values()))["cra"]["u2u"].chance
     n_items = next(iter(results.values()))["cra"]["u2u"].items
     ppl = lambda v: "n/a" if v is None else f"{v:.1f}"  # noqa: E731
@@ -178,7 +260,7 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
         text = ("Quick mode: two joint LMs (raw units; rows 1 and 4) after a few updates, CRA only: the numbers only "
                 "show that the pipeline runs; the claims are checked in full mode.")
         return _result(results, text=text, tables=[table], ckpts=ckpts, data=data, ctx=ctx, chance=chance,
-                       sp_gain=sp_gain, ast_gain=ast_gain)
+                       sp_gain=sp_gain, ast_gain=ast_gain, voiced=voiced)
     tables = [table] + ([_transfer_table(transfer)] if transfer is not None else [])
     r1, r2, r3, r4 = (results[k] for k in ("(1) units + text", "(2) SP units", "(3) + CST", "(4) + AST"))
     sp_gain = _mean(r2, tuple(CONDITIONS)) - _mean(r1, tuple(CONDITIONS))
@@ -200,7 +282,7 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
                  f"{fmt_pct(transfer.majority)} % (within text {fmt_pct(acc['t->t'])} %, within speech "
                  f"{fmt_pct(acc['u->u'])} %).")
     return _result(results, text=text, tables=tables, transfer=transfer, ckpts=ckpts, data=data, ctx=ctx, chance=chance,
-                   sp_gain=sp_gain, ast_gain=ast_gain)
+                   sp_gain=sp_gain, ast_gain=ast_gain, voiced=voiced)
 
 
 def _transfer_table(z: ZeroShotReport) -> Table:
@@ -219,13 +301,18 @@ def _transfer_table(z: ZeroShotReport) -> Table:
 
 def _result(results: dict[str, dict], *, text: str, tables: list[Table], ckpts: dict, data: Path, ctx: DemoContext,
             chance: float, sp_gain: float | None, ast_gain: float | None,
-            transfer: ZeroShotReport | None = None) -> StageResult:
-    ctx.artifacts["sutlm"] = {"data": data, "checkpoints": {n: c for n, c in ckpts.items()}}
+            transfer: ZeroShotReport | None = None, voiced: Voiced | None = None) -> StageResult:
+    ctx.artifacts["sutlm"] = {"data": data, "checkpoints": {n: c for n, c in ckpts.items()},
+                              "voiced": (voiced.files if voiced else None) or {}}
+    if voiced is not None:
+        text += " " + voiced.note
+        tables = tables + ([voiced.table] if voiced.table else [])
     metrics = {name: {**{f"cra_{c}": r["cra"][c].accuracy for c in CONDITIONS},
                       **{f"cra_{c}_ci": r["cra"][c].ci for c in CONDITIONS},
                       **{f"pelm_{c}": r["pelm"][c].pelm if r["pelm"][c] else None for c in ("u2t", "t2t")}}
                for name, r in results.items()}
-    metrics |= {"chance": chance, "sp_gain": sp_gain, "ast_gain_cross": ast_gain}
+    metrics |= {"chance": chance, "sp_gain": sp_gain, "ast_gain_cross": ast_gain,
+                "voice_seconds": round(voiced.seconds, 2) if voiced else None}
     if transfer is not None:
         metrics["zero_shot"] = {"chance": transfer.chance, "majority": transfer.majority,
                                 **{r.name: r.accuracy for r in transfer.results}}

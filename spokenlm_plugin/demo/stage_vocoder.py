@@ -7,6 +7,9 @@ table per set, each step a mix of the sets), then exported as three ordinary fai
 sets differ only in what their units carry, as in the paper's comparison. Recipe: the
 speech-resynthesis losses and optimiser, 128 channels (published 512), discriminators at 1/8
 width, joining for the last sixth of the steps (mel-only before: the fastest start on a short run).
+When the joint LM's unit set (:data:`~.context.JOINT_LM_UNITS`) is among them, the shared run also
+trains fairseq's duration predictor (one small conv net, a few ms per step), so the sutlm stage can
+voice the joint LM's deduplicated units (``Vocoder(..., durations=True)``).
 
 A few test utterances (held-out speakers) are resynthesised with each vocoder and scored with
 ``spokenlm resynth-eval``'s metrics: MCD (fairseq's), F0 correlation, and the PER of the
@@ -34,7 +37,7 @@ from ..vocoder.evaluate import MCD_NOTE, PhoneRecognizer, resynthesis_metrics
 from ..vocoder.plots import plot_mels
 from ..vocoder.synth import Vocoder, synthesize, write_wav
 from ..vocoder.train import train_vocoder
-from .context import DemoContext, StageResult, Table
+from .context import JOINT_LM_UNITS, DemoContext, StageResult, Table
 
 UNIT_SETS = ("base", "finetuned", "finetuned-logits")
 #: Sizes: generator width / embedding, steps, when the discriminators join, test utterances scored.
@@ -132,11 +135,14 @@ def run(ctx: DemoContext) -> StageResult:
     cfg = TrainConfig(steps=size["steps"], batch_size=size["batch"], segment_units=size["segment"],
                       adversarial_from=size["adversarial_from"], checkpoint_every=max(1, size["steps"] // 3),
                       valid_every=0, seed=1, discriminator=DiscriminatorConfig(scale=0.125))
-    ctx.log(f"[vocoder] training {len(sets)} vocoders together ({size['steps']} steps, {size['channels']} channels)")
+    # the sets share one generator shape: all get the duration predictor, the joint LM's set needs it
+    durations = JOINT_LM_UNITS in names
+    ctx.log(f"[vocoder] training {len(sets)} vocoders together ({size['steps']} steps, {size['channels']} channels"
+            f"{', duration predictor' if durations else ''})")
     with torch_threads(max(1, ctx.jobs)):
         trained = train_vocoder(corpus / "manifests" / "train.tsv", sets, out / "train", train=cfg,
                                 channels=size["channels"], embedding_dim=size["embedding"], progress=False,
-                                log=ctx.log)
+                                duration_predictor=durations, log=ctx.log)
     vocoders = {n: {"checkpoint": Path(p["checkpoint"]), "config": Path(p["config"])}
                 for n, p in trained["outputs"].items()}
     timings["train"] = time.perf_counter() - t0
@@ -198,7 +204,10 @@ def run(ctx: DemoContext) -> StageResult:
     text = (
         f"{len(names)} vocoders ({size['channels']} channels, published 512) trained together for "
         f"{trained['steps']} steps in {timings['train']:.0f} s (final mel L1 {history[-1]['mel']:.2f}, first "
-        f"{history[0]['mel']:.2f}); a CPU demo budget, far from the published 400k steps, so expect buzzy speech: "
+        f"{history[0]['mel']:.2f}"
+        + (f"; with a duration predictor for the joint LM's deduplicated units, final log-duration MSE "
+           f"{history[-1]['dur']:.2f}, first {history[0]['dur']:.2f}" if "dur" in history[-1] else "")
+        + "); a CPU demo budget, far from the published 400k steps, so expect buzzy speech: "
         "the comparison between unit sets, not the absolute numbers, is the point. Resynthesised audio: "
         "`vocoder/resynth/<units>/`."
         + (f" Spoken continuations of the {ctx.artifacts['ulm']['units']} unit LM (prompt + continuation): {links}."
@@ -208,5 +217,6 @@ def run(ctx: DemoContext) -> StageResult:
         name="vocoder", text=text, tables=[table], plots=plots,
         metrics={"resynthesis": results, "original_per": original_per, "x_real_time": speed,
                  "steps": trained["steps"], "channels": size["channels"],
+                 "duration_mse": history[-1].get("dur"),
                  "seconds": {k: round(v, 1) for k, v in timings.items()}},
     )

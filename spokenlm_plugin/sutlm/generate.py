@@ -9,7 +9,11 @@ the wanted continuation. Units out are written as ``.km``.
 
 ``spokenlm sutlm-generate --checkpoint LM.pt --data DATA --prompts P.txt --to text|speech --out X``
 reads one prompt per line, ``speech <unit> <unit> ...`` (deduplicated units) or ``text <word> ...``,
-and writes one continuation per line (words, or units for ``--to speech``).
+and writes one continuation per line (words, or units for ``--to speech``). With ``--vocoder
+VOCODER.pt --wav-dir DIR`` (``--to speech``) each unit continuation is also voiced by a unit vocoder
+trained with ``--duration-predictor`` on the same units (``vocoder-synth``'s library,
+``durations=True``: the continuation is deduplicated units): ``DIR/<prompt line>.wav``, the prompt's
+units first for a speech prompt; an empty continuation gets no wav.
 """
 
 from __future__ import annotations
@@ -88,15 +92,40 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-new", type=int, default=40, help="at most this many new tokens (default 40)")
     parser.add_argument("--min-new", type=int, default=1, help="no end of sentence before this many (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
+    parser.add_argument("--vocoder", type=Path, default=None,
+                        help="--to speech: voice the continuations with this unit vocoder (vocoder.pt of "
+                             "'spokenlm vocoder-train --duration-predictor' on the same units)")
+    parser.add_argument("--vocoder-config", type=Path, default=None, help="its config.json (default: beside it)")
+    parser.add_argument("--wav-dir", type=Path, default=None,
+                        help="with --vocoder: <prompt line>.wav per continuation (speech prompts: prompt units first)")
+
+
+def voice(vocoder_path: Path, config: Path | None, rows: Sequence[tuple[list[int], list[int]]], out: Path) -> int:
+    """Write ``out/<line>.wav`` for each ``(prompt units, continuation units)`` with a continuation;
+    return how many were written."""
+    from ..vocoder.synth import Vocoder, write_wav
+
+    vocoder = Vocoder.load(vocoder_path, config or vocoder_path.parent / "config.json")
+    if vocoder.generator.dur_predictor is None:
+        raise ConfigError(f"{vocoder_path}: no duration predictor; continuations are deduplicated units: train the "
+                          "vocoder with 'spokenlm vocoder-train --duration-predictor'")
+    written = 0
+    for line, (prompt, cont) in enumerate(rows, start=1):
+        if cont:
+            write_wav(out / f"{line:06d}.wav", vocoder([*prompt, *cont], durations=True))
+            written += 1
+    return written
 
 
 def run(args: argparse.Namespace) -> int:
+    if (args.vocoder is None) != (args.wav_dir is None) or (args.vocoder is not None and args.to != "speech"):
+        raise ConfigError("--vocoder and --wav-dir go together, with --to speech")
     unit_model = args.data / "unit.model"
     units = Tokenizer(unit_model if unit_model.is_file() else None, kind="units")
     text = Tokenizer(args.text_model or args.data.parent / "text.model", kind="text")
     with torch_threads(1):
         model, task = load_lm(args.checkpoint, data=args.data)
-        prompts = []
+        prompts, prompt_units = [], []
         for lineno, line in enumerate(read_lines(args.prompts), start=1):
             where = f"{args.prompts}:{lineno}"
             modality, items = parse_prompt(line, where=where)
@@ -104,8 +133,10 @@ def run(args: argparse.Namespace) -> int:
                 if not all(x.isdigit() for x in items):
                     raise FeatureError(f"{where}: a speech prompt holds unit ids (non-negative integers)")
                 toks = units.encode_units([int(x) for x in items], where=where)
+                prompt_units.append([int(x) for x in items])
             else:
                 toks = text.encode_words(items, where=where)
+                prompt_units.append([])
             prompts.append(indices(task.source_dictionary, prompt_tokens(modality, toks, to=args.to), where=where))
         if not prompts:
             raise FeatureError(f"{args.prompts}: no prompt")
@@ -116,4 +147,8 @@ def run(args: argparse.Namespace) -> int:
             f.write(" ".join(map(str, decode_units(c))) if args.to == "speech" else " ".join(decode_text(c)))
             f.write("\n")
     print(f"{len(conts)} continuations ({args.to}) -> {args.out}")
+    if args.vocoder is not None:
+        with torch_threads(1):
+            n = voice(args.vocoder, args.vocoder_config, list(zip(prompt_units, map(decode_units, conts))), args.wav_dir)
+        print(f"{n} voiced ({len(conts) - n} empty) -> {args.wav_dir}")
     return 0
