@@ -126,8 +126,8 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="rounds; each method keeps its best (default 2)")
     args = parser.parse_args()
 
-    with tempfile.TemporaryDirectory() as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory() as tmp_dir:
+        tmp = Path(tmp_dir)
         checkpoint = args.checkpoint or base_checkpoint(tmp / "hubert_base_shape.pt")
         manifest = args.manifest or synthetic_manifest(tmp / "data", 30 if args.small else args.utterances)
         # Rounds alternate the methods and each keeps its best time: the machine's load drifts.
@@ -142,6 +142,7 @@ def main() -> None:
             if best_1 is None or run_1[1] < best_1[1]:
                 best_1 = run_1
         runs = [best[b] for b in args.batch_seconds]
+        assert best_1 is not None, "--repeats must be at least 1"
         audio_1, wall_1 = best_1
     device = torch.cuda.get_device_name() if args.device.startswith("cuda") else \
         f"CPU ({platform.machine()}, {torch.get_num_threads()} torch threads)"

@@ -27,6 +27,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 from timing import lm_tokens_per_second  # benchmarks/timing.py, beside this script
@@ -42,7 +43,7 @@ from spokenlm_plugin.sutlm.tokens import MARKERS, Tokenizer, train_sentencepiece
 @dataclass(frozen=True)
 class Shape:
     name: str
-    arch: object
+    arch: Callable[[argparse.Namespace], None]  # a fairseq architecture function: fills in the defaults
     overrides: dict
     unit_vocab: int
     text_vocab: int
@@ -86,7 +87,8 @@ def unit_utterances(*, n: int, units: int, length: int, seed: int) -> list[list[
     successors = [[rng.randrange(units) for _ in range(3)] for _ in range(units)]
     out = []
     for _ in range(n):
-        u, seq = rng.randrange(units), []
+        u = rng.randrange(units)
+        seq: list[int] = []
         while len(seq) < length:
             u = rng.choice(successors[u]) if rng.random() < 0.8 else rng.randrange(units)
             if not seq or seq[-1] != u:
@@ -114,6 +116,8 @@ def sp_rows(*, units: int, sp_vocab: int, utterances: int, length: int, repeats:
                                     kind="units")
         sp_tok, raw_tok = Tokenizer(model, kind="units"), Tokenizer(None, kind="units")
         strings = [units_to_string(u) for u in utts]
+        sp = sp_tok._sp
+        assert sp is not None  # the tokenizer of a SentencePiece model
         pieces = sum(len(sp_tok.encode_units(u)) for u in utts)
         rows = [
             ("plain Python: units -> characters, one token per unit (no SP)",
@@ -121,7 +125,7 @@ def sp_rows(*, units: int, sp_vocab: int, utterances: int, length: int, repeats:
             (f"Tokenizer.encode_units, SP {len(sp_tok.pieces())} pieces ({total / pieces:.2f} units/piece)",
              best_rate(lambda: [sp_tok.encode_units(u) for u in utts], units=total, repeats=repeats)),
             ("SentencePiece batched encode to ids (C++ only, strings given)",
-             best_rate(lambda: sp_tok._sp.encode(strings, out_type=int), units=total, repeats=repeats)),
+             best_rate(lambda: sp.encode(strings, out_type=int), units=total, repeats=repeats)),
         ]
     return rows
 

@@ -56,7 +56,7 @@ def convert_waveform(
     import torchaudio.functional as F
 
     is_np = isinstance(waveform, np.ndarray)
-    wav = torch.from_numpy(waveform) if is_np else waveform
+    wav = torch.from_numpy(waveform) if isinstance(waveform, np.ndarray) else waveform
     changed = False
     if normalize_volume:
         peak = wav.abs().max()
@@ -89,6 +89,7 @@ def _keep_remainder(batch_by_size: Any) -> Any:
             batches.append(indices[covered:])
         return batches
 
+    # attr-defined: typeshed's functions declare no __wrapped__ (functools.wraps sets it the same way)
     batch_by_size_keeping_remainder.__wrapped__ = batch_by_size  # type: ignore[attr-defined]
     return batch_by_size_keeping_remainder
 

@@ -50,7 +50,7 @@ import warnings
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Mapping, cast
 
 from ..core.errors import CheckpointError, ConfigError
 from ..core.io import atomic_path
@@ -304,11 +304,13 @@ def _torchaudio_source(state: Mapping[str, torch.Tensor], *, path: Path, layout:
     shapes = _infer_from_shapes(tensors, path)
     factory = arch or _FACTORY_BY_WIDTH.get(given.get("encoder_embed_dim", shapes["embed_dim"]))
     heads, ln_first = _TORCHAUDIO_FACTORIES[factory] if factory else (None, None)
-    mode = {"group_norm": "default", "layer_norm": "layer_norm"}
+    mode: dict[str, ExtractorMode] = {"group_norm": "default", "layer_norm": "layer_norm"}
 
     standard_kernels = [k for _, k in shapes["conv"]] == [k for k, _ in STANDARD_CNN]
     if given.get("extractor_conv_layer_config") is not None:
-        conv_layers = tuple(tuple(int(x) for x in layer) for layer in given["extractor_conv_layer_config"])
+        # (channels, kernel, stride) triples in a wav2vec2_model config
+        conv_layers = cast("tuple[tuple[int, int, int], ...]",
+                           tuple(tuple(int(x) for x in layer) for layer in given["extractor_conv_layer_config"]))
     elif "extractor_conv_layer_config" in given or standard_kernels:
         # torchaudio's default CNN (an explicit null in the config means the same)
         conv_layers = tuple((ch, k, s) for (ch, _), (k, s) in zip(shapes["conv"], STANDARD_CNN))
@@ -317,7 +319,7 @@ def _torchaudio_source(state: Mapping[str, torch.Tensor], *, path: Path, layout:
             f"{path}: CNN kernels {[k for _, k in shapes['conv']]} are not HuBERT's, so the strides are unknown; "
             "pass --config with the model's extractor_conv_layer_config"
         )
-    extractor_mode = mode[given["extractor_mode"]] if "extractor_mode" in given else shapes["extractor_mode"]
+    extractor_mode: ExtractorMode | None = mode[given["extractor_mode"]] if "extractor_mode" in given else shapes["extractor_mode"]
     if extractor_mode is None and factory:
         extractor_mode = "default" if factory == "base" else "layer_norm"
     num_heads = given.get("encoder_num_heads", heads)
@@ -395,7 +397,9 @@ def _hf_model(path: Path, config_path: Path) -> tuple[torch.nn.Module, tuple[str
             (folder / ("model.safetensors" if path.suffix == ".safetensors" else "pytorch_model.bin")).symlink_to(
                 path.resolve())
         try:
-            model, info = transformers.HubertModel.from_pretrained(folder, config=config, output_loading_info=True)
+            loaded = transformers.HubertModel.from_pretrained(folder, config=config, output_loading_info=True)
+            # output_loading_info=True returns (model, info); transformers' annotation has the model alone
+            model, info = cast("tuple[transformers.HubertModel, dict[str, list[str]]]", loaded)
         except (OSError, ValueError, RuntimeError, EOFError, pickle.UnpicklingError, SafetensorError) as e:
             first = str(e).strip().splitlines()[0] if str(e).strip() else ""
             raise CheckpointError(f"{path}: transformers cannot load it ({type(e).__name__}: {first})") from None
@@ -407,7 +411,7 @@ def _hf_model(path: Path, config_path: Path) -> tuple[torch.nn.Module, tuple[str
             "or config.json describes another model"
         )
     if "masked_spec_embed" in info["missing_keys"]:
-        model.masked_spec_embed = None  # transformers' random initialisation: fairseq's seeded one instead
+        model.register_parameter("masked_spec_embed", None)  # transformers' random init: fairseq's seeded one instead
     return model.eval(), tuple(info["unexpected_keys"])
 
 
@@ -435,8 +439,9 @@ def read_hf(path: str | Path, *, config: str | Path | None = None) -> SourceWeig
         activation_fn = _hf_activation(model.config, config_path)
         imported = import_huggingface_model(model)
     state = imported.state_dict()
-    if getattr(model, "masked_spec_embed", None) is not None:  # torchaudio's model has none; fine-tuning masks with it
-        state["mask_generator.mask_embedding"] = model.masked_spec_embed.detach()
+    mask_embedding = getattr(model, "masked_spec_embed", None)
+    if mask_embedding is not None:  # torchaudio's model has none; fine-tuning masks with it
+        state["mask_generator.mask_embedding"] = mask_embedding.detach()
     transformer = imported.encoder.transformer
     # What the shapes do not show, read off the model torchaudio built from config.json.
     given = {

@@ -17,6 +17,9 @@ import numpy as np
 from .errors import DictionaryError, FeatureError
 from .io import atomic_write
 
+# A line of units: a list of ints or a 1-D integer array (what k-means and the readers return).
+UnitRow = Sequence[int] | np.ndarray
+
 
 def read_km(path: str | os.PathLike, *, vocab_size: int | None = None, allow_empty: bool = True) -> list[list[int]]:
     """Units of each line of a ``.km`` file, checked against the dictionary ``0 .. vocab_size-1``.
@@ -74,7 +77,7 @@ def dedup_paths(km: str | os.PathLike) -> tuple[Path, Path]:
     return km.with_name(f"{stem}.dedup.km"), km.with_name(f"{stem}.dur")
 
 
-def write_km(path: str | os.PathLike, rows: Iterable[Sequence[int]], *, dedup: bool = False) -> int:
+def write_km(path: str | os.PathLike, rows: Iterable[UnitRow], *, dedup: bool = False) -> int:
     """Write a ``.km`` file atomically (and with ``dedup`` its ``.dedup.km`` / ``.dur``); return the
     line count. Rows may be lists or integer arrays."""
     def line(xs: Sequence[int]) -> str:

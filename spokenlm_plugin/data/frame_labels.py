@@ -8,6 +8,7 @@ CTC) one line per row. Every phone must be in the dictionary. Mistakes raise a
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Sequence
 
@@ -39,11 +40,11 @@ def _encode(symbols: Sequence[str], index: dict[str, int], *, where: str, dict_p
 
 
 def read_frame_labels(
-    manifest_path: str | Path,
-    label_path: str | Path,
+    manifest_path: str | os.PathLike,
+    label_path: str | os.PathLike,
     *,
     phones: Sequence[str],
-    dict_path: str | Path,
+    dict_path: str | os.PathLike,
     tolerance: int = 1,
 ) -> list[np.ndarray]:
     """Frame labels of every manifest row as class indices into ``phones``.

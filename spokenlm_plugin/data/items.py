@@ -117,7 +117,7 @@ def utterance_items(
         if s.phone == SIL:
             continue
         if kind == "triphone":
-            if prev_phone == SIL or next_phone == SIL:
+            if prev is None or nxt is None or prev_phone == SIL or next_phone == SIL:  # no neighbour: SIL
                 continue
             onset, offset = format_time(prev.start), format_time(nxt.end)
         else:

@@ -246,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         f"wrote {report.labels}{extra}: {report.num_utterances} utterances, {report.num_frames} frames; "
         f"{report.dictionary}"
     )
-    if report.skipped:
+    if report.skipped and report.manifest is not None:  # the filtered manifest exists iff rows were skipped
         print(
             f"skipped {len(report.skipped)} utterances (listed in {skipped_list_path(report.manifest)}); "
             f"the labels match the filtered manifest {report.manifest}, not {args.manifest}"

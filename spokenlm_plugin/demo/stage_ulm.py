@@ -28,7 +28,7 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -112,7 +112,7 @@ def _pairs_km(info: dict[str, Any], task: str) -> Path | None:
     return None
 
 
-def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[list[list[int]]], Sequence[float]],
+def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[list[list[int]]], Iterable[float]],
                      *, vocab_size: int | None = None) -> dict[str, Any]:
     """sWUGGY / sBLIMP accuracies (and 95 % bootstrap intervals) of ``score`` on the pair sets' units."""
     metrics: dict[str, Any] = {"lexical": None, "lexical_ci": None, "lexical_invocab": None,
@@ -127,12 +127,12 @@ def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[
             raise SpokenLMError(f"demo ulm: {km} has {len(rows)} lines, its manifest {len(ids)} rows")
         scores = dict(zip(ids, [float(v) for v in score(rows)]))
         if kind == "lexical":
-            res = lexical_accuracy(pairs / "lexical" / "gold.csv", scores)
-            metrics["lexical"], metrics["lexical_invocab"] = res.all, res.in_vocab
-            metrics["lexical_ci"], metrics["lexical_invocab_ci"] = res.all_ci, res.in_vocab_ci
+            lex = lexical_accuracy(pairs / "lexical" / "gold.csv", scores)
+            metrics["lexical"], metrics["lexical_invocab"] = lex.all, lex.in_vocab
+            metrics["lexical_ci"], metrics["lexical_invocab_ci"] = lex.all_ci, lex.in_vocab_ci
         else:
-            res = syntactic_accuracy(pairs / "syntactic" / "gold.csv", scores)
-            metrics["syntactic"], metrics["syntactic_ci"] = res.all, res.all_ci
+            syn = syntactic_accuracy(pairs / "syntactic" / "gold.csv", scores)
+            metrics["syntactic"], metrics["syntactic_ci"] = syn.all, syn.all_ci
     return metrics
 
 

@@ -28,8 +28,8 @@ import torch
 
 from ..core.io import read_manifest
 from ..core.km import read_km_arrays, write_km
-from ..units.abx import abx, abx_units_many
-from ..units.baseline import dump_baseline_features
+from ..units.abx import Speaker, abx, abx_units_many
+from ..units.baseline import SpectralKind, dump_baseline_features
 from ..units.encoder import DenseModel, Layer
 from ..units.features import dump_features
 from ..units.kmeans import fit_kmeans, save_centroids
@@ -40,7 +40,7 @@ from .context import DemoContext, StageResult, Table
 SPLITS = ("train", "valid", "test")
 PAIR_TASKS = ("lexical", "syntactic")
 #: Spectral baselines: kind -> (name in the tables, description).
-BASELINES = {"logmel": ("log-mel", "40 mels (baseline)"), "mfcc": ("MFCC", "13+d+dd (baseline)")}
+BASELINES: dict[SpectralKind, tuple[str, str]] = {"logmel": ("log-mel", "40 mels (baseline)"), "mfcc": ("MFCC", "13+d+dd (baseline)")}
 FULL = {"k": 100, "niter": 20, "kmeans_frames": 100_000}
 QUICK = {"k": 20, "niter": 10, "kmeans_frames": 20_000}
 
@@ -84,7 +84,8 @@ def _start_fresh_if_changed(folder: Path, fingerprint: str) -> None:
 class _UnitSet:
     """Units of one model: k-means (or logits argmax) on its features, in ``OUT/<name>/km``."""
 
-    def __init__(self, name: str, checkpoint: Path, layer: Layer, out: Path) -> None:
+    def __init__(self, name: str, checkpoint: Path, layer: Layer | SpectralKind, out: Path) -> None:
+        # layer: the model's layer, or for a spectral baseline its kind (the checkpoint is then its features)
         self.name, self.checkpoint, self.layer = name, checkpoint, layer
         self.km_dir = out / name / "km"
         self.centroids = out / name / "centroids.npy"
@@ -117,7 +118,7 @@ def _baselines(corpus: Path, manifests: dict[str, Path], item: Path, out: Path, 
                size: dict[str, int]) -> tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]]:
     """ABX of log-mel / MFCC frames and of gold phones (one-hot, the topline); ABX and PNMI of
     log-mel / MFCC k-means units (same k, fitted on the train frames)."""
-    conditions = ("within", "across")
+    conditions: tuple[Speaker, ...] = ("within", "across")
     features: dict[str, dict[str, float]] = {}
     units: dict[str, dict[str, float]] = {}
     for kind, (name, what) in BASELINES.items():
@@ -125,7 +126,7 @@ def _baselines(corpus: Path, manifests: dict[str, Path], item: Path, out: Path, 
         for split in ("train", "test"):
             dump_baseline_features(kind, manifests[split], feat_dir, per_utterance=split == "test")
         features[f"{name} {what}"] = {f"abx_{s}": abx(feat_dir, item, speaker=s, device="cpu") for s in conditions}
-        unit_set = _UnitSet(kind, feat_dir, kind, out / "baselines")  # type: ignore[arg-type]
+        unit_set = _UnitSet(kind, feat_dir, kind, out / "baselines")
         _kmeans_units(unit_set, feat_dir, ["test"], size=size)
         units[name] = _quality(unit_set, corpus, manifests["test"], item)
     phones = out / "baselines" / "phones"

@@ -74,7 +74,7 @@ def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> 
         # of the same speakers, and not carrying over to new speakers; name the largest share.
         gaps = {"fit (its own labelled frames)": 1 - fit, "other utterances of its speakers": fit - seen,
                 "new speakers": seen - acc}
-        largest = max(gaps, key=gaps.get)
+        largest = max(gaps, key=lambda name: gaps[name])
         where = (f"frame accuracy {_pct(fit)} % on its own labelled frames, {_pct(seen)} % on its speakers' other "
                  f"utterances, {_pct(acc)} % on unseen speakers: the largest loss is {largest} "
                  f"({_pct(gaps[largest])} points)")

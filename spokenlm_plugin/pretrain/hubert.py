@@ -174,7 +174,7 @@ def make_feature_targets(
 
     def rows(split: str) -> list[np.ndarray]:
         manifest = read_manifest(manifests / f"{split}.tsv")
-        return [dense(torch.from_numpy(read_audio(manifest.path(r)))) for r in manifest.rows]
+        return [dense(torch.from_numpy(read_audio(manifest.path(r)))).numpy() for r in manifest.rows]
 
     train = rows("train")
     frames = np.concatenate(train)
@@ -238,7 +238,7 @@ def pretrain_small_hubert(
     if result.is_file():
         log(f"pretrain: {result} exists")
         return result
-    if init_from is None:
+    if init_from is None or target_layer is None:  # both or neither (checked above)
         make_mfcc_targets(
             manifests, out / "targets", k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=log
         )
@@ -305,10 +305,11 @@ def masked_prediction_accuracy(
     recipe = json.loads((run_dir / "recipe.json").read_text())
     centroids = load_centroids(run_dir / "targets" / "km.npy")
     rows = read_manifest(manifest)
+    feats: Iterable[np.ndarray]
     if recipe.get("init_from"):
         dense = DenseModel.from_checkpoint(recipe["init_from"], layer=int(recipe["target_layer"]), device="cpu",
                                            dtype="float32")
-        feats = (dense(torch.from_numpy(read_audio(rows.path(r)))) for r in rows.rows)
+        feats = (dense(torch.from_numpy(read_audio(rows.path(r)))).numpy() for r in rows.rows)
         rate = 50.0
     else:
         feats = _rows_mfcc(manifest)

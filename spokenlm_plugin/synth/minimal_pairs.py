@@ -500,7 +500,7 @@ def build_pairs(
     frequencies = Counter(w for words in (train or [s.words for s in sentences]) for w in words)
     speakers = [speaker(v) for v in (voices or DEFAULT_SPEAKERS)]
     if len({s.id for s in speakers}) != len(speakers):
-        raise ConfigError(f"--voices: {' '.join(voices)} names a speaker twice")
+        raise ConfigError(f"--voices: {' '.join(voices or DEFAULT_SPEAKERS)} names a speaker twice")
 
     print("synth-pairs: pronouncing the WordNet vocabulary", file=sys.stderr, flush=True)
     lexicon = Lexicon(engine, every_sentence)

@@ -86,8 +86,8 @@ def binarize(
     out = Path(out)
     counts = Counter(u for rs in rows.values() for r in rs for u in r)
     out.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix=".lm-data.", dir=out) as tmp:
-        tmp = Path(tmp)
+    with tempfile.TemporaryDirectory(prefix=".lm-data.", dir=out) as tmp_dir:
+        tmp = Path(tmp_dir)
         if srcdict is None:
             write_dictionary(tmp / "dict.txt", vocab_size, counts)
         else:

@@ -107,8 +107,8 @@ def _read_gold(path: Path, *, task: PairTask) -> list[GoldRow]:
             if correct not in {"0", "1"}:
                 raise ManifestError(f"{path}:{lineno}: correct must be 0 or 1, got {correct!r}")
             if task == "lexical":
-                key = (rec["voice"], rec["id"])
-                group = (rec["id"],)
+                key: tuple[str, ...] = (rec["voice"], rec["id"])
+                group: tuple[str, ...] = (rec["id"],)
                 frequency = _frequency(rec["frequency"], path=path, lineno=lineno, required=correct == "1")
             else:
                 key = (rec["type"], rec["subtype"], rec["id"], rec["voice"])
@@ -147,6 +147,8 @@ def _pairs(rows: list[GoldRow], *, source: str) -> list[tuple[GoldRow, GoldRow]]
                 "each key must have exactly one of each"
             )
         pairs.append((good[0], bad[0]))
+    if not pairs:  # read_gold refuses an empty file; this is an empty list of rows
+        raise ManifestError(f"{source}: no pairs to score")
     return pairs
 
 
@@ -258,6 +260,8 @@ def lexical_accuracy(
     per_id = _group_scores(pairs, scores)
     frequency: dict[tuple[str, ...], float] = {}
     for good, _ in pairs:
+        if good.frequency is None:  # read_gold requires it; a list of rows may lack it
+            raise ManifestError(f"{source}: the word {good.filename} has no frequency")
         if frequency.setdefault(good.group, good.frequency) != good.frequency:
             raise ManifestError(f"{source}: id {good.group[0]} has different word frequencies across voices")
     in_vocab = [s for g, s in per_id.items() if frequency[g] >= 1]
@@ -271,7 +275,7 @@ def lexical_accuracy(
             subsets[name] = (lo <= freq) & (freq < hi)
     ci = bootstrap_intervals(np.array(list(per_id.values())), subsets, resamples=resamples, seed=seed, level=level)
     return LexicalResult(
-        all=_mean(per_id.values()), in_vocab=_mean(in_vocab), n_ids=len(per_id),
+        all=sum(per_id.values()) / len(per_id), in_vocab=_mean(in_vocab), n_ids=len(per_id),
         n_in_vocab_ids=len(in_vocab), n_pairs=len(pairs), by_frequency=bands,
         all_ci=ci["all"], in_vocab_ci=ci["in_vocab"], by_frequency_ci={b: ci[b] for b in bands},
         ci_level=level, ci_resamples=resamples, ci_seed=seed,
@@ -296,7 +300,7 @@ def syntactic_accuracy(
     subsets = {"all": np.ones(len(types), dtype=bool)} | {f"type:{t}": types == t for t in sorted(by_type)}
     ci = bootstrap_intervals(np.array(list(per_group.values())), subsets, resamples=resamples, seed=seed, level=level)
     return SyntacticResult(
-        all=_mean(per_group.values()), n_ids=len(per_group), n_pairs=len(pairs),
+        all=sum(per_group.values()) / len(per_group), n_ids=len(per_group), n_pairs=len(pairs),
         by_type={t: sum(v) / len(v) for t, v in sorted(by_type.items())},
         all_ci=ci["all"], by_type_ci={t: ci[f"type:{t}"] for t in sorted(by_type)},
         ci_level=level, ci_resamples=resamples, ci_seed=seed,

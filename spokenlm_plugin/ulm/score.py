@@ -89,7 +89,8 @@ def unit_indices(dictionary) -> np.ndarray:
 
 def _batches(lengths: Sequence[int], *, batch_size: int, max_tokens: int) -> list[list[int]]:
     order = np.argsort(-np.asarray(lengths), kind="stable")
-    batches, cur = [], []
+    batches: list[list[int]] = []
+    cur: list[int] = []
     for i in order:
         if cur and (len(cur) >= batch_size or (len(cur) + 1) * (lengths[cur[0]] + 1) > max_tokens):
             batches.append(cur)

@@ -145,7 +145,7 @@ def abx(
     with _librilight_slicing(librilight_slicing):
         try:
             return fastabx.zerospeech_abx(
-                item, features, max_size_group=MAX_SIZE_GROUP, max_x_across=MAX_X_ACROSS, speaker=speaker,
+                Path(item), Path(features), max_size_group=MAX_SIZE_GROUP, max_x_across=MAX_X_ACROSS, speaker=speaker,
                 context=context, distance="angular", frequency=int(FRAME_RATE),
                 feature_maker=feature_maker or _load_feature, extension=extension, seed=seed, device=device,
                 progress=progress,

@@ -220,6 +220,7 @@ def dump_baseline_features(
     from .features import dump_features
 
     extractor = SpectralFeatures(kind, normalize=normalize)
+    # arg-type: SpectralFeatures has the DenseModel interface dump_features uses (duck-typed), not its class
     res = dump_features(extractor, manifest, out_dir, split=split,  # type: ignore[arg-type]
                         nshard=nshard, rank=rank, per_utterance=per_utterance, progress=progress,
                         downmix=downmix)

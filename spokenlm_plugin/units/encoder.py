@@ -26,7 +26,7 @@ import contextlib
 import functools
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Literal, Sequence
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from ..core.checkpoints import model_name, read_checkpoint, task_name
 from ..core.errors import CheckpointError, ConfigError
 from ..core.phones import HOP, SAMPLE_RATE
 from ..core.runtime import DeviceName, resolve_device
+
+if TYPE_CHECKING:  # fairseq is untyped (Any to mypy): these name what the functions return
+    from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel, TransformerEncoder
 
 Layer = int | Literal["logits"]
 DTypeName = Literal["auto", "float32", "bfloat16"]
@@ -53,18 +56,20 @@ def resolve_dtype(dtype: DTypeName, device: torch.device) -> torch.dtype:
 def parse_layer(value: str) -> Layer:
     """A ``--layer`` value: a positive integer or ``logits``."""
     if value == "logits":
-        return value
+        return "logits"
     if not value.isdigit() or int(value) < 1:
         raise ConfigError(f"--layer {value!r}: expected a transformer layer (1, 2, ...) or 'logits'")
     return int(value)
 
 
 def _conv_out(n: int, conv: nn.Conv1d) -> int:
+    if isinstance(conv.padding, str):  # 'same' / 'valid': not fairseq's CNN, which pads by a number
+        raise CheckpointError(f"{conv}: padding {conv.padding!r}, expected a number of samples")
     (k,), (s,), (p,), (d,) = conv.kernel_size, conv.stride, conv.padding, conv.dilation
     return max(0, (n + 2 * p - d * (k - 1) - 1) // s + 1)
 
 
-def _feature_extractor(model: nn.Module) -> nn.Module:
+def _feature_extractor(model: nn.Module) -> ConvFeatureExtractionModel:
     from fairseq.models.wav2vec.wav2vec2 import ConvFeatureExtractionModel
 
     found = [m for m in model.modules() if isinstance(m, ConvFeatureExtractionModel)]
@@ -76,7 +81,7 @@ def _feature_extractor(model: nn.Module) -> nn.Module:
     return found[0]
 
 
-def _encoders(model: nn.Module) -> list[nn.Module]:
+def _encoders(model: nn.Module) -> list[TransformerEncoder]:
     from fairseq.models.wav2vec.wav2vec2 import TransformerEncoder
 
     return [m for m in model.modules() if isinstance(m, TransformerEncoder)]
@@ -159,7 +164,8 @@ class DenseModel:
         self.fingerprint = fingerprint
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
-        self.model = model.eval().to(self.device)
+        # Any: extract_features (fairseq's HubertModel or alike, see the module doc) is not on nn.Module
+        self.model: Any = model.eval().to(self.device)
         self.normalize = normalize
         self._extractor = _feature_extractor(model)
         self.num_layers = _num_layers(model)
@@ -257,8 +263,8 @@ class DenseModel:
         n_frames = torch.tensor(frames, device=self.device)
         mask = torch.arange(max(frames), device=self.device)[None, :] >= n_frames[:, None]
         for enc in _encoders(self.model):
-            hook = functools.partial(_exact_frame_mask, mask=mask)
-            handles.append(enc.register_forward_pre_hook(hook, with_kwargs=True))
+            pre_hook = functools.partial(_exact_frame_mask, mask=mask)
+            handles.append(enc.register_forward_pre_hook(pre_hook, with_kwargs=True))
         try:
             yield
         finally:

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError
 from ..core.io import atomic_write, read_lines
-from ..core.km import read_km_arrays
+from ..core.km import UnitRow, read_km_arrays
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class UnitQuality:
 
 
 def joint_counts(
-    units: Sequence[Sequence[int]],
+    units: Sequence[UnitRow],
     labels: Sequence[Sequence[str]],
     *,
     max_frame_diff: int = 1,
@@ -88,7 +88,7 @@ def joint_counts(
     return counts.reshape(len(phone_list), len(unit_ids)), phone_list, unit_ids, trimmed
 
 
-def _check_units(units: Sequence[int], *, line: int, vocab_size: int | None) -> None:
+def _check_units(units: UnitRow, *, line: int, vocab_size: int | None) -> None:
     """Refuse a unit id that no quantizer makes (negative, or ``>= vocab_size``)."""
     if not len(units):
         return
@@ -133,7 +133,7 @@ def quality_from_counts(counts: np.ndarray, *, utterances: int = 0, trimmed: int
 
 
 def unit_quality(
-    units: Sequence[Sequence[int]],
+    units: Sequence[UnitRow],
     labels: Sequence[Sequence[str]],
     *,
     max_frame_diff: int = 1,
