@@ -38,9 +38,11 @@ def build(spec: SmallHubert, *, frozen: bool) -> HubertFrameClassifier:
             "_name": "hubert", "conv_feature_layers": spec.conv_feature_layers, "encoder_layers": spec.layers,
             "encoder_embed_dim": spec.dim, "encoder_ffn_embed_dim": spec.ffn_dim,
             "encoder_attention_heads": spec.heads, "conv_pos": spec.conv_pos, "final_dim": spec.final_dim,
+            "label_rate": 50.0,
         },
     })
-    cfg = OmegaConf.structured(HubertFrameClsConfig(w2v_path="-", max_update=1000, freeze_finetune_updates=1000 if frozen else 0))
+    cfg = OmegaConf.structured(HubertFrameClsConfig(
+        w2v_path="-", max_update=1000, freeze_finetune_updates=1000 if frozen else 0, normalize=False, data="-"))
     cfg.w2v_args = w2v_args  # built from the config alone, as when a fine-tuned checkpoint reloads
     task = SimpleNamespace(phones=INVENTORY, cfg=SimpleNamespace(normalize=False))
     return HubertFrameClassifier.build_model(cfg, task)
