@@ -9,6 +9,7 @@ the batching (``fairseq-validate --batch-size 1`` gives the same numbers).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import torch
@@ -19,7 +20,7 @@ from ..core.phones import SIL
 from ..core.phone_metrics import PhoneScores
 
 
-def load_frame_classifier(checkpoint: str | Path, **arg_overrides):
+def load_frame_classifier(checkpoint: str | os.PathLike, **arg_overrides):
     """``(model, task)`` of a ``hubert_frame_cls`` checkpoint, the model in eval mode on CPU."""
     checkpoint = Path(checkpoint)
     hint = "give a checkpoint written by fairseq-train with --arch hubert_frame_cls (examples/finetune)"

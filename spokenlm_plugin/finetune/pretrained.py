@@ -15,7 +15,7 @@ import functools
 from argparse import Namespace
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 from omegaconf import DictConfig, OmegaConf, open_dict
@@ -79,7 +79,7 @@ def _known(dataclass_type: type, values: DictConfig) -> dict[str, Any]:
     """The entries of ``values`` that ``dataclass_type`` declares (checkpoints of other fairseq
     versions carry extra or missing fields)."""
     names = {f.name for f in fields(dataclass_type)}
-    container = OmegaConf.to_container(values, resolve=True)
+    container = cast(dict[str, Any], OmegaConf.to_container(values, resolve=True))  # a DictConfig gives a dict
     return {k: v for k, v in container.items() if k in names}
 
 
@@ -109,7 +109,8 @@ def check_normalize(w2v_args: DictConfig, *, normalize: bool, path: str) -> None
 
 def use_exact_padding(model: torch.nn.Module) -> None:
     """Give a fairseq ``HubertModel`` (built by fairseq) the exact frame padding mask below."""
-    model.__class__ = _exact_padding_class(type(model))
+    # arg-type: torch's stubs type Module.__hash__ as an instance method, so mypy deems classes unhashable
+    model.__class__ = _exact_padding_class(type(model))  # type: ignore[arg-type]
 
 
 @functools.cache

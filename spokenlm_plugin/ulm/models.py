@@ -27,7 +27,7 @@ that record read the file on reload, as they always did.
 # No ``from __future__ import annotations``: fairseq reads the config fields' types at runtime.
 from argparse import Namespace
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Optional, cast
 
 import torch.nn as nn
 from omegaconf import II, OmegaConf, open_dict
@@ -101,7 +101,9 @@ class UnitLSTMLMConfig(FairseqDataclass):
         default=False, metadata={"help": "tie input and output embeddings (needs embed dim == out embed dim)"}
     )
     unit_centroids: Optional[str] = field(default=None, metadata={"help": _CENTROIDS_HELP})
-    centroid_init: CENTROID_INIT_CHOICES = field(default="pca", metadata={"help": _CENTROID_INIT_HELP})
+    # valid-type: fairseq's ChoiceEnum makes the Enum at runtime (its argparse choices come from this annotation)
+    centroid_init: CENTROID_INIT_CHOICES = field(  # type: ignore[valid-type]
+        default="pca", metadata={"help": _CENTROID_INIT_HELP})
     centroid_table_dim: Optional[int] = field(default=None, metadata={"help": _TABLE_DIM_HELP})
     tokens_per_sample: int = II("task.tokens_per_sample")
     max_target_positions: Optional[int] = II("task.max_target_positions")
@@ -132,7 +134,8 @@ class UnitLSTMLanguageModel(LSTMLanguageModel):
             )
         # lstm_lm is an argparse model: unset (None) options are left out of its namespace, so its
         # base_architecture() fills them (dropout in / out = --dropout; max positions = tokens per sample).
-        args = Namespace(**{k: v for k, v in OmegaConf.to_container(cfg, resolve=True).items() if v is not None})
+        values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
+        args = Namespace(**{k: v for k, v in values.items() if v is not None})
         args.criterion = None  # lstm_lm reads it only to add an adaptive softmax (adaptive_loss): not offered here
         model = super().build_model(args, task)
         if cfg.unit_centroids:
@@ -187,7 +190,9 @@ class UnitTransformerLMConfig(TransformerLanguageModelConfig):
         default=None, metadata={"help": "output embedding size (default: --decoder-embed-dim)"}
     )
     unit_centroids: Optional[str] = field(default=None, metadata={"help": _CENTROIDS_HELP})
-    centroid_init: CENTROID_INIT_CHOICES = field(default="pca", metadata={"help": _CENTROID_INIT_HELP})
+    # valid-type: fairseq's ChoiceEnum makes the Enum at runtime (its argparse choices come from this annotation)
+    centroid_init: CENTROID_INIT_CHOICES = field(  # type: ignore[valid-type]
+        default="pca", metadata={"help": _CENTROID_INIT_HELP})
     centroid_table_dim: Optional[int] = field(default=None, metadata={"help": _TABLE_DIM_HELP})
 
 

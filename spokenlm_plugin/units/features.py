@@ -208,6 +208,7 @@ def dump_features(
                 ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(read, plan[0]) if plan else None
             for k, batches in enumerate(plan):
+                assert pending is not None  # submitted before the loop, and at the end of each step but the last
                 audio = pending.result()
                 if k + 1 < len(plan):  # read the next window while this one is computed
                     pending = pool.submit(read, plan[k + 1])
