@@ -32,6 +32,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from typing import Any
 from pathlib import Path
 
 import numpy as np
@@ -307,7 +308,7 @@ def _result(results: dict[str, dict], *, text: str, tables: list[Table], ckpts: 
     if voiced is not None:
         text += " " + voiced.note
         tables = tables + ([voiced.table] if voiced.table else [])
-    metrics = {name: {**{f"cra_{c}": r["cra"][c].accuracy for c in CONDITIONS},
+    metrics: dict[str, Any] = {name: {**{f"cra_{c}": r["cra"][c].accuracy for c in CONDITIONS},
                       **{f"cra_{c}_ci": r["cra"][c].ci for c in CONDITIONS},
                       **{f"pelm_{c}": r["pelm"][c].pelm if r["pelm"][c] else None for c in ("u2t", "t2t")}}
                for name, r in results.items()}

@@ -38,7 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Literal, Sequence
+from typing import Iterator, Literal, Mapping, Sequence
 
 from ..core.errors import ConfigError
 from ..core.io import atomic_write, read_manifest, utt_key
@@ -170,7 +170,14 @@ def _init_worker(lib_dir: str | None, engine: Engine = "flite") -> None:
 def _synthesize(job: Job) -> int:
     """Synthesize and save one utterance (in a worker); returns its number of samples."""
     assert _ENGINE is not None, "worker not initialised"
-    synthesis: Synthesis = _ENGINE.synthesize(job.sentence.text, job.speaker)
+    engine, speaker = _ENGINE, job.speaker
+    # The plan pairs flite speakers with flite and espeak-ng speakers with espeak-ng (build_corpus).
+    if isinstance(engine, Espeak):
+        assert isinstance(speaker, HeldOutSpeaker), speaker
+        synthesis: Synthesis = engine.synthesize(job.sentence.text, speaker)
+    else:
+        assert isinstance(speaker, Speaker), speaker
+        synthesis = engine.synthesize(job.sentence.text, speaker)
     save_utterance(
         synthesis,
         audio_path=job.audio_path,
@@ -351,21 +358,21 @@ def build_corpus(
     if engine not in ENGINES:
         raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
     out_dir = Path(out_dir)
-    split_speakers: dict[Split, list[AnySpeaker]]
+    split_speakers: Mapping[Split, Sequence[AnySpeaker]]
     if engine == "flite":
         voices = list(VOICES) if voices is None else list(voices)
         espeak_ids = [v for v in voices if v in {s.id for s in HELDOUT_ESPEAK}]
         if espeak_ids:
             raise ConfigError(f"--voices: {' '.join(espeak_ids)}: espeak-ng speaker(s); pass --engine espeak")
         speakers_per_voice = 4 if speakers_per_voice is None else speakers_per_voice
-        split_speakers = dict(assign_speakers(speakers_for(voices, per_voice=speakers_per_voice), seed=seed))
+        split_speakers = assign_speakers(speakers_for(voices, per_voice=speakers_per_voice), seed=seed)
     else:
         if speakers_per_voice is not None:
             raise ConfigError("--speakers-per-voice: flite only; an espeak-ng speaker is one voice (choose them with --voices)")
         if flite_lib_dir is not None:
             raise ConfigError("--flite-lib-dir: flite only; espeak-ng reads $SPOKENLM_ESPEAK_DATA")
         voices = [s.id for s in HELDOUT_ESPEAK] if voices is None else list(voices)
-        split_speakers = dict(heldout_split(heldout_speakers(voices)))
+        split_speakers = heldout_split(heldout_speakers(voices))
     make_engine(engine, flite_lib_dir)  # fail now, with the install hint, rather than in a worker
     # The pretraining pool is never read here (see text.sentence_pool).
     sentences = pool_sentences(load_sentences(), "aligned")

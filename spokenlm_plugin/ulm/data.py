@@ -24,7 +24,7 @@ import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from ..core.errors import ConfigError, DictionaryError, FeatureError
 from ..core.tools import run_tool
@@ -70,7 +70,7 @@ def _fingerprint(units_dir: Path, splits: Sequence[str], vocab_size: int | None,
 
 
 def binarize(
-    rows: dict[str, list[list[int]]],
+    rows: Mapping[str, Sequence[Sequence[int]]] | Mapping[str, Sequence[Sequence[str]]],
     out: str | os.PathLike,
     *,
     vocab_size: int,

@@ -3,6 +3,8 @@ recipe: 80 mels, n_fft 1024, hop 256, window 1024, 0-8 kHz, log of the clamped m
 
 from __future__ import annotations
 
+from typing import cast  # sum() of a non-empty list of tensors is a tensor; its stub says "| Literal[0]"
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -28,17 +30,17 @@ class LogMel(nn.Module):
 
 def discriminator_loss(real: list[DiscOutput], fake: list[DiscOutput]) -> torch.Tensor:
     """LSGAN: sum over branches of mean (1 - D(real))^2 + mean D(fake)^2."""
-    return sum(torch.mean((1 - r[1]) ** 2) + torch.mean(f[1] ** 2) for r, f in zip(real, fake))
+    return cast(torch.Tensor, sum(torch.mean((1 - r[1]) ** 2) + torch.mean(f[1] ** 2) for r, f in zip(real, fake)))
 
 
 def generator_adv_loss(fake: list[DiscOutput]) -> torch.Tensor:
     """LSGAN: sum over branches of mean (1 - D(fake))^2."""
-    return sum(torch.mean((1 - f[1]) ** 2) for f in fake)
+    return cast(torch.Tensor, sum(torch.mean((1 - f[1]) ** 2) for f in fake))
 
 
 def feature_matching_loss(real: list[DiscOutput], fake: list[DiscOutput]) -> torch.Tensor:
     """Sum over branches and layers of the mean L1 between real and fake features."""
-    return sum(F.l1_loss(f, r.detach()) for rb, fb in zip(real, fake) for r, f in zip(rb[0], fb[0]))
+    return cast(torch.Tensor, sum(F.l1_loss(f, r.detach()) for rb, fb in zip(real, fake) for r, f in zip(rb[0], fb[0])))
 
 
 def mel_loss(mel: LogMel, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:

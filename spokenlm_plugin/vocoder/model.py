@@ -11,6 +11,7 @@ its 2x / 4x average-pooled versions, spectral norm on the first scale), with wid
 from __future__ import annotations
 
 import math
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
@@ -19,6 +20,9 @@ from torch.nn.utils import spectral_norm, weight_norm
 
 from .config import DiscriminatorConfig, GeneratorConfig
 
+if TYPE_CHECKING:
+    from fairseq.models.text_to_speech.codehifigan import CodeGenerator
+
 #: LeakyReLU slope of every HiFi-GAN network.
 LRELU_SLOPE = 0.1
 
@@ -26,7 +30,7 @@ LRELU_SLOPE = 0.1
 DiscOutput = tuple[list[torch.Tensor], torch.Tensor]
 
 
-def build_generator(cfg: GeneratorConfig, *, published: dict | None = None) -> nn.Module:
+def build_generator(cfg: GeneratorConfig, *, published: dict | None = None) -> CodeGenerator:
     """fairseq's ``CodeGenerator`` for ``cfg`` (weight norm still on: training form)."""
     import warnings
 
@@ -160,5 +164,7 @@ class SharedGenerators(nn.Module):
     def export(self, index: int) -> dict[str, torch.Tensor]:
         """Unit set ``index``'s ``CodeGenerator`` state dict: plain tensors, ``weight_g`` / ``weight_v``."""
         state = {k: v.detach().clone().contiguous() for k, v in self.body.state_dict().items()}
-        state["dict.weight"] = self.tables[index].weight.detach().clone().contiguous()
+        table = self.tables[index]
+        assert isinstance(table, nn.Embedding)  # the body's `dict` or one of ours
+        state["dict.weight"] = table.weight.detach().clone().contiguous()
         return state
