@@ -247,3 +247,23 @@ def test_dump_state_records_settings(ckpts: dict[str, Path], noise: Path, tmp_pa
     state = json.loads((tmp_path / ".noise_0_1.dump.json").read_text())
     assert state["layer"] == "logits" and state["dim"] == 40 and state["per_utterance"] is True
     assert np.load(tmp_path / "utt000.npy").shape == (num_frames(LENGTHS[0]), 40)
+
+
+def test_logits_are_the_head_on_the_dumped_layer(ckpts: dict[str, Path], noise: Path) -> None:
+    """The demo's logits units reuse the classifier layer's dump (no second forward pass): this holds
+    for a real fine-tuned checkpoint, and its check refuses a layer that does not feed the head."""
+    from spokenlm_plugin.demo.stage_units import _head_on_features
+
+    def models(layer: int) -> tuple[DenseModel, DenseModel]:
+        dense = DenseModel.from_checkpoint(ckpts["finetuned"], layer=layer, device="cpu")
+        return dense, DenseModel(dense.model, layer="logits", normalize=dense.normalize, device="cpu",
+                                 name=dense.name, fingerprint=dense.fingerprint)
+
+    dense, logits = models(dense_layer := DenseModel.from_checkpoint(ckpts["finetuned"], layer="logits",
+                                                                     device="cpu").model.layer)
+    apply = _head_on_features(dense, logits, noise)
+    assert apply is not None
+    wav = _waves(noise)[0]
+    assert np.allclose(apply(dense(wav).numpy()), logits(wav).numpy(), atol=1e-5)
+    if dense_layer > 1:
+        assert _head_on_features(*models(dense_layer - 1), noise) is None

@@ -199,6 +199,12 @@ class HubertFrameClassifier(BaseFairseqModel):
         """The transformer layer (1-based) feeding the classifier."""
         return self.w2v_encoder.layer
 
+    @property
+    def head(self) -> nn.Linear:
+        """The phone classifier: logits = ``head(features of layer)`` (in eval mode), so a dump of that
+        layer gives the logits without a second pass (the demo's logits units)."""
+        return self.w2v_encoder.proj
+
     def extract_features(
         self,
         source: torch.Tensor,
