@@ -66,7 +66,7 @@ class Budget:
     voiced: int = 3
 
 
-FULL = Budget(updates=150, text_sentences=3000, unit_sp=1000, items=60, pelm_prompts=20,
+FULL = Budget(updates=120, text_sentences=3000, unit_sp=1000, items=60, pelm_prompts=20,
               rows=("(1) units + text", "(2) SP units", "(3) + CST", "(4) + AST"), zero_shot=True)
 #: Quick: every fairseq-train costs seconds of start-up alone, so two LMs on raw units, no PELM.
 QUICK = Budget(updates=10, text_sentences=200, unit_sp=0, items=20, pelm_prompts=0,

@@ -41,7 +41,7 @@ from .context import JOINT_LM_UNITS, DemoContext, StageResult, Table
 
 UNIT_SETS = ("base", "finetuned", "finetuned-logits")
 #: Sizes: generator width / embedding, steps, when the discriminators join, test utterances scored.
-FULL = {"channels": 128, "embedding": 128, "steps": 240, "adversarial_from": 200, "batch": 4, "segment": 28,
+FULL = {"channels": 128, "embedding": 128, "steps": 200, "adversarial_from": 167, "batch": 4, "segment": 28,
         "test_utterances": 12, "continuations": 3}
 QUICK = {"channels": 32, "embedding": 32, "steps": 20, "adversarial_from": 16, "batch": 2, "segment": 16,
          "test_utterances": 3, "continuations": 3}
