@@ -134,25 +134,40 @@ def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
             yield mfcc_features(read_audio(manifest.path(row)))
 
 
+def _targets_done(out: Path) -> bool:
+    return all((out / name).is_file() for name in ("train.km", "valid.km", "dict.km.txt"))
+
+
+def _write_target_dict(out: Path, k: int) -> None:
+    """``dict.km.txt``: the k target labels, as fairseq's hubert_pretraining task reads them."""
+    with atomic_write(out / "dict.km.txt") as f:
+        f.writelines(f"{u} 1\n" for u in range(k))
+
+
+def _cluster_targets(out: Path, train: list[np.ndarray], valid: Iterable[np.ndarray], *, k: int, max_frames: int,
+                     seed: int) -> None:
+    """k-means on the train frames; in ``out``: its centroids ``km.npy`` (to make targets for other
+    audio, e.g. evaluation), ``{train,valid}.km`` and ``dict.km.txt``."""
+    from ..units.kmeans import assign_units, fit_kmeans, save_centroids
+
+    centroids = fit_kmeans(np.concatenate(train), k=k, niter=30, seed=seed, max_points=max_frames)
+    save_centroids(out / "km.npy", centroids)
+    for split, feats in (("train", train), ("valid", valid)):
+        write_km(out / f"{split}.km", (assign_units(x, centroids) for x in feats))
+    _write_target_dict(out, k)
+
+
 def make_mfcc_targets(
     manifests: Path, out: Path, *, k: int, max_frames: int, seed: int, log: Callable[[str], None] = logger.info
 ) -> None:
     """k-means on train MFCC; ``{train,valid}.km`` (100 Hz units) and ``dict.km.txt`` in ``out``."""
-    from ..units.kmeans import assign_units, fit_kmeans, save_centroids
-
-    if all((out / name).is_file() for name in ("train.km", "valid.km", "dict.km.txt")):
+    if _targets_done(out):
         log(f"targets: {out} already complete")
         return
     start = time.perf_counter()
     train = list(_rows_mfcc(manifests / "train.tsv"))
-    frames = np.concatenate(train)
-    log(f"targets: MFCC of {len(train)} train utterances ({frames.shape[0]} frames, {frames.shape[1]} dims)")
-    centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
-    save_centroids(out / "km.npy", centroids)  # to make targets for other audio (evaluation)
-    for split, feats in (("train", train), ("valid", _rows_mfcc(manifests / "valid.tsv"))):
-        write_km(out / f"{split}.km", (assign_units(x, centroids) for x in feats))
-    with atomic_write(out / "dict.km.txt") as f:
-        f.writelines(f"{u} 1\n" for u in range(k))
+    log(f"targets: MFCC of {len(train)} train utterances ({sum(map(len, train))} frames, {train[0].shape[1]} dims)")
+    _cluster_targets(out, train, _rows_mfcc(manifests / "valid.tsv"), k=k, max_frames=max_frames, seed=seed)
     log(f"targets: k={k} at {MFCC_RATE} Hz in {out} ({time.perf_counter() - start:.0f} s)")
 
 
@@ -164,9 +179,8 @@ def make_feature_targets(
     import torch
 
     from ..units.encoder import DenseModel
-    from ..units.kmeans import assign_units, fit_kmeans, save_centroids
 
-    if all((out / name).is_file() for name in ("train.km", "valid.km", "dict.km.txt")):
+    if _targets_done(out):
         log(f"targets: {out} already complete")
         return
     start = time.perf_counter()
@@ -177,14 +191,8 @@ def make_feature_targets(
         return [dense(torch.from_numpy(read_audio(manifest.path(r)))).numpy() for r in manifest.rows]
 
     train = rows("train")
-    frames = np.concatenate(train)
-    log(f"targets: layer {layer} of {checkpoint.name} on {len(train)} train utterances ({frames.shape[0]} frames)")
-    centroids = fit_kmeans(frames, k=k, niter=30, seed=seed, max_points=max_frames)
-    save_centroids(out / "km.npy", centroids)
-    for split, feats in (("train", train), ("valid", rows("valid"))):
-        write_km(out / f"{split}.km", (assign_units(x, centroids) for x in feats))
-    with atomic_write(out / "dict.km.txt") as f:
-        f.writelines(f"{u} 1\n" for u in range(k))
+    log(f"targets: layer {layer} of {checkpoint.name} on {len(train)} train utterances ({sum(map(len, train))} frames)")
+    _cluster_targets(out, train, rows("valid"), k=k, max_frames=max_frames, seed=seed)
     log(f"targets: k={k} at 50 Hz in {out} ({time.perf_counter() - start:.0f} s)")
 
 
@@ -317,8 +325,7 @@ def masked_prediction_accuracy(
     split = manifest.stem
     out.mkdir(parents=True, exist_ok=True)
     write_km(out / f"{split}.km", (assign_units(np.asarray(x), centroids) for x in feats))
-    with atomic_write(out / "dict.km.txt") as f:
-        f.writelines(f"{u} 1\n" for u in range(len(centroids)))
+    _write_target_dict(out, len(centroids))
     with atomic_path(out / f"{split}.tsv") as tmp:
         tmp.write_text(manifest.read_text())
     args = [str(out), "--user-dir", str(Path(__file__).resolve().parents[1]), "--task", "hubert_pretraining",
