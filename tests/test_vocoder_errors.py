@@ -129,3 +129,18 @@ def test_cli_error_is_one_line_in_a_real_process(setup, tmp_path) -> None:
     proc = run_cli("spokenlm", *_synth(setup, bad), check=False)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == [proc.stderr.strip()] and f"{bad}:1" in proc.stderr
+
+
+def test_durations_without_a_duration_predictor(setup, capsys, tmp_path) -> None:
+    """Deduplicated units need the duration predictor: vocoder-synth --durations and the joint LM's
+    voicing (sutlm-generate --vocoder) refuse a vocoder trained without one."""
+    from spokenlm_plugin.core.errors import ConfigError
+    from spokenlm_plugin.sutlm.generate import voice
+
+    assert not Vocoder.load(setup["vocoder"], setup["config"]).predicts_durations
+    units = tmp_path / "u.km"
+    units.write_text("1 2 3\n")
+    assert "no duration predictor" in _error(capsys, *_synth(setup, units, "--durations"))
+    with pytest.raises(ConfigError, match="no duration predictor"):
+        voice(setup["vocoder"], setup["config"], [([], [1, 2, 3])], tmp_path / "wav")
+    assert not (tmp_path / "wav").exists()

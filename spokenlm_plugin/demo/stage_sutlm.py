@@ -173,7 +173,7 @@ def _voice(ctx: DemoContext, model, task, renderer: Renderer, items: list[Aligne
     if paths is None:
         return Voiced(f"No {JOINT_LM_UNITS} vocoder from the vocoder stage: unit continuations not voiced.")
     vocoder = Vocoder.load(paths["checkpoint"], paths["config"])
-    if vocoder.generator.dur_predictor is None:
+    if not vocoder.predicts_durations:
         return Voiced(f"The {JOINT_LM_UNITS} vocoder ({paths['checkpoint']}) has no duration predictor (made before "
                       "the demo trained one: rerun `--stages vocoder sutlm --force`): unit continuations not voiced.")
     d = task.source_dictionary

@@ -106,7 +106,7 @@ def voice(vocoder_path: Path, config: Path | None, rows: Sequence[tuple[list[int
     from ..vocoder.synth import Vocoder, write_wav
 
     vocoder = Vocoder.load(vocoder_path, config or vocoder_path.parent / "config.json")
-    if vocoder.generator.dur_predictor is None:
+    if not vocoder.predicts_durations:
         raise ConfigError(f"{vocoder_path}: no duration predictor; continuations are deduplicated units: train the "
                           "vocoder with 'spokenlm vocoder-train --duration-predictor'")
     written = 0

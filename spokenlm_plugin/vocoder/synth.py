@@ -43,6 +43,11 @@ class Vocoder:
         generator, cfg = load_generator(checkpoint, config)
         return cls(generator, cfg, name=str(checkpoint))
 
+    @property
+    def predicts_durations(self) -> bool:
+        """Whether it has fairseq's duration predictor, so it can voice deduplicated units."""
+        return self.generator.dur_predictor is not None
+
     def speaker_index(self, speaker: str | int | None) -> int | None:
         """Row of the speaker embedding for a name or an index; None for a single-speaker vocoder."""
         if not self.cfg.multispkr:
@@ -63,7 +68,7 @@ class Vocoder:
                  durations: bool = False) -> np.ndarray:
         import torch
 
-        if durations and self.generator.dur_predictor is None:
+        if durations and not self.predicts_durations:
             raise ConfigError(f"--durations: {self.name} has no duration predictor (train with --duration-predictor)")
         code = torch.as_tensor(np.asarray(units, dtype=np.int64))[None]
         kwargs: dict = {"code": code, "dur_prediction": durations}
