@@ -54,7 +54,10 @@ def test_fairseq_loads_the_plugins_vocoder_and_gives_the_same_waveform(corpus_di
 
 
 def test_multispeaker_duration_vocoder_loads_in_fairseq(corpus_dir, km, tmp_path) -> None:
-    tiny_train(corpus_dir, km["train"], tmp_path, steps=2, multispeaker=True, duration_predictor=True)
+    trained = tiny_train(corpus_dir, km["train"], tmp_path, steps=2, multispeaker=True, duration_predictor=True)
+    # The predictor starts at the constant mean log duration, so its first loss is near that constant's
+    # MSE (fairseq's random projection starts an order of magnitude above it).
+    assert 0 < trained["duration_baseline_mse"] and trained["history"][0]["dur"] < 3 * trained["duration_baseline_mse"]
     cfg = json.loads((tmp_path / "config.json").read_text())
     assert cfg["multispkr"] and cfg["num_speakers"] == len(cfg["speakers"]) > 1 and cfg["dur_predictor_params"]
     vocoder = Vocoder.load(tmp_path / "vocoder.pt", tmp_path / "config.json")
@@ -175,3 +178,11 @@ def test_cli_train_synth_eval(corpus_dir, km, tmp_path) -> None:
                      "--wavs", str(wavs), "--json", str(tmp_path / "m.json"))
     result = json.loads((tmp_path / "m.json").read_text())
     assert len(result["utterances"]) == len(ids) and "path-normalised" in report.stdout
+
+
+def test_log_duration_prior_is_the_mean_and_mse_of_a_constant() -> None:
+    from spokenlm_plugin.vocoder.train import log_duration_prior
+
+    logs = np.log([3.0, 2.0, 2.0])  # runs of [1 1 2] and [3]: lengths 2, 1, 1
+    mean, var = log_duration_prior([[1, 1, 2], np.array([3])])
+    assert mean == pytest.approx(logs.mean()) and var == pytest.approx(((logs - logs.mean()) ** 2).mean())
