@@ -37,7 +37,7 @@ setup(
         # `convert-hubert --from hf`: Hugging Face checkpoints are read by transformers, then
         # converted by torchaudio's importer.
         "hf": ["transformers==5.23.0"],
-        "test": ["pytest", "ruff==0.17.6", "mypy==2.4.1", "transformers==5.23.0"],
+        "test": ["pytest", "pytest-timeout==2.4.0", "ruff==0.17.6", "mypy==2.4.1", "transformers==5.23.0"],
     },
     entry_points={"console_scripts": ["spokenlm=spokenlm_plugin.cli:main"]},
 )

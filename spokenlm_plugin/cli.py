@@ -16,6 +16,11 @@ from typing import Sequence
 
 from . import register
 from .core.errors import SpokenLMError
+from .core.io import check_output_path
+
+#: Options that name what a command writes (checked before it starts, so a long job cannot fail at
+#: its end on an output path that was never writable).
+OUTPUT_OPTIONS = ("out", "out_dir", "json", "results", "wav_dir", "work", "resample_to_dir")
 
 #: subcommand -> (module, one-line help). Order is the pipeline's order.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {
@@ -86,10 +91,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser(argv)
     args = parser.parse_args(argv)
     try:
+        for option in OUTPUT_OPTIONS:
+            if getattr(args, option, None) is not None:
+                check_output_path(getattr(args, option))
         register()
         code = args._run(args)
     except SpokenLMError as e:
         print(f"spokenlm {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except OSError as e:
+        if e.filename is None:  # not about a file the user named: a bug, keep its traceback
+            raise
+        # A writer outside the project's atomic helpers (torch.save, soundfile, fairseq) refused a path.
+        print(f"spokenlm {args.command}: error: {e.filename}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         then = "rerun to resume" if args.command in RESUMABLE else "rerun to start it again"

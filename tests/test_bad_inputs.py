@@ -6,6 +6,7 @@ exists in a separate process (faiss's loader noise, a refusal inside ``fairseq-t
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import shutil
@@ -104,6 +105,32 @@ def test_empty_wav_is_named_and_leaves_nothing_that_blocks_a_rerun(tiny_audio: P
     bad.write_text(good)
     assert cli.main(["baseline-features", "--kind", "logmel", "--manifest", str(bad), "--out", str(out),
                      "--no-progress"]) == 0
+
+
+def test_a_finished_dump_of_other_audio_is_not_reused(tiny_audio: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "f"
+    argv = ["baseline-features", "--kind", "logmel", "--manifest", str(tiny_audio), "--out", str(out), "--no-progress"]
+    assert cli.main(argv) == 0
+    before = np.load(out / "tiny_0_1.npy")
+    lengths = [8000, 6400, 4800]
+    # Moved with its times kept (cp -p, copytree): the same audio, the dump is reused as it is.
+    shutil.copytree(tiny_audio.parent / "audio", tmp_path / "moved")
+    _manifest(tiny_audio, tmp_path / "moved", [(f"u{i}.wav", n) for i, n in enumerate(lengths)])
+    assert cli.main(argv) == 0
+    assert np.array_equal(np.load(out / "tiny_0_1.npy"), before)
+    # The same names and lengths, other samples (re-synthesized): refused, the old features kept.
+    sf.write(tmp_path / "moved" / "u1.wav", np.zeros(6400, np.float32), 16000)
+    _fails(argv, capsys, f"{out / 'tiny_0_1.npy'}: was dumped from other audio than {tiny_audio}",
+           "delete the dump's files")
+    # Another corpus under the same split name: refused too.
+    for i, n in enumerate(lengths):
+        _wav(tmp_path / "other" / f"v{i}.wav", n)
+    _manifest(tiny_audio, tmp_path / "other", [(f"v{i}.wav", n) for i, n in enumerate(lengths)])
+    _fails(argv, capsys, "was dumped from other audio")
+    assert np.array_equal(np.load(out / "tiny_0_1.npy"), before)
+    for name in ("tiny_0_1.npy", "tiny_0_1.len", ".tiny_0_1.dump.json"):
+        (out / name).unlink()
+    assert cli.main(argv) == 0  # deleted as the message says: dumped afresh
 
 
 def test_dump_record_holds_the_thread_count(tiny_audio: Path, tmp_path: Path, capsys) -> None:
@@ -466,3 +493,86 @@ def test_fuzz_every_file_input(workspace: Path, tmp_path: Path, capsys, case: st
     assert target.name in line, f"{case} ({corruption}): the error does not name {target.name}: {line}"
     left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
     assert not left, f"{case} ({corruption}): {left} left behind"
+
+
+# ------------------------------------------------------------------------------ unwritable outputs
+
+
+def _fill(parser: argparse.ArgumentParser, output: Path, sub: str | None) -> list[str]:
+    """Placeholders for the required options of ``parser`` and ``output`` for every output option."""
+    argv: list[str] = []
+    chosen = {id(g._group_actions[0]) for g in parser._mutually_exclusive_groups if g.required}
+    for action in parser._actions:
+        flag = action.option_strings[-1] if action.option_strings else None
+        if isinstance(action, argparse._SubParsersAction):
+            name = sub or next(iter(action.choices))
+            argv += [name, *_fill(action.choices[name], output, None)]
+        elif action.dest in cli.OUTPUT_OPTIONS and flag:
+            argv += [flag, str(output)]
+        elif action.required or id(action) in chosen or (flag is None and action.dest != "help"):
+            value = str(list(action.choices)[0] if action.choices else "1" if action.type in (int, float) else "x")
+            argv += [flag, value] if flag else [value]
+    return argv
+
+
+def _minimal_argv(command: str, output: Path) -> list[str]:
+    """``command`` (``name`` or ``name sub``) with its required options filled with placeholders and
+    every output option at ``output``: the output check runs before any input is read."""
+    name, _, sub = command.partition(" ")
+    parser = cli.build_parser([name])
+    subparsers = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    return [name, *_fill(subparsers.choices[name], output, sub or None)]
+
+
+WRITERS = sorted(command for command in [*cli.SUBCOMMANDS, "kmeans assign"]
+                 if any(f"--{o.replace('_', '-')} O" in " ".join(_minimal_argv(command, Path("O")))
+                        for o in cli.OUTPUT_OPTIONS))
+
+
+def test_every_writing_command_is_checked() -> None:
+    assert len(WRITERS) >= 25 and {"dump-features", "vocoder-train", "sutlm-data", "demo", "manifest"} <= set(WRITERS)
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "under-proc"])
+@pytest.mark.parametrize("command", WRITERS)
+def test_unwritable_output_is_one_line(tmp_path: Path, capsys, command: str, where: str) -> None:
+    if where == "under-a-file":
+        (tmp_path / "a_file").write_text("x")
+        output = tmp_path / "a_file" / "sub" / "out"
+    else:
+        output = Path("/proc/spokenlm-test-output")
+    _fails(_minimal_argv(command, output), capsys, str(output), "cannot write the output here")
+
+
+def test_atomic_writers_name_the_output_they_cannot_write(tmp_path: Path) -> None:
+    from spokenlm_plugin.core.errors import OutputError
+    from spokenlm_plugin.core.io import atomic_path
+
+    (tmp_path / "a_file").write_text("x")
+    (tmp_path / "a_folder").mkdir()
+    for target in (tmp_path / "a_file" / "x.txt", tmp_path / "a_folder"):
+        with pytest.raises(OutputError, match=f"{target}: cannot write the output here"):
+            with atomic_write(target) as f:
+                f.write("data")
+        with pytest.raises(OutputError, match=f"{target}: cannot write the output here"):
+            with atomic_path(target) as tmp:
+                tmp.write_text("data")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "a_folder"]  # no temporary left
+    assert not any((tmp_path / "a_folder").iterdir())
+
+
+def test_os_errors_of_other_writers_are_one_line(monkeypatch, capsys, tmp_path: Path) -> None:
+    import spokenlm_plugin.units.quality as quality
+
+    def refused(args) -> int:
+        raise PermissionError(13, "Permission denied", str(tmp_path / "x.pt"))
+
+    monkeypatch.setattr(quality, "run", refused)
+    _fails(["unit-quality", "--units", "u", "--labels", "l"], capsys, f"{tmp_path / 'x.pt'}: Permission denied")
+
+    def bug(args) -> int:
+        raise OSError("no file involved")
+
+    monkeypatch.setattr(quality, "run", bug)
+    with pytest.raises(OSError, match="no file involved"):  # not a user mistake: the traceback stays
+        cli.main(["unit-quality", "--units", "u", "--labels", "l"])

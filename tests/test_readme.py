@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import re
 import shlex
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,16 @@ def test_evaluated_splits_are_made_by_the_recipe(readme: str, command: str) -> N
         made = re.search(rf"\b{re.escape(split)}\.(tsv|phn|km)\b", others) or re.search(
             rf"--splits\b[^-]*\b{re.escape(split)}\b", others)
         assert made, f"{readme}: {command} evaluates split {split!r}, which the recipe never makes"
+
+
+def test_a_hanging_test_fails_with_its_stack(tmp_path: Path) -> None:
+    """The test command's per-test time limit (pytest.ini): a deadlock ends the run, stacks printed."""
+    (tmp_path / "test_hang.py").write_text(
+        "import threading\n\n\ndef test_deadlock():\n    lock = threading.Lock()\n    lock.acquire()\n"
+        "    lock.acquire()  # waits forever on itself\n"
+    )
+    proc = subprocess.run([sys.executable, "-m", "pytest", "-c", str(REPO / "pytest.ini"), "--rootdir", str(tmp_path),
+                           "-p", "no:cacheprovider", "-o", "timeout=2", str(tmp_path / "test_hang.py")],
+                          capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    out = proc.stdout + proc.stderr
+    assert proc.returncode != 0 and "Timeout" in out and "lock.acquire()  # waits forever" in out, out[-3000:]

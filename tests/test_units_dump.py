@@ -267,3 +267,50 @@ def test_logits_are_the_head_on_the_dumped_layer(ckpts: dict[str, Path], noise: 
     assert np.allclose(apply(dense(wav).numpy()), logits(wav).numpy(), atol=1e-5)
     if dense_layer > 1:
         assert _head_on_features(*models(dense_layer - 1), noise) is None
+
+
+_GC_IN_APPEND = r"""
+import gc, sys
+from pathlib import Path
+import numpy as np, soundfile as sf
+from spokenlm_plugin.core.errors import AudioFormatError
+from spokenlm_plugin.units.baseline import SpectralFeatures
+from spokenlm_plugin.units.features import dump_features
+
+tmp = Path(sys.argv[1])
+(tmp / "audio").mkdir()
+sf.write(tmp / "audio" / "a.wav", np.zeros(4800, np.float32), 16000)
+(tmp / "audio" / "bad.wav").write_bytes(b"not audio")
+for name, wav in (("bad", "bad.wav"), ("good", "a.wav")):
+    (tmp / f"{name}.tsv").write_text(f"{tmp / 'audio'}\n{wav}\t4800\n")
+gc.disable()  # keep the failed dump's garbage (a reference cycle through its exception) for later
+try:
+    dump_features(SpectralFeatures("logmel"), tmp / "bad.tsv", tmp / "f1", progress=False)
+except AudioFormatError:
+    pass
+
+
+def collect_inside_append(frame, event, arg):
+    if event == "c_call" and frame.f_code.co_name == "append":
+        gc.collect()  # what the collector may do at any allocation: finalise that garbage here
+
+
+sys.setprofile(collect_inside_append)
+for i in range(3):
+    dump_features(SpectralFeatures("logmel"), tmp / "good.tsv", tmp / f"f{i + 2}", progress=False)
+sys.setprofile(None)
+print("done")
+"""
+
+
+def test_garbage_collection_inside_an_append_cannot_deadlock(tmp_path: Path) -> None:
+    """A failed dump's writer, finalised by the cyclic collector inside a later dump's append, must
+    not wait on a lock its own thread holds (npy-append-array's class-wide lock did: a hang)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONFAULTHANDLER": "1"}
+    try:
+        proc = subprocess.run([str(VENV_BIN / "python"), "-c", _GC_IN_APPEND, str(tmp_path)], capture_output=True,
+                              text=True, timeout=90, env=env, cwd=Path(__file__).resolve().parents[1])
+    except subprocess.TimeoutExpired:
+        pytest.fail("dump_features deadlocked when the garbage collector ran inside an append")
+    assert proc.returncode == 0 and proc.stdout.strip() == "done", proc.stderr[-3000:]
+    assert np.load(tmp_path / "f4" / "good_0_1.npy").shape == (num_frames(4800), 40)

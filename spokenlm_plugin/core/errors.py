@@ -12,6 +12,11 @@ class SpokenLMError(Exception):
     """Base class of every user error raised by spokenlm_plugin."""
 
 
+class OutputError(SpokenLMError):
+    """An output path cannot be created or written (a folder under a regular file, no permission,
+    a read-only or special file system)."""
+
+
 class AudioFormatError(SpokenLMError):
     """An audio file is unreadable, empty, or not 16 kHz mono."""
 

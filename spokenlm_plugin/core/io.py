@@ -13,7 +13,54 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Iterator, Sequence
 
-from .errors import ManifestError
+from .errors import ManifestError, OutputError
+
+
+def _output_error(path: Path, err: OSError) -> OutputError:
+    """The one-line error of an output that the operating system refused."""
+    where = f" ({err.filename})" if err.filename and str(err.filename) != str(path) else ""
+    return OutputError(f"{path}: cannot write the output here: {err.strerror or err}{where}; "
+                       "choose another output path")
+
+
+def check_output_path(path: str | os.PathLike) -> None:
+    """Refuse, before any work, an output that could not be written: the nearest existing folder on
+    ``path`` must be a folder in which a file can be created (a probe file, removed at once; the
+    only test that also holds for root on read-only or special file systems). Creates nothing."""
+    path = Path(path)
+    if path.is_dir():
+        base = path
+    else:
+        base = path.parent
+        while not base.exists() and base != base.parent:
+            base = base.parent
+        if not base.is_dir():
+            raise OutputError(f"{path}: cannot write the output here: {base} is a file, not a folder; "
+                              "choose another output path")
+    try:
+        fd, tmp = _create_temp(base / ".spokenlm-write-test")
+    except OSError as e:
+        raise _output_error(path, e) from None
+    os.close(fd)
+    os.unlink(tmp)
+
+
+def make_dirs(path: str | os.PathLike, *, output: str | os.PathLike | None = None) -> Path:
+    """``mkdir -p`` for an output folder; :class:`OutputError` naming ``output`` (default: the
+    folder) when that is impossible."""
+    path = Path(path)
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise _output_error(Path(output or path), e) from None
+    return path
+
+
+def _replace(tmp: str | os.PathLike, path: Path) -> None:
+    try:
+        os.replace(tmp, path)
+    except OSError as e:  # e.g. the output names an existing folder
+        raise _output_error(path, e) from None
 
 
 def _create_temp(path: Path) -> tuple[int, str]:
@@ -37,14 +84,17 @@ def _create_temp(path: Path) -> tuple[int, str]:
 def atomic_write(path: str | os.PathLike, mode: str = "w", **kwargs) -> Iterator[IO]:
     """Open a temporary file beside ``path``; rename it onto ``path`` only on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = _create_temp(path)
+    make_dirs(path.parent, output=path)
+    try:
+        fd, tmp = _create_temp(path)
+    except OSError as e:
+        raise _output_error(path, e) from None
     try:
         with os.fdopen(fd, mode, **kwargs) as f:
             yield f
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
@@ -56,11 +106,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for writers that want a file name
     (soundfile, numpy, torch.save); rename it onto ``path`` on success."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent, output=path)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
-        os.replace(tmp, path)
+        _replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)

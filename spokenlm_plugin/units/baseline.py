@@ -46,7 +46,7 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.io import Manifest, atomic_path, atomic_write, read_manifest
 from ..core.phones import HOP, RECEPTIVE_FIELD, SAMPLE_RATE, num_frames
-from .shards import shard_paths, shard_range
+from .shards import ShardWriter, shard_paths, shard_range
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
     import torch
@@ -157,8 +157,6 @@ def dump_phone_features(
     per_utterance: bool = False,
 ) -> tuple[Path, Path, int]:
     """One-hot gold-phone features of shard ``rank``/``nshard`` of ``manifest``; ``(npy, len, frames)``."""
-    from npy_append_array import NpyAppendArray
-
     split = split or Path(manifest).stem
     rows: Manifest = read_manifest(manifest)
     phones, ids = read_phone_labels(manifest, labels, dict_path)
@@ -173,18 +171,15 @@ def dump_phone_features(
              "per_utterance": per_utterance}
     frames = 0
     with atomic_path(npy) as tmp_npy, atomic_write(len_path) as len_file:
-        with NpyAppendArray(str(tmp_npy)) as feats:
+        with ShardWriter(tmp_npy, dim=len(phones)) as feats:
             for row, y in zip(rows.rows[start:end], ids[start:end]):
                 x = eye[y]
                 if per_utterance:
                     with atomic_path(out_dir / f"{row.utt_id}.npy") as tmp:
                         np.save(tmp, x)
-                if len(x):
-                    feats.append(x)
+                feats.append(x)
                 len_file.write(f"{len(x)}\n")
                 frames += len(x)
-        if not tmp_npy.is_file():  # no frames at all: still a (0 x dims) file
-            np.save(tmp_npy, np.zeros((0, len(phones)), dtype=np.float32))
     # The sidecar of dump-features: a later dump-features into this folder refuses to mix models.
     with atomic_write(out_dir / f".{npy.stem}.dump.json") as f:
         json.dump(state, f, indent=1)

@@ -18,6 +18,7 @@ rerun with another checkpoint or layer fails instead of mixing features.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import logging
 import os
@@ -34,7 +35,7 @@ from ..core.errors import ConfigError, FeatureError
 from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
 from ..core.phones import SAMPLE_RATE
 from ..core.runtime import cpu_threads
-from .shards import read_dump_state, shard_paths, shard_range, state_path
+from .shards import ShardWriter, read_dump_state, shard_paths, shard_range, state_path
 
 if TYPE_CHECKING:  # torch loads in seconds: `spokenlm dump-features --help` must not wait for it
     from .encoder import DenseModel
@@ -99,17 +100,45 @@ def _repair(npy: Path, len_path: Path) -> int:
     return kept
 
 
+#: Dump-record keys that say where the audio came from (checked apart from the settings).
+_WHERE_FROM = ("manifest", "source")
+
+
+def source_digest(manifest: Manifest, rows: Sequence[ManifestRow]) -> str:
+    """What a dump is made from: the rows' paths and sample counts, and their files' sizes and
+    modification times (a changed, replaced or re-synthesized file changes it; moving the corpus
+    with its times kept, as ``cp -p`` or ``shutil.copytree`` do, does not)."""
+    h = hashlib.sha256()
+    for row in rows:
+        try:
+            st = manifest.path(row).stat()
+            stamp = f"{st.st_size}\t{st.st_mtime_ns}"
+        except FileNotFoundError:
+            stamp = "missing"  # reported by the audio reader, with the manifest's root line to check
+        h.update(f"{row.relpath}\t{row.num_samples}\t{stamp}\n".encode())
+    return h.hexdigest()[:32]
+
+
 def _check_state(npy: Path, state: dict, *, resuming: bool) -> None:
-    """Refuse to resume a dump made with other settings; record this dump's settings."""
+    """Refuse to resume (or reuse) a dump made with other settings or from other audio; record this
+    dump's settings."""
     before = read_dump_state(npy) if resuming else None
-    if before is not None and before != state:
-        diff = {k: (before.get(k), v) for k, v in state.items() if before.get(k) != v}
-        hint = (f"; or resume with the recorded thread count (OMP_NUM_THREADS={before.get('threads')}): "
-                "other counts change the features in the last digits" if set(diff) == {"threads"} else "")
-        raise ConfigError(
-            f"{npy.parent}: holds a partial dump made with other settings {diff}; "
-            f"use another --out folder or delete the partial files{hint}"
-        )
+    if before is not None:
+        diff = {k: (before.get(k), v) for k, v in state.items() if before.get(k) != v and k not in _WHERE_FROM}
+        if diff:
+            hint = (f"; or resume with the recorded thread count (OMP_NUM_THREADS={before.get('threads')}): "
+                    "other counts change the features in the last digits" if set(diff) == {"threads"} else "")
+            raise ConfigError(
+                f"{npy.parent}: holds a dump made with other settings {diff}; "
+                f"use another --out folder or delete the dump's files{hint}"
+            )
+        if before.get("source") != state["source"]:
+            older = "; or made by an older spokenlm that did not record its audio" if "source" not in before else ""
+            raise ConfigError(
+                f"{npy}: was dumped from other audio than {state['manifest']} lists now (rows, sample counts, "
+                f"or files changed since: sizes / modification times differ{older}); delete the dump's files "
+                f"({npy.name}, {npy.with_suffix('.len').name}, {state_path(npy).name}) or use another --out folder"
+            )
     with atomic_write(state_path(npy)) as f:
         json.dump(state, f, indent=1)
 
@@ -168,8 +197,10 @@ def dump_features(
     A failure before the shard's first row is written removes the files this call created, so the
     next run starts afresh (e.g. after an unreadable first file is taken out of the manifest).
     """
+    manifest_path = "the manifest given"
     if not isinstance(manifest, Manifest):
         split = split or Path(manifest).stem
+        manifest_path = str(manifest)
         manifest = read_manifest(manifest)
     if split is None:
         raise ConfigError("dump_features: pass split= when giving a Manifest object")
@@ -180,7 +211,8 @@ def dump_features(
     rows = manifest.rows[start:end]
 
     state = {"model": dense.name, "fingerprint": dense.fingerprint, "layer": dense.layer, "dim": dense.dim,
-             "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": cpu_threads(dense.device)}
+             "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": cpu_threads(dense.device),
+             "manifest": str(manifest_path), "source": source_digest(manifest, rows)}
     resuming = npy.is_file() or len_path.is_file()
     _check_state(npy, state, resuming=resuming)
     done = _repair(npy, len_path) if resuming else 0
@@ -196,15 +228,13 @@ def dump_features(
     bar = _progress_bar(sum(r.num_samples for r in rows[done:stop]), done=done, total_rows=len(rows),
                         enabled=progress)
 
-    from npy_append_array import NpyAppendArray
-
     def read(batches: list[list[int]]) -> dict[int, np.ndarray]:
         return {i: read_audio(manifest.path(rows[i]), expected_samples=rows[i].num_samples, downmix=downmix)
                 for batch in batches for i in batch}
 
     next_row = done
     try:
-        with NpyAppendArray(str(npy)) as feats_file, open(len_path, "a") as len_file, \
+        with ShardWriter(npy, dim=dense.dim) as feats_file, open(len_path, "a") as len_file, \
                 ThreadPoolExecutor(max_workers=1) as pool:
             pending = pool.submit(read, plan[0]) if plan else None
             for k, batches in enumerate(plan):
@@ -227,7 +257,7 @@ def dump_features(
                         if per_utterance:
                             with atomic_path(out_dir / f"{rows[next_row].utt_id}.npy") as tmp:
                                 np.save(tmp, x)
-                        feats_file.append(np.ascontiguousarray(x))
+                        feats_file.append(x)
                         len_file.write(f"{len(x)}\n")
                         len_file.flush()
                         frames_total += len(x)
@@ -244,9 +274,6 @@ def dump_features(
                 path.unlink(missing_ok=True)
         raise
     bar.close()
-    if not npy.is_file():  # an empty shard (more shards than rows) still gets its (0 x dim) file
-        with atomic_path(npy) as tmp:
-            np.save(tmp, np.zeros((0, dense.dim), dtype=np.float32))
     return DumpResult(npy=npy, len=len_path, utterances=next_row, dumped=next_row - done,
                       frames=frames_total, audio_seconds=audio_total, seconds=time.perf_counter() - t0)
 

@@ -8,11 +8,13 @@ slice of the manifest's rows (:func:`shard_range`), its ``.npy`` the frames of t
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from types import TracebackType
+from typing import BinaryIO, Iterator
 
 import numpy as np
 
@@ -52,6 +54,93 @@ class FeatureShard:
         feats = self.frames()
         for off, n in zip(self.offsets, self.lengths):
             yield feats[off : off + n]
+
+
+#: Bytes of the header :class:`ShardWriter` writes (numpy's own size for 2-D float32 arrays: room
+#: for a row count of up to 10**20 to be rewritten in place).
+HEADER_BYTES = 128
+_MAGIC = b"\x93NUMPY\x01\x00"
+_DESCR = "<f4"
+
+
+def _header(rows: int, dim: int, size: int) -> bytes:
+    """A version 1.0 ``.npy`` header of ``size`` bytes for a C-order float32 ``(rows, dim)`` array."""
+    text = f"{{'descr': '{_DESCR}', 'fortran_order': False, 'shape': ({rows}, {dim}), }}"
+    room = size - len(_MAGIC) - 2 - 1  # the length field and the closing newline
+    if len(text) > room:
+        raise ValueError(f"no room for shape ({rows}, {dim}) in a {size}-byte header")
+    return _MAGIC + (room + 1).to_bytes(2, "little") + text.ljust(room).encode("latin1") + b"\n"
+
+
+def _read_header(f: BinaryIO, path: Path) -> tuple[int, int, int]:
+    """``(rows, dim, header bytes)`` of a float32 C-order 2-D ``.npy``; :class:`FeatureError` otherwise."""
+    head = f.read(10)
+    if len(head) < 10 or head[:8] != _MAGIC:  # numpy writes version 1.0 headers for such arrays
+        raise FeatureError(f"{path}: not a version 1.0 .npy file; delete it (and its .len) and dump again")
+    size = 10 + int.from_bytes(head[8:10], "little")
+    try:
+        meta = ast.literal_eval(f.read(size - 10).decode("latin1"))
+        shape, descr, fortran = tuple(meta["shape"]), meta["descr"], meta["fortran_order"]
+    except (ValueError, SyntaxError, KeyError, TypeError, UnicodeDecodeError, MemoryError, RecursionError):
+        raise FeatureError(f"{path}: corrupt .npy header; delete it (and its .len) and dump again") from None
+    if descr != _DESCR or fortran or len(shape) != 2:
+        raise FeatureError(f"{path}: holds a {descr} array of shape {shape}, not frames x dims float32; "
+                           "delete it (and its .len) or use another output folder")
+    return int(shape[0]), int(shape[1]), size
+
+
+class ShardWriter:
+    """Appends frames (rows of a float32 ``frames x dim`` array) to a shard's ``.npy`` in place.
+
+    The header's row count is rewritten after every append, so a killed run leaves at worst a
+    partial last row (dropped when the dump resumes). Written here rather than with
+    npy-append-array's ``NpyAppendArray``: that class shares one lock between all its instances, so
+    an instance finalised by the garbage collector inside another one's ``append`` (e.g. one whose
+    constructor raised on a corrupt file) waits forever on a lock its own thread holds.
+    """
+
+    def __init__(self, path: str | os.PathLike, *, dim: int) -> None:
+        self.path = Path(path)
+        self.dim = dim
+        if self.path.is_file():
+            self._file: BinaryIO = open(self.path, "r+b")
+            try:
+                self.rows, found, self._header_size = _read_header(self._file, self.path)
+                data = self._file.seek(0, os.SEEK_END) - self._header_size
+            except BaseException:
+                self._file.close()
+                raise
+            if found != dim or data != self.rows * dim * 4:
+                self._file.close()
+                raise FeatureError(
+                    f"{self.path}: {found}-dim frames ({data} data bytes for {self.rows} rows) where {dim}-dim "
+                    "frames are appended; delete it (and its .len) or use another output folder"
+                )
+        else:
+            self._file = open(self.path, "w+b")
+            self.rows, self._header_size = 0, HEADER_BYTES
+            self._file.write(_header(0, dim, HEADER_BYTES))
+
+    def append(self, x: np.ndarray) -> None:
+        """Append the rows of ``x`` (``n x dim``), then record the new row count in the header."""
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"{self.path}: cannot append shape {x.shape} to ({self.rows}, {self.dim}) frames")
+        header = _header(self.rows + len(x), self.dim, self._header_size)
+        self._file.seek(0, os.SEEK_END)
+        self._file.write(np.ascontiguousarray(x, dtype=_DESCR).tobytes())
+        self._file.seek(0)
+        self._file.write(header)
+        self.rows += len(x)
+
+    def close(self) -> None:
+        self._file.close()
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
 
 
 def state_path(npy: str | os.PathLike) -> Path:
