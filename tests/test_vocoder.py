@@ -119,6 +119,7 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
     monkeypatch.undo()
     assert torch.load(interrupted / "train_state.pt", weights_only=False)["step"] == 4
     assert not [p for p in interrupted.rglob("*") if ".tmp" in p.name], "half-written files left behind"
+    assert not (interrupted / "vocoder.pt").exists(), "an unfinished run left a vocoder.pt"
 
     resumed = tiny_train(corpus_dir, km["train"], interrupted, steps=6, mel_only=False, checkpoint_every=2)
     assert resumed["steps_this_run"] == 2
@@ -126,9 +127,19 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
     assert set(a) == set(b)
     for k in a:
         assert torch.equal(a[k], b[k]), k
+    # continuing to more steps removes the 6-step vocoder first, so an interruption leaves none
+    def interrupt_at_once(self, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(VocoderCorpus, "segments", interrupt_at_once)
+    with pytest.raises(KeyboardInterrupt):
+        tiny_train(corpus_dir, km["train"], interrupted, steps=8, mel_only=False, checkpoint_every=2)
+    monkeypatch.undo()
+    assert not (interrupted / "vocoder.pt").exists() and not (interrupted / "config.json").exists()
     # one more rerun with a larger --steps continues rather than restarting
     assert tiny_train(corpus_dir, km["train"], interrupted, steps=7, mel_only=False,
                       checkpoint_every=2)["steps_this_run"] == 1
+    assert (interrupted / "vocoder.pt").is_file() and (interrupted / "config.json").is_file()
 
 
 def test_a_little_training_beats_no_training_on_mcd(corpus_dir, km, tmp_path) -> None:

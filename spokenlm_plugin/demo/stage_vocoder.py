@@ -142,7 +142,7 @@ def run(ctx: DemoContext) -> StageResult:
     with torch_threads(max(1, ctx.jobs)):
         trained = train_vocoder(corpus / "manifests" / "train.tsv", sets, out / "train", train=cfg,
                                 channels=size["channels"], embedding_dim=size["embedding"], progress=False,
-                                duration_predictor=durations, log=ctx.log)
+                                duration_predictor=durations, on_change="restart", log=ctx.log)
     vocoders = {n: {"checkpoint": Path(p["checkpoint"]), "config": Path(p["config"])}
                 for n, p in trained["outputs"].items()}
     timings["train"] = time.perf_counter() - t0

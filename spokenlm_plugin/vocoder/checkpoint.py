@@ -22,7 +22,7 @@ from torch import nn
 from ..core.checkpoints import read_checkpoint
 from ..core.errors import CheckpointError
 from ..core.io import atomic_path, atomic_write
-from .config import GeneratorConfig
+from .config import TRAIN_STATE, GeneratorConfig
 from .model import build_generator
 
 
@@ -79,6 +79,11 @@ def check_state(state: dict[str, torch.Tensor], generator: nn.Module, *, where: 
 def load_generator(checkpoint: str | os.PathLike, config: str | os.PathLike) -> tuple[nn.Module, GeneratorConfig]:
     """fairseq ``CodeGenerator`` of a vocoder checkpoint, in inference form (eval, weight norm
     folded into the weights, as ``CodeHiFiGANVocoder`` does)."""
+    checkpoint = Path(checkpoint)
+    if not checkpoint.is_file() and (checkpoint.parent / TRAIN_STATE).is_file():
+        raise CheckpointError(
+            f"{checkpoint}: not written yet: the vocoder-train run in {checkpoint.parent} has not finished (it holds "
+            f"only its {TRAIN_STATE}); rerun the same vocoder-train command to finish it")
     cfg, raw = read_config(config)
     state = read_generator_state(checkpoint)
     generator = build_generator(cfg, published=raw)

@@ -10,12 +10,34 @@ with CPU-sized defaults for the batch and the discriminators where noted.
 
 from __future__ import annotations
 
+import argparse
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from ..core.errors import CheckpointError, ConfigError
-from ..core.phones import SAMPLE_RATE
+from ..core.phones import HOP, RECEPTIVE_FIELD, SAMPLE_RATE
+
+#: vocoder-train's resume state in its output folder (vocoder.pt appears beside it only when training finished).
+TRAIN_STATE = "train_state.pt"
+#: Allowed difference, in units, between a .km line and the audio's length / 320.
+LENGTH_TOLERANCE = 2
+#: Allowed difference, in samples, between a resynthesis (units x 320 samples) and its original: HuBERT's
+#: ``floor((n - 400) / 320) + 1`` units give 80 to 399 samples less than ``n``, and a .km line may be
+#: :data:`LENGTH_TOLERANCE` units off.
+RESYNTH_TOLERANCE = RECEPTIVE_FIELD + LENGTH_TOLERANCE * HOP
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (``--threads``): ``0`` or ``-3`` is a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be a positive integer (1 or more)")
+    return value
+
 
 #: Upsampling of the published unit vocoders: 5 * 4 * 4 * 2 * 2 = 320 samples per 50 Hz unit.
 UPSAMPLE_RATES = (5, 4, 4, 2, 2)

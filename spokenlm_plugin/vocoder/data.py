@@ -8,6 +8,7 @@ Audio is kept in memory as 16-bit samples (an hour of speech is 115 MB).
 
 from __future__ import annotations
 
+import hashlib
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,14 +17,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.errors import LabelMismatchError
+from ..core.errors import DictionaryError, LabelMismatchError
 from ..core.audio import read_audio
 from ..core.io import read_manifest
 from ..core.km import read_km_arrays
 from ..core.phones import HOP
-
-#: Allowed difference, in units, between a .km line and the audio's length / 320.
-LENGTH_TOLERANCE = 2
+from .config import LENGTH_TOLERANCE
 
 
 @dataclass(frozen=True)
@@ -35,11 +34,22 @@ class UnitSet:
     num_units: int
 
 
+#: What to do about a unit outside the vocoder's table, when synthesising.
+SYNTH_FIX = "use the units of the k-means this vocoder was trained on"
+
+
 def read_unit_rows(km: str | os.PathLike, *, num_units: int, expected_rows: int | None = None,
-                   manifest: str | os.PathLike | None = None) -> list[np.ndarray]:
+                   manifest: str | os.PathLike | None = None, fix: str = SYNTH_FIX) -> list[np.ndarray]:
     """Units of every line of ``km`` (no empty line, each unit < ``num_units``), checked against
-    the manifest's row count; errors name the file and line."""
-    rows = read_km_arrays(km, vocab_size=num_units, allow_empty=False)
+    the manifest's row count; errors name the file and line. ``fix`` ends the message of a unit
+    outside ``0 .. num_units - 1`` (``{needed}``: the file's largest unit + 1)."""
+    rows = read_km_arrays(km, allow_empty=False)
+    for lineno, r in enumerate(rows, start=1):
+        if r.max() >= num_units:
+            # Checked here rather than by read_km, whose hint names the LM commands' --vocab-size.
+            raise DictionaryError(
+                f"{km}:{lineno}: unit {int(r[r >= num_units][0])} is outside the vocoder's units 0..{num_units - 1}; "
+                + fix.format(needed=max(int(x.max()) for x in rows) + 1))
     if expected_rows is not None and len(rows) != expected_rows:
         raise LabelMismatchError(
             f"{km}: {len(rows)} lines of units but the manifest {manifest} has {expected_rows} rows; "
@@ -47,30 +57,52 @@ def read_unit_rows(km: str | os.PathLike, *, num_units: int, expected_rows: int 
     return rows
 
 
+def _digest(arrays: Sequence[np.ndarray]) -> str:
+    """A hash of a list of 1-D arrays (values, lengths and order)."""
+    h = hashlib.blake2b(digest_size=16)
+    for a in arrays:
+        h.update(len(a).to_bytes(8, "little"))
+        h.update(np.ascontiguousarray(a).tobytes())
+    return h.hexdigest()
+
+
 class VocoderCorpus:
     """Audio of a manifest with its unit sets (and speaker ids), sampled as fixed-length segments."""
 
     def __init__(self, manifest: str | os.PathLike, unit_sets: Sequence[UnitSet], *,
-                 speakers: Sequence[str] | None = None) -> None:
+                 speakers: Sequence[str] | None = None, downmix: bool = False) -> None:
         m = read_manifest(manifest, check_files=True)
         if not len(m):
             raise LabelMismatchError(f"{manifest}: no utterances")
         self.manifest = Path(manifest)
         self.utt_ids = m.utt_ids
-        self.units = {s.name: read_unit_rows(s.km, num_units=s.num_units, expected_rows=len(m), manifest=manifest)
-                      for s in unit_sets}
+        fix = "pass the k-means K as --num-units (at least {needed}), or the units of that k-means"
+        self.units = {s.name: read_unit_rows(s.km, num_units=s.num_units, expected_rows=len(m), manifest=manifest,
+                                             fix=fix) for s in unit_sets}
         self.audio: list[np.ndarray] = []
         for row in m.rows:
-            wav = read_audio(m.path(row))
+            # The manifest's count is checked, as dump-features does: a file that changed since the manifest
+            # was made is named here rather than blamed on its units below.
+            wav = read_audio(m.path(row), expected_samples=row.num_samples, downmix=downmix)
             self.audio.append((np.clip(wav, -1.0, 1.0) * 32767).astype(np.int16))
         for s in unit_sets:
             for lineno, (units, wav) in enumerate(zip(self.units[s.name], self.audio), start=1):
                 if abs(len(units) - len(wav) / HOP) > LENGTH_TOLERANCE:
                     raise LabelMismatchError(
-                        f"{s.km}:{lineno}: {len(units)} units but {self.utt_ids[lineno - 1]} has {len(wav)} samples "
-                        f"(~{len(wav) // HOP} units of {HOP}); are these the units of this manifest, at 50 Hz?")
+                        f"{s.km}:{lineno}: {len(units)} units but its audio {m.path(m.rows[lineno - 1])} has "
+                        f"{len(wav)} samples (~{len(wav) // HOP} units of {HOP}); either the audio was cut short "
+                        "or these are not the 50 Hz units of this manifest (one line per row, same order)")
         self.speakers = list(speakers) if speakers is not None else None
         self.names = [s.name for s in unit_sets]
+
+    def fingerprint(self) -> dict[str, str]:
+        """Hashes of what training reads (the samples as kept, each unit set's rows, the speakers): a
+        resumed run must train on the same data. Content, not file times: a copied corpus still matches."""
+        out = {"audio": _digest(self.audio)}
+        out |= {f"units:{n}": _digest(rows) for n, rows in self.units.items()}
+        if self.speakers is not None:
+            out["speakers"] = hashlib.blake2b("\n".join(self.speakers).encode(), digest_size=16).hexdigest()
+        return out
 
     def __len__(self) -> int:
         return len(self.audio)

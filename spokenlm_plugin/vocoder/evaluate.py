@@ -24,6 +24,7 @@ from ..core.errors import ConfigError, DictionaryError, LabelMismatchError, Mani
 from ..core.audio import read_audio
 from ..core.io import atomic_write, read_lines, read_manifest
 from ..core.runtime import torch_threads
+from .config import RESYNTH_TOLERANCE, positive_int
 from .metrics import f0_correlation, mel_cepstral_distortion
 
 MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, 50 ms / 12.5 ms, "
@@ -68,18 +69,27 @@ class PhoneRecognizer:
         return phone_errors(self.frames(wav), reference, sil=self.sil)
 
 
-def _read_wav(path: Path) -> np.ndarray:
+def _read_resynthesis(path: Path, *, original: np.ndarray, original_path: Path, downmix: bool) -> np.ndarray:
+    """The resynthesis of ``original``, refused unless it is as long (units x 320 samples): the metrics
+    pair frames by time, and a cut-short file would be scored on its first part only."""
     if not path.is_file():
         raise ManifestError(f"{path}: resynthesised audio missing (expected <utt_id>.wav for every manifest row)")
-    return read_audio(path)
+    wav = read_audio(path, downmix=downmix)
+    if abs(len(wav) - len(original)) > RESYNTH_TOLERANCE:
+        raise LabelMismatchError(
+            f"{path}: {len(wav)} samples ({len(wav) / 16_000:.2f} s) but its original {original_path} has "
+            f"{len(original)} ({len(original) / 16_000:.2f} s); a resynthesis from this manifest's 50 Hz units "
+            f"differs by at most {RESYNTH_TOLERANCE} samples: resynthesise it again (vocoder-synth, without --durations)")
+    return wav
 
 
 def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
                         phone_model: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
                         recognizer: PhoneRecognizer | None = None, score_original: bool = True,
-                        progress: bool = False) -> dict[str, Any]:
+                        downmix: bool = False, progress: bool = False) -> dict[str, Any]:
     """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and
-    original (``score_original=False`` skips the latter when it is known already)."""
+    original (``score_original=False`` skips the latter when it is known already; ``downmix``
+    averages the channels of multi-channel audio instead of refusing it)."""
     from tqdm import tqdm
 
     m = read_manifest(manifest)
@@ -96,8 +106,9 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
     rows: list[dict[str, Any]] = []
     totals = {"resynth_edits": 0, "original_edits": 0, "ref_phones": 0}
     for i, row in enumerate(tqdm(m.rows, desc="resynth-eval", unit="utt", disable=not progress)):
-        original = read_audio(m.path(row))
-        resynth = _read_wav(wavs / f"{row.utt_id}.wav")
+        original = read_audio(m.path(row), expected_samples=row.num_samples, downmix=downmix)
+        resynth = _read_resynthesis(wavs / f"{row.utt_id}.wav", original=original, original_path=m.path(row),
+                                    downmix=downmix)
         r: dict[str, Any] = {"utt_id": row.utt_id, "mcd": mel_cepstral_distortion(original, resynth),
                              "f0_corr": f0_correlation(original, resynth)}
         if recognizer is not None and refs is not None:
@@ -128,7 +139,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone-model", type=Path, help="hubert_frame_cls checkpoint for the PER")
     parser.add_argument("--labels", type=Path, help="50 Hz frame phone labels (.phn) of the manifest, for the PER")
     parser.add_argument("--json", type=Path, help="write the per-utterance and total metrics here")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--downmix", action="store_true",
+                        help="average the channels of multi-channel audio (default: refuse it)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
 
 
 def _fmt(v: Any) -> str:
@@ -141,7 +154,8 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
-    result = resynthesis_metrics(args.manifest, args.wavs, phone_model=args.phone_model, labels=args.labels)
+    result = resynthesis_metrics(args.manifest, args.wavs, phone_model=args.phone_model, labels=args.labels,
+                                 downmix=args.downmix)
     keys = ["mcd", "f0_corr"] + (["per_resynth", "per_original"] if args.phone_model else [])
     print("\t".join(["utt_id", *keys]))
     for r in result["utterances"]:

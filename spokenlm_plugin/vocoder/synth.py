@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Sequence
 
 import numpy as np
 
-from ..core.errors import AudioFormatError, ConfigError
+from ..core.errors import AudioFormatError, ConfigError, FeatureError
 from ..core.io import atomic_path, read_manifest
 from ..core.runtime import torch_threads
-from .config import GeneratorConfig
+from .config import GeneratorConfig, positive_int
 
 if TYPE_CHECKING:  # imported where used: `spokenlm vocoder-synth --help` must not wait seconds for torch
     import torch
@@ -99,6 +99,9 @@ def synthesize(vocoder: Vocoder, units_km: str | os.PathLike, out: str | os.Path
         ids = read_manifest(manifest).utt_ids
     rows = read_unit_rows(units_km, num_units=vocoder.cfg.num_embeddings,
                           expected_rows=None if ids is None else len(ids), manifest=manifest)
+    if not rows:
+        raise FeatureError(f"{units_km}: no units (empty file); give a .km with one line of unit ids per utterance "
+                           "(what 'spokenlm kmeans assign' or 'lm-generate' write)")
     if ids is None:
         ids = [f"{i:06d}" for i in range(1, len(rows) + 1)]
     spk = vocoder.speaker_index(speaker)
@@ -123,7 +126,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--speaker", help="speaker name or index (multi-speaker vocoders)")
     parser.add_argument("--durations", action="store_true",
                         help="lines hold deduplicated units; the duration predictor sets their lengths")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 

@@ -1,10 +1,12 @@
 """``spokenlm vocoder-train``: train a code HiFi-GAN on (audio, units), resumably.
 
-Every ``--checkpoint-every`` steps (and at the end) the run writes ``OUT/vocoder.pt`` +
-``OUT/config.json`` (fairseq-loadable, see :mod:`.checkpoint`) and ``OUT/train_state.pt`` (both
-networks with their optimisers, schedulers, random states and loss history), each atomically;
-rerunning the same command resumes from ``train_state.pt`` and ends with exactly the weights of an
-uninterrupted run. Validation writes ``OUT/valid/step<N>/`` wavs and mel plots.
+Every ``--checkpoint-every`` steps (and at the end) the run writes ``OUT/train_state.pt`` (both
+networks with their optimisers, schedulers, random states, loss history and a fingerprint of the
+options and of the training data), atomically; rerunning the same command resumes from it and ends
+with exactly the weights of an uninterrupted run, and a rerun with other options or data is refused.
+Only a finished run writes ``OUT/vocoder.pt`` + ``OUT/config.json`` (fairseq-loadable, see
+:mod:`.checkpoint`): an interrupted run leaves no vocoder that looks finished. Validation writes
+``OUT/valid/step<N>/`` wavs and mel plots.
 
 :func:`train_vocoder` also trains several unit sets of one corpus together (the demo's base /
 fine-tuned / logits units): one shared generator body, one embedding table per set (see
@@ -18,7 +20,7 @@ import json
 import time
 from dataclasses import asdict
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
@@ -27,7 +29,7 @@ from ..core.errors import ConfigError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import deduplicate
 from ..core.runtime import torch_threads
-from .config import DiscriminatorConfig, GeneratorConfig, TrainConfig
+from .config import TRAIN_STATE, DiscriminatorConfig, GeneratorConfig, TrainConfig, positive_int
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
     import torch
@@ -35,7 +37,7 @@ if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not w
     from .losses import LogMel
     from .model import SharedGenerators
 
-STATE = "train_state.pt"
+STATE = TRAIN_STATE
 #: Validation utterances synthesised per unit set at each validation.
 VALID_UTTERANCES = 3
 
@@ -81,6 +83,27 @@ def _fingerprint(gen_cfgs: Sequence[GeneratorConfig], names: Sequence[str], cfg:
                                   "train": train}))
 
 
+def _check_resumable(state: dict[str, Any], state_path: Path, *, out: Path, fingerprint: dict[str, Any],
+                     data: dict[str, str], corpus: VocoderCorpus, unit_sets: Sequence[UnitSet]) -> None:
+    """Refuse to resume a run made with other options or on other data (one line: what changed)."""
+    fix = f"use another --out or delete {out} to start afresh"
+    if state.get("fingerprint") != fingerprint:
+        raise ConfigError(f"{state_path}: a run with other options lives in {out}; {fix}, or pass the same options")
+    saved = state.get("data")
+    if not isinstance(saved, dict):
+        raise ConfigError(f"{state_path}: this training state records no fingerprint of its data (an older "
+                          f"version wrote it), so resuming it on {corpus.manifest} cannot be checked; {fix}")
+    changed = []
+    if saved.get("audio") != data["audio"]:
+        changed.append(f"the audio of {corpus.manifest}")
+    changed += [f"the units {s.km}" for s in unit_sets if saved.get(f"units:{s.name}") != data[f"units:{s.name}"]]
+    if saved.get("speakers") != data.get("speakers"):
+        changed.append(f"the speakers of {corpus.manifest}")
+    if changed:
+        raise ConfigError(f"{state_path}: the run in {out} was trained on other data ({', '.join(changed)} "
+                          f"changed since); {fix}")
+
+
 def output_paths(out: Path, names: Sequence[str]) -> dict[str, tuple[Path, Path]]:
     """name -> (vocoder.pt, config.json): ``OUT/`` for one unit set, ``OUT/<name>/`` for several."""
     if len(names) == 1:
@@ -100,10 +123,16 @@ def train_vocoder(
     duration_predictor: bool = False,
     valid_manifest: str | Path | None = None,
     valid_units: dict[str, Path] | None = None,
+    downmix: bool = False,
+    on_change: Literal["refuse", "restart"] = "refuse",
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
-    """Train (or resume) to ``train.steps``; return the loss history and the output paths."""
+    """Train (or resume) to ``train.steps``; return the loss history and the output paths.
+
+    ``OUT/vocoder.pt`` (per unit set) exists only once training reached ``train.steps``. A state in
+    ``out`` from other options or data is refused, or with ``on_change="restart"`` (a pipeline that
+    owns ``out``) discarded: training starts afresh."""
     import torch
     from .checkpoint import save_vocoder
     from .data import UnitSet, VocoderCorpus
@@ -117,7 +146,7 @@ def train_vocoder(
     if len(set(names)) != len(names):
         raise ConfigError(f"unit set names must differ: {names}")
     speakers = _speakers(Path(manifest)) if multispeaker else None
-    corpus = VocoderCorpus(manifest, unit_sets, speakers=speakers)
+    corpus = VocoderCorpus(manifest, unit_sets, speakers=speakers, downmix=downmix)
     speaker_names = sorted(set(speakers)) if speakers else []
     gen_cfgs = [GeneratorConfig(num_embeddings=s.num_units, upsample_initial_channel=channels,
                                 embedding_dim=embedding_dim, multispkr=multispeaker, num_speakers=len(speaker_names),
@@ -129,7 +158,7 @@ def train_vocoder(
             raise ConfigError(f"--valid-manifest needs the validation units of every unit set {names}")
         valid = VocoderCorpus(valid_manifest, [UnitSet(n, valid_units[n], s.num_units) for n, s in
                                                zip(names, unit_sets)],
-                              speakers=_speakers(Path(valid_manifest)) if multispeaker else None)
+                              speakers=_speakers(Path(valid_manifest)) if multispeaker else None, downmix=downmix)
 
     torch.manual_seed(train.seed)
     gen = SharedGenerators(gen_cfgs)
@@ -150,15 +179,22 @@ def train_vocoder(
     sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, train.lr_decay)
     sampler = torch.Generator().manual_seed(train.seed)
     fingerprint = _fingerprint(gen_cfgs, names, train)
+    data = corpus.fingerprint()
     step, history = 0, []
     state_path = out / STATE
     if state_path.is_file():
         # A foreign or damaged file is refused, never overwritten silently.
         state = read_checkpoint(state_path, hint="remove it to start afresh", what="vocoder training state",
                                 loader="pickle", required=())
-        if state.get("fingerprint") != fingerprint:
-            raise ConfigError(f"{state_path}: a run with other options or data lives in {out}; "
-                              "use another --out or the same options")
+        try:
+            _check_resumable(state, state_path, out=out, fingerprint=fingerprint, data=data, corpus=corpus,
+                             unit_sets=unit_sets)
+        except ConfigError as e:
+            if on_change == "refuse":
+                raise
+            log(f"[vocoder-train] starting afresh: {e}")
+            state_path.unlink()
+    if state_path.is_file():
         gen.load_state_dict(state["generator"])
         disc.load_state_dict(state["discriminators"])
         opt_g.load_state_dict(state["opt_g"])
@@ -170,21 +206,29 @@ def train_vocoder(
         step, history = int(state["step"]), list(state["history"])
         log(f"[vocoder-train] resuming {out} at step {step}")
     paths = output_paths(out, names)
+    if step < train.steps:
+        # A finished vocoder of a shorter run would outlive this one if it is interrupted: vocoder.pt
+        # must only ever hold a finished run's weights.
+        for p in [p for pair in paths.values() for p in pair if p.is_file()]:
+            p.unlink()
+            log(f"[vocoder-train] removed {p} (from {step} steps; written again at {train.steps})")
     speaker_index = {s: i for i, s in enumerate(speaker_names)} if multispeaker else None
     # The recipe decays the LR once per epoch: one segment per utterance.
     steps_per_epoch = max(1, len(corpus) // train.batch_size)
 
-    def checkpoint() -> None:
-        for i, n in enumerate(names):
-            save_vocoder(gen.export(i), gen_cfgs[i], checkpoint=paths[n][0], config=paths[n][1])
+    def checkpoint(*, finished: bool) -> None:
+        # The state first: a run killed between the two files resumes at the end and writes the vocoders.
         with atomic_path(state_path) as tmp:
-            torch.save({"fingerprint": fingerprint, "step": step, "generator": gen.state_dict(),
+            torch.save({"fingerprint": fingerprint, "data": data, "step": step, "generator": gen.state_dict(),
                         "discriminators": disc.state_dict(), "opt_g": opt_g.state_dict(),
                         "opt_d": opt_d.state_dict(), "sched_g": sched_g.state_dict(),
                         "sched_d": sched_d.state_dict(), "sampler": sampler.get_state(),
                         "torch_rng": torch.get_rng_state(), "history": history}, tmp)
         with atomic_write(out / "train_log.json") as f:
             json.dump({"step": step, "history": history}, f, indent=0)
+        if finished:
+            for i, n in enumerate(names):
+                save_vocoder(gen.export(i), gen_cfgs[i], checkpoint=paths[n][0], config=paths[n][1])
 
     bar = tqdm(total=train.steps, initial=min(step, train.steps), desc="vocoder-train", unit="step",
                disable=not progress)
@@ -233,10 +277,10 @@ def train_vocoder(
             history[-1]["valid_mel"] = validate(gen, valid, out / "valid" / f"step{step:06d}", mel=mel,
                                                 speaker_index=speaker_index)
         if step % train.checkpoint_every == 0 or step == train.steps:
-            checkpoint()
+            checkpoint(finished=step == train.steps)
     bar.close()
     if steps_this_run == 0 and not all(p.is_file() for pair in paths.values() for p in pair):
-        checkpoint()
+        checkpoint(finished=True)
     seconds = time.perf_counter() - t_start
     return {"steps": step, "steps_this_run": steps_this_run, "seconds": seconds,
             "steps_per_second": steps_this_run / seconds if seconds and steps_this_run else None,
@@ -285,7 +329,8 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--manifest", required=True, type=Path, help="training manifest (16 kHz audio)")
     parser.add_argument("--units", required=True, type=Path, help="its units (.km, one line per manifest row, 50 Hz)")
     parser.add_argument("--num-units", required=True, type=int, help="K, the size of the unit vocabulary")
-    parser.add_argument("--out", required=True, type=Path, help="output folder (vocoder.pt, config.json, state)")
+    parser.add_argument("--out", required=True, type=Path,
+                        help="output folder (train_state.pt while training; vocoder.pt + config.json when finished)")
     parser.add_argument("--steps", type=int, default=TrainConfig.steps, help="total training steps (default %(default)s)")
     parser.add_argument("--channels", type=int, default=128,
                         help="generator width upsample_initial_channel (512 published; default %(default)s for CPU)")
@@ -306,7 +351,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint-every", type=int, default=TrainConfig.checkpoint_every, help="steps")
     parser.add_argument("--valid-every", type=int, default=TrainConfig.valid_every, help="steps (0 = never)")
     parser.add_argument("--seed", type=int, default=TrainConfig.seed, help="random seed")
-    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (default 1)")
+    parser.add_argument("--downmix", action="store_true",
+                        help="average the channels of multi-channel audio (default: refuse it)")
+    parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -329,7 +376,7 @@ def _run(args: argparse.Namespace) -> int:
         embedding_dim=args.embedding_dim, multispeaker=args.multispeaker, duration_predictor=args.duration_predictor,
         valid_manifest=args.valid_manifest,
         valid_units={"units": args.valid_units} if args.valid_units is not None else None,
-        progress=not args.no_progress,
+        downmix=args.downmix, progress=not args.no_progress,
     )
     last = result["history"][-1] if result["history"] else {}
     rate = f", {result['steps_per_second']:.2f} steps/s" if result["steps_per_second"] else ""
