@@ -45,6 +45,7 @@ SUBCOMMANDS: dict[str, tuple[str, str]] = {
     "lm-generate": ("spokenlm_plugin.ulm.generate", "continue unit prompts (.km) with fairseq-generate"),
     "vocoder-train": ("spokenlm_plugin.vocoder.train", "train a unit HiFi-GAN vocoder (fairseq CodeHiFiGAN format), resumable"),
     "vocoder-synth": ("spokenlm_plugin.vocoder.synth", "units (.km) -> 16 kHz wavs with a unit vocoder"),
+    "vocoder-import": ("spokenlm_plugin.vocoder.hifigan_import", "import a unit-hifigan vocoder (safetensors) as a fairseq vocoder.pt + config.json"),
     "resynth-eval": ("spokenlm_plugin.vocoder.evaluate", "resynthesis metrics: MCD, F0 correlation, PER of resynthesised audio"),
     "sutlm-data": ("spokenlm_plugin.sutlm.data", "units + word alignments + text -> joint speech-unit / text LM subsets"),
     "sutlm-generate": ("spokenlm_plugin.sutlm.generate", "continue speech or text prompts in either modality (joint LM)"),
