@@ -130,7 +130,7 @@ def test_bad_inputs(feats: dict[str, Path], tmp_path: Path, capsys: pytest.Captu
     shutil.copytree(feats["npy"], broken)
     victim = sorted(broken.glob("*-*.npy"))[0]
     victim.unlink()
-    assert f"({victim.stem})" in cli_error("--features", str(broken), "--item", str(feats["item"]))
+    assert f"(e.g. {victim.stem!r})" in cli_error("--features", str(broken), "--item", str(feats["item"]))
     x = np.load(feats["npy"] / victim.name)
     x[3, 1] = np.nan
     np.save(victim, x)

@@ -1,9 +1,10 @@
 """``spokenlm manifest``: a fairseq audio manifest from a folder of audio files.
 
 Files are found recursively and listed sorted by relative path, so the same folder always gives
-the same manifest. Every file is checked (readable, non-empty, 16 kHz, mono); anything else is an
-error naming the file, unless the user asks to convert (``--resample-to-dir``) or to skip
-(``--skip-bad``, the skipped files are listed in ``<manifest stem>.skipped.txt`` beside it).
+the same manifest. Every file is checked (readable, non-empty, complete: a WAV or FLAC cut short is
+refused, not listed with the samples left; 16 kHz, mono); anything else is an error naming the file,
+unless the user asks to convert (``--resample-to-dir``) or to skip (``--skip-bad``, the skipped
+files are listed in ``<manifest stem>.skipped.txt`` beside it).
 """
 
 from __future__ import annotations
@@ -133,7 +134,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--skip-bad",
         action="store_true",
-        help="leave out unreadable / empty / non-16 kHz / non-mono files instead of stopping; "
+        help="leave out unreadable / empty / truncated / non-16 kHz / non-mono files instead of stopping; "
         "they are listed in <out stem>.skipped.txt",
     )
 

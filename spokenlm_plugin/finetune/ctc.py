@@ -30,6 +30,7 @@ from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig, HubertPret
 from ..core.errors import ConfigError
 from ..data.frame_labels import check_sequence_labels, load_dictionary
 from .pretrained import check_normalize, keep_pretrained_cfg, load_pretrained
+from .task import check_split_audio
 
 
 @dataclass
@@ -91,6 +92,7 @@ class PhonemeCtcTask(HubertPretrainingTask):
             phones=d.symbols[d.nspecial :],
             dict_path=self.dictionary_path,
         )
+        check_split_audio(Path(self.cfg.data) / f"{split}.tsv", sample_rate=self.cfg.sample_rate)
         super().load_dataset(split, **kwargs)
 
     def build_model(self, cfg, from_checkpoint: bool = False):

@@ -22,6 +22,9 @@ from fairseq.dataclass import FairseqDataclass
 from fairseq.tasks import FairseqTask, register_task
 from omegaconf import II, MISSING
 
+from ..core.audio import audio_info
+from ..core.errors import AudioFormatError, ManifestError
+from ..core.io import read_manifest
 from ..data.frame_labels import load_dictionary, read_frame_labels
 from .pretrained import keep_pretrained_cfg
 
@@ -68,6 +71,32 @@ def trim_to_labels(
     if padding_mask is not None:
         mask &= ~padding_mask[:, :length]
     return logits, target, mask
+
+
+def check_split_audio(manifest_path: Path, *, sample_rate: int) -> None:
+    """Check every audio file of a split before training: readable, complete, at ``sample_rate``,
+    as long as the manifest says (its frame labels were checked against that length).
+
+    fairseq's audio datasets open a file only when it is batched, and fail in a traceback
+    ("sample rate: 8000, need 16000", "Failed to load ..." after three retries). The check reads
+    each header and last block (:func:`audio_info`): about a millisecond a file.
+    """
+    manifest = read_manifest(manifest_path)
+    for row in manifest.rows:
+        path = manifest.path(row)
+        if not path.is_file():
+            raise ManifestError(f"{manifest_path}: audio file {path} does not exist; check the manifest's root line")
+        info = audio_info(path, skip_bad=False)
+        if info.sample_rate != sample_rate:
+            raise AudioFormatError(
+                f"{path}: sample rate {info.sample_rate} Hz, the task reads {sample_rate} Hz (--sample-rate); "
+                "write 16 kHz copies with 'spokenlm manifest --resample-to-dir DIR' and train on that manifest"
+            )
+        if info.num_samples != row.num_samples:
+            raise ManifestError(
+                f"{path}: {info.num_samples} samples but {manifest_path} says {row.num_samples}; the file changed "
+                "since the manifest was made: make the manifest (and the labels) again"
+            )
 
 
 def _as_long(label: np.ndarray) -> torch.Tensor:
@@ -171,6 +200,7 @@ class PhonemeFrameClsTask(FairseqTask):
             dict_path=self.dictionary_path,
             tolerance=self.cfg.label_tolerance,
         )
+        check_split_audio(manifest, sample_rate=self.cfg.sample_rate)
         audio = FileAudioDataset(
             str(manifest),
             sample_rate=self.cfg.sample_rate,

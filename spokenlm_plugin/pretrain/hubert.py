@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import re
 import time
 from dataclasses import asdict, dataclass
@@ -124,6 +125,41 @@ class PretrainSettings:
             "--max-tokens", str(self.max_tokens), "--max-sample-size", str(self.max_sample_size),
             "--min-sample-size", str(self.min_sample_size), "--seed", str(self.seed),
         ]
+
+
+#: Groups of fairseq's convolutional positional embedding (``conv_pos_groups``): they divide ``--dim``.
+CONV_POS_GROUPS = 16
+
+
+def check_options(*, settings: PretrainSettings, model: SmallHubert | None = None, threads: int | None = None) -> None:
+    """Refuse option values that fairseq-train or k-means would reject only after minutes of work
+    (or in a traceback: ``--updates 0`` is an AssertionError), or that train nothing (``--lr 0``).
+
+    ``model=None``: the target options only (``--targets-only``)."""
+    problems = []
+    if settings.k < 2:
+        problems.append(f"--k {settings.k}: the targets need at least 2 clusters (HuBERT's first iteration uses 100)")
+    if settings.seed < 0:
+        problems.append(f"--seed {settings.seed}: must be 0 or more")
+    if model is not None:
+        if settings.max_update < 1:
+            problems.append(f"--updates {settings.max_update}: must be a positive number of training updates")
+        if not (math.isfinite(settings.lr) and settings.lr > 0):
+            problems.append(f"--lr {settings.lr}: must be a positive learning rate")
+        if settings.max_tokens < settings.max_sample_size:
+            problems.append(f"--max-tokens {settings.max_tokens}: a batch must hold one crop of "
+                            f"{settings.max_sample_size} samples; give {settings.max_sample_size} or more")
+        if model.layers < 1:
+            problems.append(f"--layers {model.layers}: must be 1 or more")
+        if model.conv_channels < 1:
+            problems.append(f"--conv-channels {model.conv_channels}: must be 1 or more")
+        if model.dim < 1 or model.dim % CONV_POS_GROUPS or model.dim % model.heads:
+            problems.append(f"--dim {model.dim}: must be a positive multiple of {CONV_POS_GROUPS} (the positional "
+                            f"convolution's groups) and of the {model.heads} attention heads")
+    if threads is not None and threads < 1:
+        problems.append(f"--threads {threads}: must be 1 or more")
+    if problems:
+        raise ConfigError("; ".join(problems))
 
 
 def _rows_mfcc(manifest_path: Path) -> Iterable[np.ndarray]:
@@ -237,6 +273,7 @@ def pretrain_small_hubert(
     """
     if (init_from is None) != (target_layer is None):
         raise ConfigError("--init-from and --target-layer go together (the second HuBERT iteration)")
+    check_options(settings=settings, model=model, threads=threads)
     corpus, out = Path(corpus), Path(out)
     manifests = corpus / "manifests"
     for split in ("train", "valid"):
@@ -381,12 +418,13 @@ def run(args: argparse.Namespace) -> int:
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     if args.targets_only:
         settings = PretrainSettings(k=args.k, seed=args.seed)
+        check_options(settings=settings)
+        if (args.init_from is None) != (args.target_layer is None):
+            raise ConfigError("--init-from and --target-layer go together (the second HuBERT iteration)")
         manifests, targets = Path(args.corpus) / "manifests", Path(args.out) / "targets"
         if args.init_from is None:
             make_mfcc_targets(manifests, targets, k=settings.k, max_frames=settings.kmeans_frames,
                               seed=settings.seed, log=print)
-        elif args.target_layer is None:
-            raise ConfigError("--init-from and --target-layer go together (the second HuBERT iteration)")
         else:
             make_feature_targets(manifests, targets, checkpoint=args.init_from, layer=args.target_layer,
                                  k=settings.k, max_frames=settings.kmeans_frames, seed=settings.seed, log=print)

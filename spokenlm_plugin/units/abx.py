@@ -103,8 +103,14 @@ def _load_feature(path: str | Path) -> torch.Tensor:
     return x.float()
 
 
-def feature_extension(root: str | os.PathLike, needed: set[str]) -> str:
-    """``.npy`` or ``.pt``: the extension under which ``root`` has every utterance of ``needed``."""
+def _examples(ids: set[str]) -> str:
+    shown = sorted(ids)[:3]
+    return ", ".join(map(repr, shown)) + (", ..." if len(ids) > len(shown) else "")
+
+
+def feature_extension(root: str | os.PathLike, needed: set[str], *, item: str | os.PathLike | None = None) -> str:
+    """``.npy`` or ``.pt``: the extension under which ``root`` has every utterance of ``needed``
+    (the utterances of the item file ``item``, named in the error)."""
     root = Path(root)
     if not root.is_dir():
         raise FeatureError(f"{root}: feature folder not found")
@@ -116,11 +122,13 @@ def feature_extension(root: str | os.PathLike, needed: set[str]) -> str:
             return ext
         if len(missing) < len(best_missing):
             best, best_missing = ext, missing
-    shown = ", ".join(sorted(best_missing)[:5]) + (" ..." if len(best_missing) > 5 else "")
+    of_item = f"the item file {item}" if item is not None else "the item file"
     raise FeatureError(
         f"{root}: no features ({'/'.join(FEATURE_EXTENSIONS)}) for {len(best_missing)} of the {len(needed)} "
-        f"utterances of the item file ({shown}); dump them with 'spokenlm dump-features --per-utterance'"
-        + (f" (found {best} files for the others)" if best else "")
+        f"utterances of {of_item} (e.g. {_examples(best_missing)})"
+        + (f", found {best} files for the others" if best else "")
+        + "; dump the item file's split with 'spokenlm dump-features --per-utterance', "
+        "or give the item file of the split these features are of"
     )
 
 
@@ -141,7 +149,7 @@ def abx(
     import fastabx
 
     needed = item_files(item)
-    extension = extension or feature_extension(features, needed)
+    extension = extension or feature_extension(features, needed, item=item)
     with _librilight_slicing(librilight_slicing):
         try:
             return fastabx.zerospeech_abx(
@@ -223,6 +231,15 @@ def abx_units_many(
     if len(units) != len(rows):
         raise LabelMismatchError(
             f"{km}: {len(units)} lines but {manifest} has {len(rows)} rows; use the manifest the units were made from"
+        )
+    # Checked here: fastabx would only see the temporary folder below, and name it.
+    needed = item_files(item)
+    missing = needed - set(rows)
+    if missing:
+        raise FeatureError(
+            f"{item}: {len(missing)} of its {len(needed)} utterances are not in {manifest} (the rows of "
+            f"the units {km}), e.g. {_examples(missing)}; the item file is of another split: give the units and "
+            "manifest of its split, or make the item file from this manifest with 'spokenlm items'"
         )
     embed = unit_features(units, centroids=centroids)
     with tempfile.TemporaryDirectory(prefix="spokenlm-abx-units-") as tmp:

@@ -65,16 +65,19 @@ def stack_context(x: np.ndarray, context: int = CONTEXT) -> np.ndarray:
 
 def labelled_frames(
     manifest: str | os.PathLike, labels: str | os.PathLike, dict_path: str | os.PathLike, *,
-    context: int = CONTEXT,
+    context: int = CONTEXT, downmix: bool = False,
 ) -> tuple[list[str], list[np.ndarray], list[np.ndarray]]:
-    """``(phones, stacked log-mel frames per utterance, class ids per utterance)``, cut to a common length."""
+    """``(phones, stacked log-mel frames per utterance, class ids per utterance)``, cut to a common length.
+
+    ``downmix``: average the channels of multi-channel audio instead of refusing it."""
     from ..core.audio import read_audio
 
     phones, ids = read_phone_labels(manifest, labels, dict_path)
     m = read_manifest(manifest)
     feats, targets = [], []
     for row, y in zip(m.rows, ids):
-        x = spectral_features(read_audio(m.path(row), expected_samples=row.num_samples), "logmel")
+        wav = read_audio(m.path(row), expected_samples=row.num_samples, downmix=downmix)
+        x = spectral_features(wav, "logmel")
         n = min(len(x), len(y))
         feats.append(stack_context(x, context)[:n])
         targets.append(y[:n])
@@ -123,10 +126,12 @@ def linear_phone_baseline(
     c: float = 1.0,
     max_iter: int = MAX_ITER,
     keep_sil: bool = False,
+    downmix: bool = False,
 ) -> ClassifierResult:
     """Train the log-mel linear classifier on one labelled split, score it on another."""
-    phones, train_x, train_y = labelled_frames(train_manifest, train_labels, dict_path, context=context)
-    _, test_x, test_y = labelled_frames(test_manifest, test_labels, dict_path, context=context)
+    phones, train_x, train_y = labelled_frames(train_manifest, train_labels, dict_path, context=context,
+                                               downmix=downmix)
+    _, test_x, test_y = labelled_frames(test_manifest, test_labels, dict_path, context=context, downmix=downmix)
     t0 = time.perf_counter()
     model = fit_classifier(train_x, train_y, c=c, max_iter=max_iter)
     seconds = time.perf_counter() - t0
@@ -159,13 +164,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-iter", type=int, default=MAX_ITER,
                         help=f"L-BFGS iterations at most (default {MAX_ITER})")
     parser.add_argument("--keep-sil", action="store_true", help="count SIL as a phone in the PER")
+    parser.add_argument("--downmix", action="store_true",
+                        help="average the channels of multi-channel audio (default: refuse it)")
     parser.add_argument("--json", type=Path, help="also write the results as JSON")
 
 
 def run(args: argparse.Namespace) -> int:
     res = linear_phone_baseline(args.train_manifest, args.train_labels, args.test_manifest, args.test_labels,
                                 args.dict, context=args.context, c=args.c, max_iter=args.max_iter,
-                                keep_sil=args.keep_sil)
+                                keep_sil=args.keep_sil, downmix=args.downmix)
     status = "converged" if res.converged else "NOT converged: raise --max-iter"
     print("| model | train frames | frame accuracy | PER |\n|---|---:|---:|---:|\n"
           f"| log-mel linear (+-{res.context} frames) | {res.train_frames} | {res.frame_accuracy:.4f} "
@@ -175,5 +182,5 @@ def run(args: argparse.Namespace) -> int:
     if args.json is not None:
         with atomic_write(args.json) as f:
             json.dump({"train_manifest": str(args.train_manifest), "test_manifest": str(args.test_manifest),
-                       **asdict(res)}, f, indent=1)
+                       "downmix": args.downmix, **asdict(res)}, f, indent=1)
     return 0
