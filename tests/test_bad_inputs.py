@@ -428,6 +428,7 @@ def workspace(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path, pairs_
 FIRST_UTT = "rms-c"  # prefix of the valid split's alignment files; the first one is corrupted
 #: (name, argv with {ws} for the workspace and {out} for the output, the file that gets corrupted)
 CASES: list[tuple[str, str, str]] = [
+    ("manifest/audio", "manifest {ws}/audio --ext flac --out {out}/valid.tsv", "audio/*"),
     ("labels/manifest", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "valid.tsv"),
     ("labels/alignment", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "ali/*"),
     ("labels/audio", "labels --manifest {ws}/valid.tsv --alignments {ws}/ali --format json --out {out}", "audio/*"),
