@@ -161,6 +161,8 @@ def build(corpus: str | os.PathLike, units_dir: str | os.PathLike, out: str | os
         raise ConfigError(f"--unit-vocab-sizes {cfg.unit_vocab_sizes}: distinct sizes >= 0 (0: no SentencePiece)")
     if cfg.vocab_size is not None and not 1 <= cfg.vocab_size <= MAX_UNITS:
         raise ConfigError(f"--vocab-size {cfg.vocab_size}: must be within 1..{MAX_UNITS}")
+    if cfg.text_max_sentences is not None and cfg.text_max_sentences < 1:
+        raise ConfigError(f"--text-max-sentences {cfg.text_max_sentences}: must be >= 1 (the text-only share needs text)")
     if out.exists() and any(out.iterdir()) and not (out / META_NAME).is_file():
         raise ConfigError(f"{out}: exists and was not made by 'spokenlm sutlm-data'; give a new or empty folder")
     # 1. read and check everything before anything is written

@@ -192,11 +192,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     if args.candidates < 2:
         raise ConfigError(f"--candidates {args.candidates}: must be >= 2")
+    for option, value, least in (("--max-items", args.max_items, 2), ("--ci-resamples", args.ci_resamples, 0),
+                                 ("--pelm-prompts", args.pelm_prompts, 1)):
+        if value is not None and value < least:
+            raise ConfigError(f"{option} {value}: must be >= {least}")
     renderer = renderer_for(args.data, text_model=args.text_model)
     utts = eval_items(read_aligned(args.items), max_items=args.max_items)
     results: dict = {"cra": [], "pelm": [], "zero_shot": None}
     with torch_threads(1):
         model, task = load_lm(args.checkpoint, data=args.data)
+        if args.text_lm is not None:  # loaded before the CRA runs: a bad text LM fails at once
+            text_model, text_task = load_lm(args.text_lm, data=args.text_lm_data or args.data.parent / "textlm",
+                                            data_option="--text-lm-data")
         for cond in args.conditions:
             r = cra(model, task.source_dictionary, renderer, utts, condition=cond, candidates=args.candidates,
                     resamples=args.ci_resamples, where=str(args.items))
@@ -204,7 +211,6 @@ def run(args: argparse.Namespace) -> int:
             print(f"CRA {cond}: {fmt_pct(r.accuracy, r.ci)} %  (chance {100 * r.chance:.1f} %, {r.items} items, "
                   f"candidate sets of {r.candidates})")
         if args.text_lm is not None:
-            text_model, text_task = load_lm(args.text_lm, data=args.text_lm_data or args.data.parent / "textlm")
             for cond in ("u2t", "t2t"):
                 p = pelm(model, task, renderer, utts[: args.pelm_prompts], condition=cond, text_model=text_model,
                          text_task=text_task, where=str(args.items))

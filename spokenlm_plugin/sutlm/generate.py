@@ -13,7 +13,8 @@ and writes one continuation per line (words, or units for ``--to speech``). With
 VOCODER.pt --wav-dir DIR`` (``--to speech``) each unit continuation is also voiced by a unit vocoder
 trained with ``--duration-predictor`` on the same units (``vocoder-synth``'s library,
 ``durations=True``: the continuation is deduplicated units): ``DIR/<prompt line>.wav``, the prompt's
-units first for a speech prompt; an empty continuation gets no wav.
+units first for a speech prompt; an empty continuation gets no wav. The vocoder and every prompt are
+checked before anything is sampled or written.
 """
 
 from __future__ import annotations
@@ -21,14 +22,27 @@ from __future__ import annotations
 import argparse
 from argparse import Namespace
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence
 
 from ..core.errors import ConfigError, FeatureError
 from ..core.io import atomic_write, read_lines
 from ..core.runtime import torch_threads
-from .score import indices, load_lm
+from .score import indices, lm_units, load_lm
 from .sequences import render
-from .tokens import MARKER_OF, Modality, Tokenizer, decode_text, decode_units, modality_of
+from .tokens import MARKER_OF, MARKERS, Modality, Tokenizer, decode_text, decode_units, modality_of
+
+if TYPE_CHECKING:
+    from fairseq.data import Dictionary
+
+    from ..vocoder.synth import Vocoder
+
+
+def check_sampling(*, temperature: float, max_new: int, min_new: int) -> None:
+    """Refuse sampling options fairseq's generator would fail on or silently bend."""
+    if not temperature > 0:
+        raise ConfigError(f"--temperature {temperature}: must be > 0")
+    if max_new < 1 or not 0 <= min_new <= max_new:
+        raise ConfigError(f"--min-new {min_new} / --max-new {max_new}: need 0 <= min-new <= max-new and max-new >= 1")
 
 
 def sample_continuations(
@@ -40,8 +54,7 @@ def sample_continuations(
     # needed either: fairseq's inference_step generates under torch.no_grad().
     import torch
 
-    if temperature <= 0 or max_new < 1 or not 0 <= min_new <= max_new:
-        raise ConfigError(f"temperature {temperature} / max-new {max_new} / min-new {min_new}: need > 0, >= 1, <= max")
+    check_sampling(temperature=temperature, max_new=max_new, min_new=min_new)
     d = task.source_dictionary
     torch.manual_seed(seed)
     out: list[list[str]] = [[] for _ in prompts]
@@ -88,7 +101,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--to", choices=["speech", "text"], required=True, help="modality of the continuations")
     parser.add_argument("--out", type=Path, required=True, help="one continuation per line (.km for --to speech)")
     parser.add_argument("--temperature", type=float, default=0.8, help="sampling temperature (default 0.8)")
-    parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (default 20)")
+    parser.add_argument("--top-k", type=int, default=20, help="sample among the k most likely tokens (default 20; 0 or -1: all)")
     parser.add_argument("--max-new", type=int, default=40, help="at most this many new tokens (default 40)")
     parser.add_argument("--min-new", type=int, default=1, help="no end of sentence before this many (default 1)")
     parser.add_argument("--seed", type=int, default=1, help="random seed (default 1)")
@@ -100,15 +113,28 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="with --vocoder: <prompt line>.wav per continuation (speech prompts: prompt units first)")
 
 
-def voice(vocoder_path: Path, config: Path | None, rows: Sequence[tuple[list[int], list[int]]], out: Path) -> int:
+def load_vocoder(path: Path, config: Path | None, dictionary: "Dictionary | None" = None) -> "Vocoder":
+    """The unit vocoder of ``--vocoder``, checked before anything is generated or written: it has a
+    duration predictor (continuations are deduplicated units) and embeds every unit of the LM's
+    ``dictionary`` (not checked without one)."""
+    from ..vocoder.synth import Vocoder
+
+    vocoder = Vocoder.load(path, config or path.parent / "config.json")
+    if not vocoder.predicts_durations:
+        raise ConfigError(f"{path}: no duration predictor; continuations are deduplicated units: train the "
+                          "vocoder with 'spokenlm vocoder-train --duration-predictor'")
+    k = 1 + max(lm_units(dictionary), default=-1) if dictionary is not None else 0
+    if k > vocoder.cfg.num_embeddings:
+        raise ConfigError(f"{path}: a vocoder of {vocoder.cfg.num_embeddings} units, but the LM's dictionary holds "
+                          f"units 0..{k - 1}; give a vocoder trained on the LM's units (vocoder-train --num-units {k})")
+    return vocoder
+
+
+def voice(vocoder: "Vocoder", rows: Sequence[tuple[list[int], list[int]]], out: Path) -> int:
     """Write ``out/<line>.wav`` for each ``(prompt units, continuation units)`` with a continuation;
     return how many were written."""
-    from ..vocoder.synth import Vocoder, write_wav
+    from ..vocoder.synth import write_wav
 
-    vocoder = Vocoder.load(vocoder_path, config or vocoder_path.parent / "config.json")
-    if not vocoder.predicts_durations:
-        raise ConfigError(f"{vocoder_path}: no duration predictor; continuations are deduplicated units: train the "
-                          "vocoder with 'spokenlm vocoder-train --duration-predictor'")
     written = 0
     for line, (prompt, cont) in enumerate(rows, start=1):
         if cont:
@@ -117,29 +143,46 @@ def voice(vocoder_path: Path, config: Path | None, rows: Sequence[tuple[list[int
     return written
 
 
+def read_prompt_file(path: Path, *, units: Tokenizer, text: Tokenizer, dictionary: "Dictionary",
+                     to: Modality) -> tuple[list[list[int]], list[list[int]]]:
+    """Each prompt line as dictionary indices (the ``to`` marker appended), and its units (``[]``
+    for a text prompt); every line checked, the file non-empty."""
+    prompts, prompt_units = [], []
+    for lineno, line in enumerate(read_lines(path), start=1):
+        where = f"{path}:{lineno}"
+        modality, items = parse_prompt(line, where=where)
+        if modality == "speech":
+            if not all(x.isdigit() for x in items):
+                raise FeatureError(f"{where}: a speech prompt holds unit ids (non-negative integers), got {line!r}")
+            toks = units.encode_units([int(x) for x in items], where=where)
+            prompt_units.append([int(x) for x in items])
+        else:
+            toks = text.encode_words(items, where=where)
+            prompt_units.append([])
+        prompts.append(indices(dictionary, prompt_tokens(modality, toks, to=to), where=where))
+    if not prompts:
+        raise FeatureError(f"{path}: no prompt; write one per line, 'speech <unit> ...' or 'text <word> ...'")
+    return prompts, prompt_units
+
+
 def run(args: argparse.Namespace) -> int:
     if (args.vocoder is None) != (args.wav_dir is None) or (args.vocoder is not None and args.to != "speech"):
         raise ConfigError("--vocoder and --wav-dir go together, with --to speech")
+    check_sampling(temperature=args.temperature, max_new=args.max_new, min_new=args.min_new)
     unit_model = args.data / "unit.model"
     units = Tokenizer(unit_model if unit_model.is_file() else None, kind="units")
     text = Tokenizer(args.text_model or args.data.parent / "text.model", kind="text")
     with torch_threads(1):
         model, task = load_lm(args.checkpoint, data=args.data)
-        prompts, prompt_units = [], []
-        for lineno, line in enumerate(read_lines(args.prompts), start=1):
-            where = f"{args.prompts}:{lineno}"
-            modality, items = parse_prompt(line, where=where)
-            if modality == "speech":
-                if not all(x.isdigit() for x in items):
-                    raise FeatureError(f"{where}: a speech prompt holds unit ids (non-negative integers)")
-                toks = units.encode_units([int(x) for x in items], where=where)
-                prompt_units.append([int(x) for x in items])
-            else:
-                toks = text.encode_words(items, where=where)
-                prompt_units.append([])
-            prompts.append(indices(task.source_dictionary, prompt_tokens(modality, toks, to=args.to), where=where))
-        if not prompts:
-            raise FeatureError(f"{args.prompts}: no prompt")
+        if any(task.source_dictionary.index(m) == task.source_dictionary.unk() for m in MARKERS):
+            raise ConfigError(f"{args.checkpoint}: not a joint speech-text LM (its dictionary {args.data / 'dict.txt'} "
+                              "has no [SPEECH] / [TEXT] marker); give a checkpoint of fairseq-train --task speech_text_lm "
+                              "and its data folder")
+        # Everything is checked before sampling: a refused vocoder or prompt leaves no output.
+        vocoder = (load_vocoder(args.vocoder, args.vocoder_config, task.source_dictionary)
+                   if args.vocoder is not None else None)
+        prompts, prompt_units = read_prompt_file(args.prompts, units=units, text=text, dictionary=task.source_dictionary,
+                                                 to=args.to)
         conts = sample_continuations(model, task, prompts, to=args.to, temperature=args.temperature, top_k=args.top_k,
                                      max_new=args.max_new, min_new=args.min_new, seed=args.seed)
     with atomic_write(args.out) as f:
@@ -147,8 +190,8 @@ def run(args: argparse.Namespace) -> int:
             f.write(" ".join(map(str, decode_units(c))) if args.to == "speech" else " ".join(decode_text(c)))
             f.write("\n")
     print(f"{len(conts)} continuations ({args.to}) -> {args.out}")
-    if args.vocoder is not None:
+    if vocoder is not None:
         with torch_threads(1):
-            n = voice(args.vocoder, args.vocoder_config, list(zip(prompt_units, map(decode_units, conts))), args.wav_dir)
+            n = voice(vocoder, list(zip(prompt_units, map(decode_units, conts))), args.wav_dir)
         print(f"{n} voiced ({len(conts) - n} empty) -> {args.wav_dir}")
     return 0

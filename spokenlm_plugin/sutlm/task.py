@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fairseq.data import ConcatDataset, ResamplingDataset
+from fairseq.data import ConcatDataset, Dictionary, ResamplingDataset
 from fairseq.tasks import register_task
 from fairseq.tasks.language_modeling import LanguageModelingConfig, LanguageModelingTask
 
@@ -65,6 +65,40 @@ def kind_ratios(cfg: SpeechTextLMConfig) -> dict[str, float]:
     return out
 
 
+#: What to do about a data folder or subset that cannot be read, ending the messages below.
+_REBUILD = "make the data with 'spokenlm sutlm-data' and train on one of its units-raw / units-spN folders"
+
+
+def check_data_folder(data: str) -> str:
+    """``data/dict.txt``, checked: the folder and a readable fairseq dictionary exist (fairseq
+    itself fails with a traceback). Returns its path."""
+    path = os.path.join(data, "dict.txt")
+    if not os.path.isdir(data):
+        raise FeatureError(f"{data}: data folder not found; {_REBUILD}")
+    if not os.path.isfile(path):
+        # the usual slip: sutlm-data's output folder instead of a joint-LM folder inside it
+        inside = sorted(d for d in os.listdir(data) if d.startswith("units-")
+                        and os.path.isfile(os.path.join(data, d, "dict.txt")))
+        hint = f"train on a joint-LM folder inside it, e.g. {os.path.join(data, inside[0])}" if inside else _REBUILD
+        raise DictionaryError(f"{path}: dictionary not found; {hint}")
+    try:
+        Dictionary.load(path)
+    except (ValueError, RuntimeError) as e:  # fairseq's "Incorrect dictionary format" / "Duplicate word"
+        raise DictionaryError(f"{path}: not a fairseq dictionary ({str(e).splitlines()[0][:120]}); {_REBUILD}") from None
+    return path
+
+
+def check_subset(data: str, name: str) -> None:
+    """Refuse a subset fairseq cannot load: an empty ``.bin`` (numpy cannot map 0 bytes) or no ``.idx``."""
+    prefix = os.path.join(data, name)
+    if not os.path.isfile(f"{prefix}.idx"):
+        raise FeatureError(f"{prefix}.idx: index of subset {name!r} not found beside its .bin; {_REBUILD}")
+    if os.path.getsize(f"{prefix}.bin") == 0 or os.path.getsize(f"{prefix}.idx") == 0:
+        empty = f"{prefix}.bin" if os.path.getsize(f"{prefix}.bin") == 0 else f"{prefix}.idx"
+        raise FeatureError(f"{empty}: empty subset {name!r} (0 bytes: no sequence); rebuild the data with 'spokenlm "
+                           "sutlm-data', or leave the subset out (its kind's ratio 0, --paired-kinds, --valid-subset)")
+
+
 @register_task("speech_text_lm", dataclass=SpeechTextLMConfig)
 class SpeechTextLMTask(LanguageModelingTask):
     """fairseq's language_modeling task reading the SUTLM subsets with mixing ratios."""
@@ -72,21 +106,23 @@ class SpeechTextLMTask(LanguageModelingTask):
     @classmethod
     def setup_task(cls, args, **kwargs):
         kind_ratios(args)  # refuse bad ratios before any data is read
+        path = check_data_folder(args.data.split(os.pathsep)[0])
         task = super().setup_task(args, **kwargs)
-        path = os.path.join(args.data.split(os.pathsep)[0], "dict.txt")
         missing = [m for m in MARKERS if task.dictionary.index(m) == task.dictionary.unk()]
         if missing:
             raise DictionaryError(f"{path}: the modality marker(s) {' '.join(missing)} are missing from the dictionary; "
                                   "make the data with 'spokenlm sutlm-data'")
         return task
 
-    def _load_one(self, name: str, epoch: int, combine: bool):
+    def _load_one(self, name: str, epoch: int, combine: bool, data: str):
+        check_subset(data, name)
         super().load_dataset(name, epoch=epoch, combine=combine)
         return self.datasets.pop(name)
 
     def load_dataset(self, split: str, epoch=1, combine=False, **kwargs):
         data = self.args.data.split(os.pathsep)[(epoch - 1) % len(self.args.data.split(os.pathsep))]
         if os.path.isfile(os.path.join(data, f"{split}.bin")):
+            check_subset(data, split)
             return super().load_dataset(split, epoch=epoch, combine=combine, **kwargs)
         ratios = kind_ratios(self.args)
         parts = {}
@@ -94,7 +130,7 @@ class SpeechTextLMTask(LanguageModelingTask):
             if not os.path.isfile(os.path.join(data, f"{split}_{kind}.bin")):
                 raise FeatureError(f"{os.path.join(data, f'{split}_{kind}.bin')}: subset not found (kind {kind!r} has "
                                    f"a ratio > 0); make it with 'spokenlm sutlm-data' or set its ratio to 0")
-            parts[kind] = self._load_one(f"{split}_{kind}", epoch, combine)
+            parts[kind] = self._load_one(f"{split}_{kind}", epoch, combine, data)
         total = sum(float(np.sum(d.sizes)) for d in parts.values())
         mixed = []
         for i, (kind, ds) in enumerate(parts.items()):

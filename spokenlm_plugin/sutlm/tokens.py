@@ -121,6 +121,10 @@ class Tokenizer:
         return [self._sp.id_to_piece(i) for i in ids]
 
     def encode_units(self, units: Sequence[int], *, where: str = "") -> list[str]:
+        bad = [u for u in units if not 0 <= u < MAX_UNITS]
+        if bad:  # named here, with the line, before unit_char's message without one
+            raise DictionaryError(f"{where or self.path}: unit {bad[0]} is outside the units a joint LM can hold "
+                                  f"(0..{MAX_UNITS - 1}); use the units of the k-means the LM was trained on")
         return self.encode(units_to_string(units), where=where) if units else []
 
     def encode_words(self, words: Sequence[str], *, where: str = "") -> list[str]:

@@ -61,6 +61,17 @@ def read_dictionary_size(path: str | os.PathLike) -> int:
     return len(units)
 
 
+def read_split(path: Path, *, vocab_size: int | None) -> list[list[int]]:
+    """Utterances of one split's ``.km``, checked: at least one, none empty (fairseq's
+    ``language_modeling`` cannot load a 0-byte ``.bin``, and an empty line would be a silent
+    empty utterance, which ``lm-score`` and ``vocoder-synth`` refuse)."""
+    rows = read_km(path, vocab_size=vocab_size, allow_empty=False)
+    if not rows:
+        raise FeatureError(f"{path}: empty split (no utterance); give a .km with one line of units per utterance, "
+                           "or leave the split out of --splits")
+    return rows
+
+
 def _fingerprint(units_dir: Path, splits: Sequence[str], vocab_size: int | None, dedup: bool) -> dict:
     files = {}
     for split in splits:
@@ -117,6 +128,17 @@ def binarize(
         os.replace(tmp / "bin" / "preprocess.log", out / "preprocess.log")
 
 
+def _read_meta(path: Path) -> dict | None:
+    """The ``lm-data.json`` of an earlier run, or ``None`` (none, or not one this module wrote: rebuilt)."""
+    if not path.is_file():
+        return None
+    try:
+        meta = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):  # damaged by hand: the data is rebuilt, not trusted
+        return None
+    return meta if isinstance(meta, dict) else None
+
+
 def make_lm_dataset(
     units_dir: str | os.PathLike,
     out: str | os.PathLike,
@@ -146,17 +168,14 @@ def make_lm_dataset(
 
     fingerprint = _fingerprint(units_dir, splits, vocab_size, dedup)
     meta_path = out / META_NAME
-    if meta_path.is_file():
-        meta = json.loads(meta_path.read_text())
-        if meta.get("fingerprint") == fingerprint and all((out / f"{s}.bin").is_file() for s in splits):
-            logger.info("%s: already built from the same units; nothing to do", out)
-            return meta
+    meta = _read_meta(meta_path)
+    if meta is not None and meta.get("fingerprint") == fingerprint and all((out / f"{s}.bin").is_file() for s in splits):
+        logger.info("%s: already built from the same units; nothing to do", out)
+        return meta
 
-    rows = {split: read_km(units_dir / f"{split}.km", vocab_size=vocab_size) for split in splits}
+    rows = {split: read_split(units_dir / f"{split}.km", vocab_size=vocab_size) for split in splits}
     if vocab_size is None:
-        vocab_size = 1 + max((max(r) for rs in rows.values() for r in rs if r), default=-1)
-        if vocab_size == 0:
-            raise FeatureError(f"{units_dir}: the .km files hold no unit at all")
+        vocab_size = 1 + max(max(r) for rs in rows.values() for r in rs)  # read_split: no split, no line empty
         logger.warning("--vocab-size not given: using %d (1 + the largest unit seen); pass K explicitly", vocab_size)
     if dedup:
         rows = {split: [deduplicate(r)[0] for r in rs] for split, rs in rows.items()}

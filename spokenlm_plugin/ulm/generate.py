@@ -27,7 +27,7 @@ is equivalent to::
     # 3. OUT/generate-prompts.txt ('H-<line>\\t<score>\\t<prompt + continuation>') -> .km
     spokenlm lm-generate --collect OUT/generate-prompts.txt --prompts prompts.km --out continuations.km
 
-(``spokenlm lm-data`` accepts empty lines; this module rejects an empty prompt, which would make
+(Like ``spokenlm lm-data``, this module rejects an empty prompt line, which would make
 fairseq-generate sample from nothing.)
 """
 
@@ -43,7 +43,7 @@ from typing import Sequence
 from ..core.errors import CheckpointError, ConfigError, FeatureError, LabelMismatchError
 from ..core.runtime import resolve_device
 from ..core.tools import run_tool
-from .checkpoint import read_lm_state
+from .checkpoint import check_dictionary_fits, read_lm_state
 from ..core.km import read_km, write_km
 from .data import NUM_SPECIAL, binarize, read_dictionary_size
 
@@ -144,6 +144,8 @@ def lm_dictionary(checkpoint: str | os.PathLike | None, *, data: str | os.PathLi
         data = state["cfg"].task.data
     path = Path(data) / "dict.txt"
     read_dictionary_size(path)  # checks that it exists and is a unit dictionary
+    if checkpoint is not None and state is not None:
+        check_dictionary_fits(state, checkpoint=checkpoint, dictionary=path)
     return path
 
 
@@ -184,6 +186,8 @@ def continue_units(
         raise ConfigError(f"--temperature {temperature}: must be > 0")
     if not 0 <= min_new <= max_new or max_new < 1:
         raise ConfigError(f"--min-len {min_new} / --max-len {max_new}: need 0 <= min-len <= max-len, max-len >= 1")
+    if batch_size < 1:
+        raise ConfigError(f"--batch-size {batch_size}: must be >= 1")
     dictionary = lm_dictionary(checkpoint, data=data)
     prompts = read_prompts(prompts_km, vocab_size=read_dictionary_size(dictionary))
     longest = max(map(len, prompts))
@@ -224,7 +228,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="keep the binarized prompts and the fairseq-generate output here (default: a temp dir)")
     parser.add_argument("--temperature", type=float, default=0.7, help="sampling temperature (default 0.7)")
     parser.add_argument("--top-k", type=int, default=50,
-                        help="sample among the k most likely units (default 50; -1: all)")
+                        help="sample among the k most likely units (default 50; 0 or -1: all)")
     parser.add_argument("--max-len", type=int, default=200,
                         help="at most this many new units after the longest prompt (default 200)")
     parser.add_argument("--min-len", type=int, default=1,

@@ -33,12 +33,12 @@ from typing import TYPE_CHECKING, Literal, Sequence
 
 import numpy as np
 
-from ..core.errors import CheckpointError, ConfigError, LabelMismatchError
+from ..core.errors import CheckpointError, ConfigError, DictionaryError, LabelMismatchError
 from ..core.io import atomic_write, read_lines, read_manifest
 from ..core.runtime import resolve_device, torch_threads
-from .checkpoint import read_lm_state
+from .checkpoint import check_dictionary_fits, read_lm_state
 from ..core.km import read_km
-from .discrimination import LexicalResult, SyntacticResult, lexical_accuracy, syntactic_accuracy
+from .discrimination import LexicalResult, SyntacticResult, lexical_accuracy, read_gold, syntactic_accuracy
 
 if TYPE_CHECKING:
     import torch
@@ -66,9 +66,13 @@ def load_unit_lm(
     cfg = state["cfg"]
     dict_path = Path(cfg.task.data) / "dict.txt"
     if not dict_path.is_file():
+        if data is not None:
+            raise DictionaryError(f"{dict_path}: dictionary not found (--data {data}); pass the folder made by "
+                                  "'spokenlm lm-data' for the LM's training data")
         raise CheckpointError(
             f"{checkpoint}: its dictionary {dict_path} is gone; pass --data with the folder made by 'spokenlm lm-data'"
         )
+    check_dictionary_fits(state, checkpoint=checkpoint, dictionary=dict_path)
     models, _, task = checkpoint_utils.load_model_ensemble_and_task(
         [str(checkpoint)], arg_overrides=overrides, state=state
     )
@@ -257,7 +261,17 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--scorer length uses no LM: drop --checkpoint / --mean")
     if args.ci_resamples < 0:
         raise ConfigError(f"--ci-resamples {args.ci_resamples}: must be >= 0")
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size {args.batch_size}: must be >= 1")
+    if args.threads is not None and args.threads < 1:
+        raise ConfigError(f"--threads {args.threads}: must be >= 1")
     utt_ids = _utt_ids(args)
+    if not utt_ids:
+        raise LabelMismatchError(f"{args.manifest or args.ids}: no utterance id, nothing to score; give one id per "
+                                 ".km line")
+    # The gold file is read before the LM runs, and every output written after the accuracy: a bad
+    # gold.csv leaves no submission behind.
+    gold = read_gold(args.gold, task=args.task) if args.gold is not None else None
     if args.scorer == "length":
         scores = length_scores(args.units, utt_ids=utt_ids)
     else:
@@ -266,23 +280,21 @@ def run(args: argparse.Namespace) -> int:
                 args.checkpoint, args.units, utt_ids=utt_ids, data=args.data, mean=args.mean,
                 begin=args.begin, batch_size=args.batch_size, device=resolve_device(args.device),
             )
+    result: LexicalResult | SyntacticResult | None = None
+    if gold is not None:
+        accuracy = lexical_accuracy if args.task == "lexical" else syntactic_accuracy
+        result = accuracy(gold, scores, source=str(args.gold), resamples=args.ci_resamples, seed=args.ci_seed)
     write_submission(args.out, scores)
     print(f"{len(scores)} scores -> {args.out}")
-    if args.gold is None:
-        return 0
-    result: LexicalResult | SyntacticResult
-    bootstrap = dict(resamples=args.ci_resamples, seed=args.ci_seed)
-    if args.task == "lexical":
-        result = lexical_accuracy(args.gold, scores, **bootstrap)
+    if isinstance(result, LexicalResult):
         in_vocab = "n/a" if result.in_vocab is None else f"{100 * result.in_vocab:.2f}{_interval(result.in_vocab_ci)}"
         print(f"sWUGGY all {100 * result.all:.2f}{_interval(result.all_ci)} %  in-vocab {in_vocab} %  "
               f"({result.n_ids} ids, {result.n_in_vocab_ids} in vocabulary, {result.n_pairs} pairs"
               f"{'; 95 % bootstrap intervals over ids' if args.ci_resamples else ''})")
-    else:
-        result = syntactic_accuracy(args.gold, scores, **bootstrap)
+    elif isinstance(result, SyntacticResult):
         print(f"sBLIMP {100 * result.all:.2f}{_interval(result.all_ci)} %  ({result.n_ids} ids, {result.n_pairs} pairs"
               f"{'; 95 % bootstrap interval over ids' if args.ci_resamples else ''})")
-    if args.results is not None:
+    if result is not None and args.results is not None:
         with atomic_write(args.results) as f:
             json.dump({"task": args.task, "scorer": args.scorer, **dataclasses.asdict(result)}, f, indent=1)
     return 0
