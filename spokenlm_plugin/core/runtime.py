@@ -7,6 +7,7 @@ One rule for every command with ``--device auto|cpu|cuda``: ``auto`` is the GPU 
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 from typing import TYPE_CHECKING, Iterator, Literal
 
@@ -66,3 +67,14 @@ def torch_threads(n: int | None) -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+def positive_int(text: str) -> int:
+    """argparse type of a count that must be at least 1 (``--threads``): ``0`` or ``-3`` is a usage error."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{value}: must be a positive integer (1 or more)")
+    return value

@@ -10,7 +10,6 @@ with CPU-sized defaults for the batch and the discriminators where noted.
 
 from __future__ import annotations
 
-import argparse
 import math
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -26,17 +25,6 @@ LENGTH_TOLERANCE = 2
 #: ``floor((n - 400) / 320) + 1`` units give 80 to 399 samples less than ``n``, and a .km line may be
 #: :data:`LENGTH_TOLERANCE` units off.
 RESYNTH_TOLERANCE = RECEPTIVE_FIELD + LENGTH_TOLERANCE * HOP
-
-
-def positive_int(text: str) -> int:
-    """argparse type of a count that must be at least 1 (``--threads``): ``0`` or ``-3`` is a usage error."""
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value}: must be a positive integer (1 or more)")
-    return value
 
 
 #: Upsampling of the published unit vocoders: 5 * 4 * 4 * 2 * 2 = 320 samples per 50 Hz unit.

@@ -1,12 +1,14 @@
 """``spokenlm resynth-eval``: how much of the original speech a resynthesis keeps.
 
 For every manifest row, the original audio and ``WAVDIR/<utt_id>.wav`` are compared with
-:mod:`.metrics` (MCD, F0 correlation). With ``--phone-model`` (a ``hubert_frame_cls`` checkpoint,
-e.g. the project's fine-tuned model) both are also transcribed by greedy frame classification and
-scored against ``--labels`` (the gold 50 Hz phone labels): the PER of the resynthesised audio next to
-the PER of the original audio, the paper's WER analogue (the recogniser never heard resynthesised
-speech). PER as in :mod:`spokenlm_plugin.core.phone_metrics`: runs collapsed, SIL dropped, total
-edits / total reference phones.
+:mod:`.metrics` (MCD, F0 correlation). ``--mcd`` picks the MCD: fairseq's (``mcd``, the default),
+the paper's SPTK mel-cepstral one (``mcd_sptk``, dB), or both; the two are on different scales.
+With ``--phone-model`` (a ``hubert_frame_cls`` checkpoint, e.g. the project's fine-tuned model)
+both are also transcribed by greedy frame classification and scored against ``--labels`` (the gold
+50 Hz phone labels): the PER of the resynthesised audio next to the PER of the original audio, the
+paper's WER analogue (the recogniser never heard resynthesised speech). PER as in
+:mod:`spokenlm_plugin.core.phone_metrics`: runs collapsed, SIL dropped, total edits / total
+reference phones.
 """
 
 from __future__ import annotations
@@ -16,19 +18,40 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError, ManifestError, SpokenLMError
 from ..core.audio import read_audio
 from ..core.io import atomic_write, read_lines, read_manifest
-from ..core.runtime import torch_threads
-from .config import RESYNTH_TOLERANCE, positive_int
-from .metrics import f0_correlation, mel_cepstral_distortion
+from ..core.runtime import positive_int, torch_threads
+from .config import RESYNTH_TOLERANCE
+from .metrics import McdKind, f0_correlation, mcd
 
-MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, 50 ms / 12.5 ms, "
-            "DTW, path-normalised); F0 corr: Pearson over the original's voiced 10 ms frames")
+FAIRSEQ_MCD_NOTE = ("MCD: fairseq batch_mel_cepstral_distortion (13 MFCC incl. c0 of 80 log-mels, "
+                    "50 ms / 12.5 ms, DTW, path-normalised)")
+SPTK_MCD_NOTE = ("mcd_sptk: the paper's MCD in dB (mel-cepstra c1-c23, pysptk sp2mc alpha 0.42, of Hamming 512 / "
+                 "hop 256 periodograms of 0.95-peak-normalised audio; exact DTW, mean over the path)")
+F0_NOTE = "F0 corr: Pearson over the original's voiced 10 ms frames"
+MCD_NOTE = f"{FAIRSEQ_MCD_NOTE}; {F0_NOTE}"
+
+#: ``--mcd`` choices: which MCDs to compute.
+McdChoice = Literal["fairseq", "sptk", "both"]
+MCD_CHOICES: tuple[McdChoice, ...] = ("fairseq", "sptk", "both")
+#: Result key of each MCD.
+MCD_KEYS: dict[McdKind, str] = {"fairseq": "mcd", "sptk": "mcd_sptk"}
+
+
+def mcd_kinds(choice: McdChoice) -> list[McdKind]:
+    """The MCDs ``--mcd CHOICE`` computes."""
+    return ["fairseq", "sptk"] if choice == "both" else [choice]
+
+
+def definition(choice: McdChoice) -> str:
+    """How the metrics of ``--mcd CHOICE`` are defined (one line)."""
+    notes = {"fairseq": FAIRSEQ_MCD_NOTE, "sptk": SPTK_MCD_NOTE}
+    return "; ".join([*(notes[k] for k in mcd_kinds(choice)), F0_NOTE])
 
 
 class PhoneRecognizer:
@@ -86,12 +109,15 @@ def _read_resynthesis(path: Path, *, original: np.ndarray, original_path: Path, 
 def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
                         phone_model: str | os.PathLike | None = None, labels: str | os.PathLike | None = None,
                         recognizer: PhoneRecognizer | None = None, score_original: bool = True,
-                        downmix: bool = False, progress: bool = False) -> dict[str, Any]:
+                        downmix: bool = False, progress: bool = False, mcd_choice: McdChoice = "fairseq",
+                        ) -> dict[str, Any]:
     """Per-utterance and total MCD, F0 correlation and (with a phone model) PER of resynthesis and
     original (``score_original=False`` skips the latter when it is known already; ``downmix``
-    averages the channels of multi-channel audio instead of refusing it)."""
+    averages the channels of multi-channel audio instead of refusing it). ``mcd_choice``: fairseq's
+    MCD (key ``mcd``), the paper's SPTK MCD (``mcd_sptk``, nan for audio under 512 samples) or both."""
     from tqdm import tqdm
 
+    kinds = mcd_kinds(mcd_choice)
     m = read_manifest(manifest)
     wavs = Path(wavs)
     if recognizer is None and phone_model is not None:
@@ -109,7 +135,7 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
         original = read_audio(m.path(row), expected_samples=row.num_samples, downmix=downmix)
         resynth = _read_resynthesis(wavs / f"{row.utt_id}.wav", original=original, original_path=m.path(row),
                                     downmix=downmix)
-        r: dict[str, Any] = {"utt_id": row.utt_id, "mcd": mel_cepstral_distortion(original, resynth),
+        r: dict[str, Any] = {"utt_id": row.utt_id, **{MCD_KEYS[k]: mcd(original, resynth, kind=k) for k in kinds},
                              "f0_corr": f0_correlation(original, resynth)}
         if recognizer is not None and refs is not None:
             ref = recognizer.label_ids(refs[i], where=f"{labels}:{i + 1}")
@@ -122,15 +148,21 @@ def resynthesis_metrics(manifest: str | os.PathLike, wavs: str | os.PathLike, *,
             totals["original_edits"] += e_orig
             totals["ref_phones"] += n
         rows.append(r)
-    total: dict[str, Any] = {"utterances": len(rows), "mcd": float(np.mean([r["mcd"] for r in rows])),
-                             "f0_corr": float(np.nanmean([r["f0_corr"] for r in rows]))
-                             if any(not math.isnan(r["f0_corr"]) for r in rows) else math.nan}
+    total: dict[str, Any] = {"utterances": len(rows), **{MCD_KEYS[k]: _nanmean([r[MCD_KEYS[k]] for r in rows])
+                                                         for k in kinds},
+                             "f0_corr": _nanmean([r["f0_corr"] for r in rows])}
     if recognizer is not None:
         n = totals["ref_phones"]
         total |= {"per_resynth": totals["resynth_edits"] / n if n else math.nan, "ref_phones": n}
         if score_original:
             total["per_original"] = totals["original_edits"] / n if n else math.nan
-    return {"utterances": rows, "total": total, "definition": MCD_NOTE}
+    return {"utterances": rows, "total": total, "definition": definition(mcd_choice)}
+
+
+def _nanmean(values: list[float]) -> float:
+    """Mean over the values that are not nan (nan when none is)."""
+    kept = [v for v in values if not math.isnan(v)]
+    return float(np.mean(kept)) if kept else math.nan
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
@@ -139,6 +171,9 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--phone-model", type=Path, help="hubert_frame_cls checkpoint for the PER")
     parser.add_argument("--labels", type=Path, help="50 Hz frame phone labels (.phn) of the manifest, for the PER")
     parser.add_argument("--json", type=Path, help="write the per-utterance and total metrics here")
+    parser.add_argument("--mcd", choices=MCD_CHOICES, default="fairseq",
+                        help="which MCD: fairseq = fairseq's batch_mel_cepstral_distortion (column mcd, default); "
+                        "sptk = the paper's SPTK mel-cepstral distortion in dB (column mcd_sptk, needs pysptk); both")
     parser.add_argument("--downmix", action="store_true",
                         help="average the channels of multi-channel audio (default: refuse it)")
     parser.add_argument("--threads", type=positive_int, default=1, help="torch CPU threads (default 1)")
@@ -155,13 +190,14 @@ def run(args: argparse.Namespace) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     result = resynthesis_metrics(args.manifest, args.wavs, phone_model=args.phone_model, labels=args.labels,
-                                 downmix=args.downmix)
-    keys = ["mcd", "f0_corr"] + (["per_resynth", "per_original"] if args.phone_model else [])
+                                 downmix=args.downmix, mcd_choice=args.mcd)
+    keys = [MCD_KEYS[k] for k in mcd_kinds(args.mcd)] + ["f0_corr"] + (
+        ["per_resynth", "per_original"] if args.phone_model else [])
     print("\t".join(["utt_id", *keys]))
     for r in result["utterances"]:
         print("\t".join([r["utt_id"], *(_fmt(r[k]) for k in keys)]))
     print("\t".join(["TOTAL", *(_fmt(result["total"][k]) for k in keys)]))
-    print(f"# {MCD_NOTE}" + ("; PER: greedy frame decoding, total edits / total reference phones"
+    print(f"# {result['definition']}" + ("; PER: greedy frame decoding, total edits / total reference phones"
                               if args.phone_model else ""))
     if args.json:
         with atomic_write(args.json) as f:

@@ -19,8 +19,8 @@ import numpy as np
 
 from ..core.errors import AudioFormatError, ConfigError, FeatureError
 from ..core.io import atomic_path, read_manifest
-from ..core.runtime import torch_threads
-from .config import GeneratorConfig, positive_int
+from ..core.runtime import positive_int, torch_threads
+from .config import GeneratorConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm vocoder-synth --help` must not wait seconds for torch
     import torch

@@ -28,8 +28,8 @@ from ..core.checkpoints import read_checkpoint
 from ..core.errors import ConfigError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import deduplicate
-from ..core.runtime import torch_threads
-from .config import TRAIN_STATE, DiscriminatorConfig, GeneratorConfig, TrainConfig, positive_int
+from ..core.runtime import positive_int, torch_threads
+from .config import TRAIN_STATE, DiscriminatorConfig, GeneratorConfig, TrainConfig
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch
     import torch
