@@ -577,3 +577,40 @@ def test_os_errors_of_other_writers_are_one_line(monkeypatch, capsys, tmp_path: 
     monkeypatch.setattr(quality, "run", bug)
     with pytest.raises(OSError, match="no file involved"):  # not a user mistake: the traceback stays
         cli.main(["unit-quality", "--units", "u", "--labels", "l"])
+
+
+# ------------------------------------------------------------------------------ empty splits
+
+#: (name, argv with {ws} for a workspace of empty inputs, {out} for the output, the file to be named)
+EMPTY_SPLITS: list[tuple[str, str, str]] = [
+    ("baseline-features", "baseline-features --kind logmel --manifest {ws}/empty.tsv --out {out} --no-progress",
+     "empty.tsv"),
+    ("kmeans-fit", "kmeans fit --k 2 --features {ws}/feats --split empty --out {out}/c.npy", "empty_0_1.npy"),
+    ("subset", "subset --manifest {ws}/empty.tsv --labels {ws}/empty.phn --minutes 0.1 --out {out}", "empty.tsv"),
+    ("unit-quality", "unit-quality --units {ws}/empty.km --labels {ws}/empty.phn --json {out}/q.json", "empty.km"),
+    ("phone-units", "phone-units --labels {ws}/empty.phn --dict {ws}/dict.phn.txt --out-dir {out}", "empty.phn"),
+    ("lm-data", "lm-data --units-dir {ws}/lm --splits train valid --vocab-size 8 --out {out}", "valid.km"),
+    ("lm-score", "lm-score --scorer length --units {ws}/empty.km --ids {ws}/empty.ids --out {out}/s.txt", "empty"),
+]
+
+
+@pytest.mark.parametrize(("case", "template", "named"), EMPTY_SPLITS, ids=[c[0] for c in EMPTY_SPLITS])
+def test_empty_split_is_one_line(corpus_dir: Path, tmp_path: Path, capsys, case: str, template: str,
+                                 named: str) -> None:
+    """An empty manifest, label, unit or id file: exit 2, one line naming it, nothing written."""
+    ws = tmp_path / "ws"
+    (ws / "audio").mkdir(parents=True)
+    _manifest(ws / "empty.tsv", ws / "audio", [])
+    for name in ("empty.km", "empty.phn", "empty.ids"):
+        (ws / name).write_text("")
+    shutil.copy(corpus_dir / "labels" / "dict.phn.txt", ws)
+    (ws / "feats").mkdir()
+    np.save(ws / "feats" / "empty_0_1.npy", np.zeros((0, 40), np.float32))
+    (ws / "feats" / "empty_0_1.len").write_text("")
+    (ws / "lm").mkdir()
+    (ws / "lm" / "train.km").write_text("1 2 3\n")
+    (ws / "lm" / "valid.km").write_text("")
+    out = tmp_path / "out"
+    _fails(template.format(ws=ws, out=out).split(), capsys, named)
+    left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
+    assert not left, f"{case}: {left} left behind"

@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, Iterator, Sequence
 import numpy as np
 
 from ..core.audio import read_audio
-from ..core.errors import ConfigError, FeatureError
-from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, read_manifest
+from ..core.errors import ConfigError, FeatureError, ManifestError
+from ..core.io import Manifest, ManifestRow, atomic_path, atomic_write, make_dirs, read_manifest
 from ..core.phones import SAMPLE_RATE
 from ..core.runtime import cpu_threads
 from .shards import ShardWriter, read_dump_state, shard_paths, shard_range, state_path
@@ -204,8 +204,9 @@ def dump_features(
         manifest = read_manifest(manifest)
     if split is None:
         raise ConfigError("dump_features: pass split= when giving a Manifest object")
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    if not len(manifest):
+        raise ManifestError(f"{manifest_path}: no utterances (only the root line); nothing to dump")
+    out_dir = make_dirs(out_dir)
     npy, len_path = shard_paths(out_dir, split, nshard, rank)
     start, end = shard_range(len(manifest), nshard, rank)
     rows = manifest.rows[start:end]

@@ -245,5 +245,8 @@ def sample_frames(
         offsets = shard.offsets
         parts += [np.asarray(feats[offsets[i] : offsets[i] + shard.lengths[i]], dtype=np.float32) for i in chosen]
     x = np.ascontiguousarray(np.concatenate(parts, axis=0))
+    if not len(x):
+        names = ", ".join(str(s.npy) for s in shards)
+        raise FeatureError(f"{names}: no frames (a dump of an empty split); dump the features of a non-empty manifest")
     check_finite(x, source=shards[0].npy.parent)
     return x
