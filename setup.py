@@ -29,6 +29,8 @@ setup(
         "joblib",
         "safetensors",
         "tqdm",
+        "pysptk==1.0.1",
+        "torchdtw>=0.4.0",
     ],
     extras_require={
         # GPU machines: faiss with CUDA (k-means fit / assign on the GPU). It ships the same `faiss`

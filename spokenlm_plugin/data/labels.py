@@ -1,9 +1,17 @@
 """``spokenlm labels``: 50 Hz frame phone labels (``.phn``) and ``dict.phn.txt`` from alignments.
 
-Frame ``i`` covers ``[0.02 i, 0.02 (i + 1))`` s and is labelled with the phone at its centre
-``0.02 i + 0.01`` (a centre on a boundary belongs to the phone that starts there; uncovered time is
-SIL). The alignment gives ``ceil(50 t_end - 1/2)`` frames; HuBERT gives ``num_frames(num_samples)``.
-A difference of one frame is absorbed (the last label is dropped, or repeated); more is an error.
+Timing ``center`` (default): frame ``i`` covers ``[0.02 i, 0.02 (i + 1))`` s and is labelled with the
+phone at its centre ``0.02 i + 0.01`` (a centre on a boundary belongs to the phone that starts there;
+uncovered time is SIL). The alignment gives ``ceil(50 t_end - 1/2)`` frames; HuBERT gives
+``num_frames(num_samples)``. A difference of one frame is absorbed (the last label is dropped, or
+repeated); more is an error.
+
+Timing ``paper``: the rule of the paper's code (bootphon/spokenlm-phoneme ``data.subsample_tokens``):
+100 Hz alignment tokens (token ``j`` = the phone at the centre ``0.01 j + 0.005`` of its 10 ms slot,
+which is the token itself for a 100 Hz frame file), then ``tokens[::2]``: frame ``i`` takes the slot
+at ``20 i`` ms, i.e. the phone at ``0.02 i + 0.005`` s, a quarter frame after the frame's start rather
+than its centre. Its length rule too: ``ceil(n_tokens / 2)`` labels, one more than the audio's frames
+is cut, any other difference is an error.
 """
 
 from __future__ import annotations
@@ -16,6 +24,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
+from typing import Literal
 
 from ..core.errors import ConfigError, LabelMismatchError, ManifestError, SpokenLMError
 from ..core.io import Manifest, ManifestRow, atomic_write, read_manifest, write_manifest
@@ -26,6 +35,12 @@ from .manifest import skipped_list_path
 
 #: Label frames per second (HuBERT's frame rate), exact.
 LABEL_RATE = Fraction(SAMPLE_RATE, HOP)
+
+#: The paper's alignment token rate (10 ms slots), read every ``PAPER_RATE / LABEL_RATE`` = 2 tokens.
+PAPER_RATE = Fraction(100)
+
+LabelTiming = Literal["center", "paper"]
+TIMINGS: tuple[LabelTiming, ...] = ("center", "paper")
 
 
 def frames_before(t: Fraction, *, rate: Fraction = LABEL_RATE) -> int:
@@ -69,11 +84,14 @@ def check_row_audio(manifest: Manifest, row: ManifestRow, *, where: str) -> None
         )
 
 
-def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
+def frame_labels(alignment: Alignment, num_samples: int, *, timing: LabelTiming = "center") -> list[str]:
     """The 50 Hz label of every HuBERT frame of an utterance of ``num_samples`` samples.
 
+    ``timing``: ``"center"`` (the phone at each frame's centre) or ``"paper"`` (:func:`paper_frame_labels`).
     Raises :class:`LabelMismatchError` when the alignment and the audio differ by more than one frame.
     """
+    if timing == "paper":
+        return paper_frame_labels(alignment, num_samples)
     n_align = check_alignment_length(alignment, num_samples)
     labels = [SIL] * n_align
     for s in alignment.segments:
@@ -84,6 +102,32 @@ def frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
         labels = labels[:expected]
     elif n_align < expected:
         labels.append(labels[-1] if labels else SIL)
+    return labels
+
+
+def paper_frame_labels(alignment: Alignment, num_samples: int) -> list[str]:
+    """The paper's labels: 100 Hz tokens (the phone at each 10 ms slot's centre), every second one.
+
+    As its ``subsample_tokens``: ``tokens[::2]`` must give the audio's frame count or one more (then
+    the last is cut); anything else raises :class:`LabelMismatchError`.
+    """
+    tokens = [SIL] * frames_before(alignment.end, rate=PAPER_RATE)
+    for s in alignment.segments:
+        a, b = frames_before(s.start, rate=PAPER_RATE), frames_before(s.end, rate=PAPER_RATE)
+        tokens[a:b] = [s.phone] * (b - a)
+    step = int(PAPER_RATE / LABEL_RATE)
+    labels = tokens[::step]
+    expected = num_frames(num_samples)
+    if len(labels) == expected + 1:
+        labels = labels[:-1]
+    elif len(labels) != expected:
+        raise LabelMismatchError(
+            f"{alignment.source}: utterance {alignment.utt_id!r} gives {len(labels)} labels under the paper's "
+            f"rule ({len(tokens)} 10 ms tokens, every second one; alignment ends at {float(alignment.end):.3f} s) "
+            f"but its audio has {expected} frames ({num_samples} samples), and the paper's rule accepts "
+            f"{expected} or {expected + 1}; check the alignment, use --timing center (tolerates one frame "
+            "either way), or pass --skip-bad"
+        )
     return labels
 
 
@@ -124,8 +168,12 @@ def make_labels(
     inventory: str | os.PathLike | None = None,
     sequence: bool = False,
     skip_bad: bool = False,
+    timing: LabelTiming = "center",
 ) -> LabelsReport:
     """Write ``out_dir/<manifest stem>.phn`` (one line per manifest row) and ``out_dir/dict.phn.txt``.
+
+    ``timing``: which time of each frame picks its phone (module doc): ``"center"``, or ``"paper"``
+    (the paper's ``tokens[::2]`` of 100 Hz tokens).
 
     Alignments are matched to rows by utterance id (the audio file's stem). With ``skip_bad``, rows
     whose audio or alignment is missing or bad are left out and counted; the labels then match the
@@ -145,7 +193,7 @@ def make_labels(
         try:
             check_row_audio(man, row, where=f"{manifest}:{lineno}")
             ali = resolve_phones(source.load(row.utt_id), phones)
-            labels = frame_labels(ali, row.num_samples)
+            labels = frame_labels(ali, row.num_samples, timing=timing)
         except SpokenLMError as e:
             if not skip_bad:
                 raise
@@ -227,6 +275,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--sequence", action="store_true", help="also write <stem>.phnseq (phones, repeats collapsed, no SIL) for CTC"
     )
+    parser.add_argument(
+        "--timing", choices=TIMINGS, default="center",
+        help="which time labels a 50 Hz frame: center = the phone at the frame's centre (default); paper = the "
+        "paper's code: 100 Hz tokens, every second one (the phone 5 ms after the frame's start)",
+    )
     parser.add_argument("--out", required=True, help="output folder for <manifest stem>.phn and dict.phn.txt")
 
 
@@ -240,6 +293,7 @@ def run(args: argparse.Namespace) -> int:
         inventory=args.inventory,
         sequence=args.sequence,
         skip_bad=args.skip_bad,
+        timing=args.timing,
     )
     extra = f" and {report.sequence}" if report.sequence else ""
     print(

@@ -2,8 +2,9 @@
 
 Centroids are stored as a plain ``.npy`` array (``k x dims``, float32; row ``u`` is unit ``u``),
 readable without this package. fairseq and the paper publish sklearn ``MiniBatchKMeans`` models
-pickled with joblib (``km500-base-l11.joblib``); :func:`load_centroids` reads their
-``cluster_centers_`` so they can be applied here.
+pickled with joblib (``km500-base-l11.joblib``, numpy 2 / scikit-learn 1.5); :func:`load_centroids`
+reads their ``cluster_centers_`` with a restricted unpickler (no sklearn code, any numpy / sklearn
+version) so they can be applied here.
 
 ``spokenlm kmeans fit`` / ``spokenlm kmeans assign`` are the command-line front end. A ``.km``
 file has one line per manifest row with the space-separated unit of every frame; ``--dedup``
@@ -14,11 +15,16 @@ frames), line for line.
 from __future__ import annotations
 
 import argparse
+import importlib
+import io
 import logging
+import math
 import os
+import pickle
+import struct
 import time
 from pathlib import Path
-from typing import Literal
+from typing import Any, BinaryIO, Callable, Literal, Self
 
 import numpy as np
 
@@ -167,9 +173,10 @@ def inertia(x: np.ndarray, centroids: np.ndarray) -> float:
 
 
 def load_centroids(path: str | os.PathLike) -> np.ndarray:
-    """Centroids from a ``.npy`` (k x dims) or a joblib-pickled sklearn k-means model.
+    """Centroids from a ``.npy`` (k x dims) or a pickled sklearn ``KMeans`` / ``MiniBatchKMeans``.
 
-    A joblib file is unpickled: open only quantizers from a source you trust.
+    Pickles (``.joblib``, ``.pkl``, ...) are read by :func:`read_sklearn_centroids`: without sklearn
+    or joblib code and whatever numpy / scikit-learn versions wrote them.
     """
     path = Path(path)
     if not path.is_file():
@@ -181,27 +188,228 @@ def load_centroids(path: str | os.PathLike) -> np.ndarray:
             raise CheckpointError(
                 f"{path}: not a readable .npy centroids file ({e}); fit them again with 'spokenlm kmeans fit'"
             ) from None
-    elif path.suffix in {".joblib", ".pkl", ".pickle", ".bin"}:
-        import joblib
-
-        try:
-            model = joblib.load(path)
-        except Exception as e:  # unpickling garbage raises anything (UnpicklingError, EOFError, KeyError, ...)
-            raise CheckpointError(
-                f"{path}: not a readable joblib k-means model ({type(e).__name__}: {e}); "
-                "give the .joblib file of a fitted sklearn k-means, or a k x dims .npy"
-            ) from None
-        if not hasattr(model, "cluster_centers_"):
-            raise CheckpointError(
-                f"{path}: {type(model).__name__} is not a fitted k-means model (no cluster_centers_)"
-            )
-        centroids = np.asarray(model.cluster_centers_)
+    elif path.suffix in PICKLE_SUFFIXES:
+        centroids = read_sklearn_centroids(path)
     else:
         raise CheckpointError(f"{path}: unknown quantizer format; expected .npy (k x dims) or a joblib sklearn model")
     if centroids.ndim != 2 or centroids.shape[0] == 0 or not np.issubdtype(centroids.dtype, np.number) \
             or not np.isfinite(centroids).all():
         raise CheckpointError(f"{path}: centroids must be a finite 2-D array (k x dims), got shape {centroids.shape}")
     return np.ascontiguousarray(centroids, dtype=np.float32)
+
+
+# ------------------------------------------------------------ published sklearn k-means pickles
+#
+# fairseq's simple_kmeans recipe and the paper (km500-base-l11.joblib) publish sklearn MiniBatchKMeans
+# models pickled by joblib, the paper's under numpy >= 2.1 and scikit-learn 1.5.2. joblib.load here
+# (numpy 1.26, a newer scikit-learn) runs sklearn's __setstate__ (InconsistentVersionWarning, and whatever
+# a version's changes to the class do to an older state), and fails on what numpy 2 writes that numpy 1.26's `numpy._core` stubs lack
+# (`numpy._core.numeric._frombuffer`, protocol-5 arrays; a RandomState as random_state: "<class
+# 'numpy.random._mt19937.MT19937'> is not a known BitGenerator module"). Assignment needs only
+# cluster_centers_ (nearest centroid, squared L2), so the pickle is read by a restricted unpickler:
+# numpy 2's `numpy._core.*` names map to numpy 1's `numpy.core.*`; numpy's array / dtype / scalar
+# builders are the only functions it calls; the k-means class becomes a plain record of its state; any
+# other class or function the pickle names becomes an inert placeholder (never imported, never run).
+# joblib's array records (NumpyArrayWrapper + the raw bytes after them) are read here as joblib does.
+
+#: File suffixes read as pickles.
+PICKLE_SUFFIXES = frozenset({".joblib", ".pkl", ".pickle", ".bin"})
+
+#: sklearn classes whose units are the nearest centroid in squared L2 (not BisectingKMeans: a tree).
+_KMEANS_CLASSES = frozenset({"KMeans", "MiniBatchKMeans"})
+_KMEANS_MODULES = frozenset({"sklearn.cluster", "sklearn.cluster._kmeans", "sklearn.cluster.k_means_"})
+
+#: The functions a pickle may call (numpy's in numpy 1's spelling): they rebuild arrays, dtypes,
+#: scalars and bytes from data and run no other code.
+_NUMPY_BUILDERS = frozenset({
+    ("numpy", "ndarray"), ("numpy", "dtype"),
+    ("numpy.core.multiarray", "_reconstruct"), ("numpy.core.multiarray", "scalar"),
+    ("numpy.core.numeric", "_frombuffer"),
+    ("_codecs", "encode"),  # protocols 0-2 write bytes as codecs.encode(text, "latin1")
+})
+
+#: Where numpy's core lives in the installed numpy (``numpy.core`` before 2.0, ``numpy._core`` since).
+_NUMPY_CORE = "numpy._core" if int(np.__version__.split(".")[0]) >= 2 else "numpy.core"
+
+#: joblib's compressed dumps, by leading bytes (joblib.dump(..., compress=...)); read whole.
+_COMPRESSED = ((b"\x1f\x8b", "gzip"), (b"BZh", "bz2"), (b"\xfd7zXZ\x00", "lzma"), (b"]\x00\x00", "lzma"),
+               (b"x", "zlib"))
+
+
+class _Placeholder:
+    """Stands for a class or function a pickle names that the centroids do not need (a RandomState,
+    a callback...): takes any arguments and state, runs nothing."""
+
+    qualname = "?"
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        return super().__new__(cls)
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        pass
+
+    def __setstate__(self, state: object) -> None:
+        pass
+
+    def __call__(self, *args: object, **kwargs: object) -> _Placeholder:
+        return _Placeholder()
+
+    def __setitem__(self, key: object, value: object) -> None:
+        pass
+
+    def append(self, value: object) -> None:
+        pass
+
+    def extend(self, values: object) -> None:
+        pass
+
+
+class _Record(_Placeholder):
+    """An object whose pickled state (a dict) is kept as data."""
+
+    state: dict
+
+    def __new__(cls, *args: object, **kwargs: object) -> Self:
+        self = super().__new__(cls)
+        self.state = {}
+        return self
+
+    def __setstate__(self, state: object) -> None:
+        self.state = state if isinstance(state, dict) else {}
+
+
+class _KMeansRecord(_Record):
+    """A pickled sklearn KMeans / MiniBatchKMeans: its state, no sklearn code."""
+
+
+class _ArrayRecord(_Record):
+    """joblib's ``NumpyArrayWrapper`` (shape, order, dtype); the array's bytes follow it in the file."""
+
+
+def _reconstructor(cls: object, base: object, state: object) -> object:
+    """``copyreg._reconstructor`` (protocol 0/1 pickles), for the record classes only."""
+    return cls() if isinstance(cls, type) and issubclass(cls, _Placeholder) else _Placeholder()
+
+
+class _UnreadablePickle(Exception):
+    """The pickle is not one this reader can take (reported as a CheckpointError with the fix)."""
+
+
+#: The pure-Python unpickler (as joblib's): its opcode table can be overridden (BUILD, below).
+_PyUnpickler: Any = pickle._Unpickler
+
+
+class _CentroidUnpickler(_PyUnpickler):
+    def __init__(self, stream: BinaryIO) -> None:
+        super().__init__(stream)
+        self._stream = stream
+
+    def find_class(self, module: str, name: str) -> Any:
+        if self.proto < 3:  # protocols 0-2 write Python 2's module names (copy_reg, __builtin__)
+            import _compat_pickle
+
+            if (module, name) in _compat_pickle.NAME_MAPPING:
+                module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+            module = _compat_pickle.IMPORT_MAPPING.get(module, module)
+        for prefix in ("numpy._core", "numpy.core"):  # numpy 2 wrote numpy._core.*, numpy 1 numpy.core.*
+            if module == prefix or module.startswith(prefix + "."):
+                module = "numpy.core" + module[len(prefix):]
+        if (module, name) in _NUMPY_BUILDERS:
+            real = _NUMPY_CORE + module[len("numpy.core"):] if module.startswith("numpy.core") else module
+            return getattr(importlib.import_module(real), name)
+        if module in _KMEANS_MODULES and name in _KMEANS_CLASSES:
+            return type(name, (_KMeansRecord,), {"qualname": f"{module}.{name}"})
+        if module.endswith("joblib.numpy_pickle") and name == "NumpyArrayWrapper":
+            return _ArrayRecord
+        if (module, name) == ("copyreg", "_reconstructor"):
+            return _reconstructor
+        return type(name, (_Placeholder,), {"qualname": f"{module}.{name}"})
+
+    def load_build(self) -> None:
+        super().load_build()
+        if isinstance(self.stack[-1], _ArrayRecord):
+            self.stack[-1] = self._read_array(self.stack[-1].state)
+
+    dispatch = _PyUnpickler.dispatch.copy()
+    dispatch[pickle.BUILD[0]] = load_build
+
+    def _read_array(self, header: dict) -> np.ndarray:
+        """The array joblib wrote right after its wrapper (joblib.numpy_pickle.NumpyArrayWrapper.read_array)."""
+        dtype, shape, order = header.get("dtype"), header.get("shape"), header.get("order", "C")
+        if not isinstance(dtype, np.dtype) or not isinstance(shape, tuple) \
+                or not all(isinstance(n, int) and n >= 0 for n in shape):
+            raise _UnreadablePickle("a joblib array record without a dtype and shape")
+        if dtype.hasobject:  # joblib pickles object arrays as a nested pickle: read it with the same rules
+            return _CentroidUnpickler(self._stream).load()
+        if header.get("numpy_array_alignment_bytes") is not None:  # joblib >= 1.2 pads to align the data
+            pad = self._stream.read(1)
+            if len(pad) != 1 or len(self._stream.read(pad[0])) != pad[0]:
+                raise EOFError("the file ends inside an array")
+        count = math.prod(shape)
+        data = self._stream.read(count * dtype.itemsize)
+        if len(data) != count * dtype.itemsize:
+            raise EOFError("the file ends inside an array")
+        array = np.frombuffer(data, dtype=dtype, count=count)
+        array = array.reshape(shape[::-1]).T if order == "F" else array.reshape(shape)
+        return array.astype(dtype.newbyteorder("="))
+
+
+def _decompressed(data: bytes) -> bytes:
+    """The pickle inside a joblib dump: the bytes themselves, or decompressed when joblib compressed them."""
+    import bz2
+    import gzip
+    import lzma
+    import zlib
+
+    if data.startswith(b"ZF"):
+        raise _UnreadablePickle("joblib < 0.10's compressed format")
+    for magic, kind in _COMPRESSED:
+        if data.startswith(magic):
+            decompress: dict[str, Callable[[bytes], bytes]] = {
+                "gzip": gzip.decompress, "bz2": bz2.decompress, "lzma": lzma.decompress, "zlib": zlib.decompress}
+            try:
+                return decompress[kind](data)
+            except (OSError, EOFError, ValueError, lzma.LZMAError, zlib.error) as e:
+                raise _UnreadablePickle(f"a damaged {kind} stream ({e})") from None
+    return data  # a pickle (or garbage, which the unpickler reports)
+
+
+def read_sklearn_centroids(path: str | os.PathLike) -> np.ndarray:
+    """``cluster_centers_`` of a pickled (joblib or plain) sklearn KMeans / MiniBatchKMeans.
+
+    Reads pickles written under numpy 1 or 2 and any scikit-learn version without running sklearn or
+    joblib code; see the notes above. A bare array pickled alone is taken as the centroids.
+    """
+    path = Path(path)
+    convert = (f"convert it where it loads: python -c \"import joblib, numpy; numpy.save('{path.stem}.npy', "
+               f"joblib.load('{path}').cluster_centers_)\" and give the .npy")
+    try:
+        stream = io.BytesIO(_decompressed(path.read_bytes()))
+        obj = _CentroidUnpickler(stream).load()
+    except _UnreadablePickle as e:
+        raise CheckpointError(f"{path}: cannot read this k-means file: {e}; {convert}") from None
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError, LookupError, ImportError,
+            ArithmeticError, MemoryError, RecursionError, struct.error, OSError) as e:
+        reason = str(e).splitlines()[0][:200] if str(e) else ""
+        raise CheckpointError(
+            f"{path}: not a readable k-means pickle ({type(e).__name__}: {reason}); {convert}"
+        ) from None
+    if isinstance(obj, np.ndarray):
+        return obj
+    if not isinstance(obj, _KMeansRecord):
+        what = obj.qualname if isinstance(obj, _Placeholder) else f"a {type(obj).__name__}"
+        raise CheckpointError(
+            f"{path}: holds {what}, not a fitted k-means model (sklearn KMeans / MiniBatchKMeans); "
+            "give the quantizer's .joblib or a k x dims .npy"
+        )
+    centroids = obj.state.get("cluster_centers_")
+    if centroids is None:
+        raise CheckpointError(
+            f"{path}: {obj.qualname} is not a fitted k-means model (no cluster_centers_); fit it before saving"
+        )
+    if not isinstance(centroids, np.ndarray):
+        raise CheckpointError(f"{path}: its cluster_centers_ is not an array ({type(centroids).__name__}); {convert}")
+    return centroids
 
 
 def save_centroids(path: str | os.PathLike, centroids: np.ndarray) -> None:

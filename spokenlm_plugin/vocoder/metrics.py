@@ -60,7 +60,7 @@ def _pysptk():
     with warnings.catch_warnings():  # pysptk 1.0.1 imports pkg_resources, which warns about itself
         warnings.filterwarnings("ignore", message="pkg_resources is deprecated", category=UserWarning)
         try:
-            import pysptk  # type: ignore[import-untyped]  # pysptk ships no type information
+            import pysptk
         except ImportError as e:
             raise MissingToolError(
                 f"the SPTK MCD needs pysptk ({e}); install it: .venv/bin/pip install pysptk==1.0.1 "
