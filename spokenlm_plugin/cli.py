@@ -20,7 +20,7 @@ from .core.io import check_output_path
 
 #: Options that name what a command writes (checked before it starts, so a long job cannot fail at
 #: its end on an output path that was never writable).
-OUTPUT_OPTIONS = ("out", "out_dir", "json", "results", "wav_dir", "work", "resample_to_dir")
+OUTPUT_OPTIONS = ("out", "out_dir", "json", "results", "wav_dir", "work", "resample_to_dir", "encoder_out")
 
 #: subcommand -> (module, one-line help). Order is the pipeline's order.
 SUBCOMMANDS: dict[str, tuple[str, str]] = {

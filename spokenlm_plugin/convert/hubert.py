@@ -25,6 +25,10 @@ Sources:
   (``import_huggingface_model``) turns it into a ``Wav2Vec2Model``, read as above; only what that
   importer ignores is taken from ``config.json`` (the activation, the mask embedding) or refused.
 
+- ``hubert-phoneme``: the paper's fine-tuned ``HuBERTPhoneme`` (``model.safetensors`` + ``config.json``),
+  encoder and phone head, read and written (``--to hubert-phoneme``) by :mod:`.phoneme`: the output is
+  a fine-tuned ``hubert_frame_cls`` / ``hubert_phone_ctc`` checkpoint, not a pretrained one.
+
 What neither layout has is created as fairseq initialises it, with a fixed seed (so a conversion
 is reproducible): one label set ``km`` whose dictionary holds a single unit ``0``, its label
 embeddings, ``final_proj`` and, when the source has none, the mask embedding. Features do not depend
@@ -60,7 +64,7 @@ if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not w
     from fairseq.models.hubert.hubert import HubertConfig
     from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 
-Layout = Literal["torchaudio", "hf"]
+Layout = Literal["torchaudio", "hf", "hubert-phoneme"]
 ExtractorMode = Literal["default", "layer_norm"]
 TorchaudioArch = Literal["base", "large", "xlarge"]
 
@@ -183,6 +187,11 @@ def _torch_state_dict(path: Path) -> dict[str, torch.Tensor]:
     with path.open("rb") as f:
         legacy_pickle = f.read(1) == b"\x80"  # torch < 1.6 wrote a bare pickle, newer torch a zip file
     if not (zipfile.is_zipfile(path) or legacy_pickle):
+        if path.suffix == ".safetensors":
+            raise CheckpointError(
+                f"{path}: a safetensors file, not a torch.save state dict: use --from hubert-phoneme for the paper's "
+                "HuBERTPhoneme, --from hf for a transformers HubertModel"
+            )
         raise CheckpointError(f"{path}: not a file written by torch.save; save model.state_dict() with torch.save")
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
@@ -214,7 +223,15 @@ def _rename_weight_norm(key: str) -> str:
         ".parametrizations.weight.original1", ".weight_v")
 
 
-def _canonical_torchaudio(state: Mapping[str, torch.Tensor]) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
+def _canonical_torchaudio(state: Mapping[str, torch.Tensor], path: Path,
+                          layout: Layout) -> tuple[dict[str, tuple[str, torch.Tensor]], list[str]]:
+    if layout == "torchaudio" and "aux.weight" in state and any(k.startswith("model.wav2vec2.") for k in state):
+        # The paper's HuBERTPhoneme (aux on a wrapped HuBERTPretrainModel): read here, its phone head would be
+        # dropped and its untrained logit generator kept as if it were HuBERT's pretraining projection.
+        raise CheckpointError(
+            f"{path}: a HuBERTPhoneme (the paper's phoneme classifier: model.wav2vec2.*, aux {tuple(state['aux.weight'].shape)}); "
+            "convert it with --from hubert-phoneme, which keeps its phone head"
+        )
     out: dict[str, tuple[str, torch.Tensor]] = {}
     dropped = []
     for key, value in state.items():
@@ -300,7 +317,7 @@ def _torchaudio_source(state: Mapping[str, torch.Tensor], *, path: Path, layout:
                        dropped: tuple[str, ...] = ()) -> SourceWeights:
     """The weights of a torchaudio state dict and its architecture: the shapes, then ``given``
     (``wav2vec2_model`` arguments), then the factory ``arch`` (by default the one of that width)."""
-    tensors, aux = _canonical_torchaudio(state)
+    tensors, aux = _canonical_torchaudio(state, path, layout)
     shapes = _infer_from_shapes(tensors, path)
     factory = arch or _FACTORY_BY_WIDTH.get(given.get("encoder_embed_dim", shapes["embed_dim"]))
     heads, ln_first = _TORCHAUDIO_FACTORIES[factory] if factory else (None, None)
@@ -579,7 +596,7 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
     return checkpoint, created
 
 
-def convert_hubert(src: str | Path, out: str | Path, *, layout: Layout, config: str | Path | None = None,
+def convert_hubert(src: str | Path, out: str | Path, *, layout: Literal["torchaudio", "hf"], config: str | Path | None = None,
                    arch: TorchaudioArch | None = None, normalize: bool | None = None) -> Conversion:
     """Convert ``src`` (``layout``: ``torchaudio`` or ``hf``) into the fairseq checkpoint ``out``."""
     import torch
@@ -603,23 +620,72 @@ def convert_hubert(src: str | Path, out: str | Path, *, layout: Layout, config: 
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--from", dest="layout", required=True, choices=["torchaudio", "hf"],
-                        help="layout of SRC: torchaudio state dict (torch.save) or transformers HubertModel")
+    direction = parser.add_mutually_exclusive_group(required=True)
+    direction.add_argument("--from", dest="layout", choices=["torchaudio", "hf", "hubert-phoneme"],
+                           help="layout of SRC: torchaudio state dict (torch.save), transformers HubertModel, or the "
+                                "paper's fine-tuned HuBERTPhoneme (model.safetensors + config.json; written as a "
+                                "hubert_frame_cls or hubert_phone_ctc checkpoint, by its head)")
+    direction.add_argument("--to", dest="export", choices=["hubert-phoneme"],
+                           help="export the fine-tuned checkpoint SRC (hubert_frame_cls / hubert_phone_ctc) to the "
+                                "paper's HuBERTPhoneme layout: --out is a folder (model.safetensors + config.json)")
     parser.add_argument("src", metavar="SRC",
-                        help="torchaudio: a .pt state dict; hf: a save_pretrained folder or a weights file")
-    parser.add_argument("--out", required=True, help="fairseq checkpoint to write (.pt)")
+                        help="torchaudio: a .pt state dict; hf: a save_pretrained folder or a weights file; "
+                             "hubert-phoneme: its folder or model.safetensors; --to: a fairseq checkpoint")
+    parser.add_argument("--out", required=True,
+                        help="fairseq checkpoint to write (.pt); with --to hubert-phoneme, a folder")
     parser.add_argument("--config", default=None,
                         help="hf: config.json (default: in / beside SRC); torchaudio: JSON of the "
-                             "torchaudio.models.wav2vec2_model arguments the model was built with")
+                             "torchaudio.models.wav2vec2_model arguments the model was built with; hubert-phoneme: "
+                             "its config.json (default: beside SRC; kept for the export, not used for the head type)")
     parser.add_argument("--arch", choices=sorted(_TORCHAUDIO_FACTORIES), default=None,
                         help="torchaudio: factory (hubert_base/large/xlarge) giving the heads, layer-norm order "
                              "and CNN strides that the shapes do not show (default: by model width)")
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="set task.normalize (standardise waveforms); default: on for a layer-norm CNN "
                              "(HuBERT Large / X-Large), off for a group-norm CNN (HuBERT Base)")
+    parser.add_argument("--head", choices=["frame", "ctc"], default=None,
+                        help="hubert-phoneme: the head type required (refused if aux.weight has the other); "
+                             "default: the one aux.weight's shape shows (40 rows: frame, 41: CTC)")
+    parser.add_argument("--dictionary", default=None,
+                        help="hubert-phoneme: the dict.phn.txt the checkpoint will be fine-tuned or scored with; "
+                             "the head's rows follow its class order (default: this project's inventory, the "
+                             "paper's order)")
+    parser.add_argument("--encoder-out", default=None,
+                        help="hubert-phoneme: also write the encoder alone as a pretrained-layout HuBERT "
+                             "checkpoint (for fairseq-train's --w2v-path)")
+
+
+def _run_phoneme(args: argparse.Namespace) -> int:
+    from . import phoneme
+
+    if args.export is not None:
+        phoneme.check_export_options(args)
+        exported = phoneme.export_hubert_phoneme(args.src, args.out)
+        print(f"wrote {exported.weights} + {exported.config.name}: HuBERTPhoneme, {exported.head} head, "
+              f"{exported.num_layers} layers")
+        for note in exported.notes:
+            print(f"  note: {note}")
+        return 0
+    phoneme.check_import_options(args)
+    imported = phoneme.import_hubert_phoneme(args.src, args.out, config=args.config, head=args.head,
+                                             dictionary=args.dictionary, encoder_out=args.encoder_out)
+    source = imported.source
+    print(f"wrote {imported.out}: {imported.arch} ({source.head} head, {source.aux_weight.shape[0]} outputs on layer "
+          f"{source.encoder.arch.num_layers}), HuBERT {source.encoder.arch.describe()}, normalize=False")
+    if imported.encoder_out is not None:
+        print(f"wrote {imported.encoder_out}: the encoder alone (fairseq-train --w2v-path)")
+    print(f"  ignored (never trained): {', '.join(sorted(source.unused)) or 'none'}")
+    for note in imported.notes:
+        print(f"  note: {note}")
+    return 0
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.export is not None or args.layout == "hubert-phoneme":
+        return _run_phoneme(args)
+    for flag, value in (("--head", args.head), ("--dictionary", args.dictionary), ("--encoder-out", args.encoder_out)):
+        if value is not None:
+            raise ConfigError(f"{args.src}: {flag} applies to --from hubert-phoneme only; drop it")
     result = convert_hubert(args.src, args.out, layout=args.layout, config=args.config, arch=args.arch,
                             normalize=args.normalize)
     print(f"wrote {result.out}: HuBERT {result.arch.describe()}, normalize={result.normalize}")

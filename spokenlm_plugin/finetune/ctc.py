@@ -42,7 +42,24 @@ class HubertPhoneCtcConfig(HubertCtcConfig):
 
 @register_model("hubert_phone_ctc", dataclass=HubertPhoneCtcConfig)
 class HubertPhoneCtc(HubertCtc):
-    """fairseq's ``hubert_ctc`` (encoder + linear layer to the dictionary, blank = ``<s>``)."""
+    """fairseq's ``hubert_ctc`` (encoder + linear layer to the dictionary, blank = ``<s>``), with the
+    read-out interface of ``hubert_frame_cls`` (any layer, and the logits) for ``dump-features``."""
+
+    @property
+    def num_layers(self) -> int:
+        return len(self.w2v_encoder.w2v_model.encoder.layers)
+
+    def extract_features(self, source, padding_mask=None, *, output_layer: int | None = None):
+        layer = self.num_layers if output_layer is None else output_layer
+        if not 1 <= layer <= self.num_layers:
+            raise ConfigError(f"layer {layer}: the encoder has layers 1..{self.num_layers}")
+        return self.w2v_encoder.w2v_model.extract_features(source, padding_mask=padding_mask, mask=False,
+                                                           output_layer=layer)
+
+    def forward(self, **kwargs):
+        out = self.w2v_encoder(**kwargs)
+        # fairseq's encoder output is T x B x C; the read-out takes B x T x C (the ctc criterion reads encoder_out)
+        return {**out, "logits": out["encoder_out"].transpose(0, 1)}
 
 
 @dataclass
