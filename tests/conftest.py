@@ -75,3 +75,16 @@ def run_cli(*args: str, cwd: Path | None = None, check: bool = True, env: dict |
             f"{' '.join(args)} exited {proc.returncode}\n--- stdout\n{proc.stdout[-4000:]}\n--- stderr\n{proc.stderr[-4000:]}"
         )
     return proc
+
+
+def fails_in_one_line(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
+    """Run ``spokenlm argv`` in-process: exit 2 with one stderr line holding every needle, no traceback."""
+    from spokenlm_plugin import cli
+
+    assert cli.main(argv) == 2, f"spokenlm {' '.join(argv)} did not fail"
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert "Traceback" not in err and len(lines) == 1, err
+    for needle in needles:
+        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
+    return lines[0]

@@ -17,18 +17,9 @@ from spokenlm_plugin.core.audio import audio_info, check_audio, read_audio
 from spokenlm_plugin.core.errors import AudioFormatError, ConfigError
 from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import num_frames
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, fails_in_one_line, run_cli
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    """Run ``spokenlm argv``: exit 2 with one stderr line holding every needle, no traceback."""
-    assert cli.main(argv) == 2, f"spokenlm {' '.join(argv)} did not fail"
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def _audio(path: Path, samples: int, *, sr: int = 16000, channels: int = 1, fmt: str = "WAV",
@@ -81,7 +72,7 @@ def test_feature_commands_blame_the_audio_for_nan(corpus_dir: Path, tmp_path: Pa
     x, sr = sf.read(victim, dtype="float32")
     x[100] = np.nan
     sf.write(victim, x, sr, subtype="FLOAT", format="WAV")  # the .flac name holds a float WAV (libsndfile reads it)
-    _fails(["baseline-features", "--kind", "logmel", "--manifest", str(manifest), "--out", str(tmp_path / "f"),
+    fails_in_one_line(["baseline-features", "--kind", "logmel", "--manifest", str(manifest), "--out", str(tmp_path / "f"),
             "--no-progress"], capsys, str(victim), "NaN/inf samples at sample 100")
 
 
@@ -119,7 +110,7 @@ def test_manifest_refuses_a_truncated_wav(tmp_path: Path, capsys) -> None:
     _audio(audio / "b.wav", 16000)
     _cut_in_half(audio / "b.wav")
     out = tmp_path / "m" / "train.tsv"
-    _fails(["manifest", str(audio), "--ext", "wav", "--out", str(out)], capsys, str(audio / "b.wav"),
+    fails_in_one_line(["manifest", str(audio), "--ext", "wav", "--out", str(out)], capsys, str(audio / "b.wav"),
            "header says 16000 samples, file holds", "truncated", "--skip-bad")
     assert not out.exists()
     assert cli.main(["manifest", str(audio), "--ext", "wav", "--out", str(out), "--skip-bad"]) == 0
@@ -212,15 +203,15 @@ def test_pretrain_small_checks_its_options_first(corpus_dir: Path, tmp_path: Pat
     out = tmp_path / "run"
     # A tiny run first (the option under test overrides it): should a check go missing, the run stays short.
     tiny = ["--updates", "2", "--layers", "1", "--dim", "32", "--conv-channels", "8", "--k", "4", "--threads", "1"]
-    _fails(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), *tiny, option, value], capsys, needle)
+    fails_in_one_line(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), *tiny, option, value], capsys, needle)
     assert not out.exists()
 
 
 def test_pretrain_small_targets_only_checks_k(corpus_dir: Path, tmp_path: Path, capsys) -> None:
     out = tmp_path / "run"
-    _fails(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), "--targets-only", "--k", "0"], capsys,
+    fails_in_one_line(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), "--targets-only", "--k", "0"], capsys,
            "--k 0: the targets need at least 2 clusters")
-    _fails(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), "--targets-only", "--target-layer", "2"],
+    fails_in_one_line(["pretrain-small", "--corpus", str(corpus_dir), "--out", str(out), "--targets-only", "--target-layer", "2"],
            capsys, "--init-from and --target-layer go together")
     assert not out.exists()
 
@@ -249,7 +240,7 @@ def test_abx_units_with_items_of_another_split(corpus_dir: Path, tmp_path: Path,
     km = _onehot_units(manifest, tmp_path / "valid.km")
     item = corpus_dir / "items" / "test.phoneme.item"
     a_test_utt = read_manifest(corpus_dir / "manifests" / "test.tsv").utt_ids
-    line = _fails(["abx", "--item", str(item), "--units", str(km), "--manifest", str(manifest), "--speaker", "within",
+    line = fails_in_one_line(["abx", "--item", str(item), "--units", str(km), "--manifest", str(manifest), "--speaker", "within",
                    "--device", "cpu"], capsys, str(item), str(manifest), str(km), "another split", "spokenlm items")
     assert "spokenlm-abx-units" not in line and any(repr(u) in line for u in a_test_utt), line
 
@@ -260,7 +251,7 @@ def test_abx_features_with_items_of_another_split(corpus_dir: Path, tmp_path: Pa
     for utt in read_manifest(corpus_dir / "manifests" / "valid.tsv").utt_ids:
         np.save(feats / f"{utt}.npy", np.zeros((5, 3), np.float32))
     item = corpus_dir / "items" / "test.phoneme.item"
-    _fails(["abx", "--item", str(item), "--features", str(feats), "--speaker", "within", "--device", "cpu"], capsys,
+    fails_in_one_line(["abx", "--item", str(item), "--features", str(feats), "--speaker", "within", "--device", "cpu"], capsys,
            str(feats), f"the item file {item}", "e.g. '", "dump-features --per-utterance")
 
 
@@ -280,7 +271,7 @@ def test_baseline_classifier_downmix(corpus_dir: Path, tmp_path: Path, capsys) -
     argv = ["baseline-classifier", "--train-manifest", str(manifest), "--train-labels", str(lab / "test.phn"),
             "--test-manifest", str(manifest), "--test-labels", str(lab / "test.phn"), "--dict", str(lab / "dict.phn.txt"),
             "--max-iter", "20"]
-    _fails([*argv, "--json", str(tmp_path / "no.json")], capsys, str(m.path(m.rows[0])), "2 channels", "--downmix")
+    fails_in_one_line([*argv, "--json", str(tmp_path / "no.json")], capsys, str(m.path(m.rows[0])), "2 channels", "--downmix")
     assert not (tmp_path / "no.json").exists()
     assert cli.main([*argv, "--downmix", "--json", str(tmp_path / "stereo.json")]) == 0
     mono = corpus_dir / "manifests" / "test.tsv"

@@ -27,18 +27,9 @@ from spokenlm_plugin.ulm.data import binarize, write_dictionary
 from spokenlm_plugin.ulm.generate import clamp_top_k
 from spokenlm_plugin.units.baseline import SpectralFeatures
 from spokenlm_plugin.units.features import dump_features
-from tests.conftest import run_cli
+from tests.conftest import fails_in_one_line, run_cli
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    """Run ``spokenlm argv``: exit 2 with one stderr line holding every needle, no traceback."""
-    assert cli.main(argv) == 2, f"spokenlm {' '.join(argv)} did not fail"
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def _wav(path: Path, samples: int, *, sr: int = 16000, channels: int = 1) -> Path:
@@ -73,7 +64,7 @@ def test_kmeans_refuses_an_incomplete_dump(tiny_audio: Path, tmp_path: Path, cap
     _logmel_dump(tiny_audio, tmp_path / "f", max_utterances=2)
     for argv in (["fit", "--k", "2"], ["assign", "--centroids", str(tmp_path / "c.npy")]):
         np.save(tmp_path / "c.npy", np.zeros((2, 40), np.float32))
-        _fails(["kmeans", *argv, "--features", str(tmp_path / "f"), "--split", "tiny", "--out", str(tmp_path / "o")],
+        fails_in_one_line(["kmeans", *argv, "--features", str(tmp_path / "f"), "--split", "tiny", "--out", str(tmp_path / "o")],
                capsys, "tiny_0_1.npy: incomplete dump, 2 of 3 utterances", "rerun")
         assert not (tmp_path / "o").exists()
     _logmel_dump(tiny_audio, tmp_path / "f")  # finished: accepted
@@ -87,7 +78,7 @@ def test_corrupt_dump_state_is_named(tiny_audio: Path, tmp_path: Path, capsys) -
     state.write_text('{"model": "logm')
     with pytest.raises(Exception, match=r"\.tiny_0_1\.dump\.json: corrupt dump record"):
         _logmel_dump(tiny_audio, tmp_path / "f")
-    _fails(["kmeans", "fit", "--k", "2", "--features", str(tmp_path / "f" / "tiny_0_1.npy"), "--out",
+    fails_in_one_line(["kmeans", "fit", "--k", "2", "--features", str(tmp_path / "f" / "tiny_0_1.npy"), "--out",
             str(tmp_path / "o.npy")], capsys, ".tiny_0_1.dump.json: corrupt dump record", "delete it")
 
 
@@ -98,7 +89,7 @@ def test_empty_wav_is_named_and_leaves_nothing_that_blocks_a_rerun(tiny_audio: P
     rows = good.splitlines()[1:]
     bad = _manifest(tiny_audio, root, [("empty.wav", 0)] + [tuple(r.split("\t")) for r in rows])
     out = tmp_path / "f"
-    _fails(["baseline-features", "--kind", "logmel", "--manifest", str(bad), "--out", str(out), "--no-progress"],
+    fails_in_one_line(["baseline-features", "--kind", "logmel", "--manifest", str(bad), "--out", str(out), "--no-progress"],
            capsys, f"{root / 'empty.wav'}: empty audio (0 samples)")
     assert sorted(p.name for p in out.iterdir()) == []  # no 0-byte .len, no state
     # The user drops the row: the next run starts afresh instead of refusing "other settings".
@@ -120,13 +111,13 @@ def test_a_finished_dump_of_other_audio_is_not_reused(tiny_audio: Path, tmp_path
     assert np.array_equal(np.load(out / "tiny_0_1.npy"), before)
     # The same names and lengths, other samples (re-synthesized): refused, the old features kept.
     sf.write(tmp_path / "moved" / "u1.wav", np.zeros(6400, np.float32), 16000)
-    _fails(argv, capsys, f"{out / 'tiny_0_1.npy'}: was dumped from other audio than {tiny_audio}",
+    fails_in_one_line(argv, capsys, f"{out / 'tiny_0_1.npy'}: was dumped from other audio than {tiny_audio}",
            "delete the dump's files")
     # Another corpus under the same split name: refused too.
     for i, n in enumerate(lengths):
         _wav(tmp_path / "other" / f"v{i}.wav", n)
     _manifest(tiny_audio, tmp_path / "other", [(f"v{i}.wav", n) for i, n in enumerate(lengths)])
-    _fails(argv, capsys, "was dumped from other audio")
+    fails_in_one_line(argv, capsys, "was dumped from other audio")
     assert np.array_equal(np.load(out / "tiny_0_1.npy"), before)
     for name in ("tiny_0_1.npy", "tiny_0_1.len", ".tiny_0_1.dump.json"):
         (out / name).unlink()
@@ -152,10 +143,10 @@ def test_stereo_needs_downmix_and_lengths_must_match(tmp_path: Path, capsys) -> 
     _wav(tmp_path / "audio" / "s.wav", 8000, channels=2)
     manifest = _manifest(tmp_path / "st.tsv", tmp_path / "audio", [("s.wav", 8000)])
     argv = ["baseline-features", "--kind", "logmel", "--manifest", str(manifest), "--no-progress"]
-    _fails([*argv, "--out", str(tmp_path / "a")], capsys, "s.wav: 2 channels, expected mono", "--downmix")
+    fails_in_one_line([*argv, "--out", str(tmp_path / "a")], capsys, "s.wav: 2 channels, expected mono", "--downmix")
     assert cli.main([*argv, "--out", str(tmp_path / "b"), "--downmix"]) == 0
     _manifest(manifest, tmp_path / "audio", [("s.wav", 8400)])
-    _fails([*argv, "--out", str(tmp_path / "c"), "--downmix"], capsys,
+    fails_in_one_line([*argv, "--out", str(tmp_path / "c"), "--downmix"], capsys,
            "s.wav: 8000 samples but the manifest says 8400")
 
 
@@ -167,7 +158,7 @@ def test_corrupt_centroids(tiny_audio: Path, tmp_path: Path, capsys) -> None:
     for name, data in (("c.npy", b"\x93NUMPY\x01\x00garbage"), ("c.npy", b""), ("c.joblib", b"not a pickle"),
                        ("c.joblib", b"")):
         (tmp_path / name).write_bytes(data)
-        _fails(["kmeans", "assign", "--features", str(tmp_path / "f" / "tiny_0_1.npy"), "--centroids",
+        fails_in_one_line(["kmeans", "assign", "--features", str(tmp_path / "f" / "tiny_0_1.npy"), "--centroids",
                 str(tmp_path / name), "--out", str(tmp_path / "u.km")], capsys, f"{tmp_path / name}: not a readable")
         assert not (tmp_path / "u.km").exists()
 
@@ -184,9 +175,9 @@ def test_unit_quality_refuses_units_no_quantizer_makes(tmp_path: Path, capsys) -
     argv = ["unit-quality", "--labels", str(tmp_path / "l.phn"), "--units", str(tmp_path / "u.km"),
             "--json", str(tmp_path / "q.json")]
     (tmp_path / "u.km").write_text("0 1 -3\n1 1\n")
-    _fails(argv, capsys, "u.km:1: '-3' is not a unit id")
+    fails_in_one_line(argv, capsys, "u.km:1: '-3' is not a unit id")
     (tmp_path / "u.km").write_text("0 1 2\n1 5\n")
-    _fails([*argv, "--vocab-size", "4"], capsys, "line 2: unit 5 is outside 0..3 (--vocab-size 4)")
+    fails_in_one_line([*argv, "--vocab-size", "4"], capsys, "line 2: unit 5 is outside 0..3 (--vocab-size 4)")
     assert not (tmp_path / "q.json").exists()
     assert cli.main([*argv, "--vocab-size", "6"]) == 0
 
@@ -223,7 +214,7 @@ def test_labels_and_items_open_the_audio(aligned, tmp_path: Path, capsys, comman
     BAD_AUDIO[damage](victim)
     out = tmp_path / "out" / ("x.item" if command == "items" else "")
     argv = [command, "--manifest", str(manifest), "--alignments", str(ali), "--format", "json", "--out", str(out)]
-    _fails(argv, capsys, str(victim))
+    fails_in_one_line(argv, capsys, str(victim))
     assert not (tmp_path / "out").exists()
     assert cli.main([*argv, "--skip-bad"]) == 0
     written = (out if command == "items" else out / "test.phn").read_text()
@@ -239,7 +230,7 @@ def test_items_apply_the_alignment_length_rule_of_labels(aligned, tmp_path: Path
     record["words"] = [[a, min(b, end), w] for a, b, w in record["words"] if a < end]
     (ali / f"{row.utt_id}.json").write_text(json.dumps(record))
     for command, out in (("labels", tmp_path / "l"), ("items", tmp_path / "x.item")):
-        _fails([command, "--manifest", str(manifest), "--alignments", str(ali), "--format", "json", "--out", str(out)],
+        fails_in_one_line([command, "--manifest", str(manifest), "--alignments", str(ali), "--format", "json", "--out", str(out)],
                capsys, f"utterance {row.utt_id!r} has", "label frames", "--skip-bad")
 
 
@@ -250,7 +241,7 @@ def test_subset_refuses_a_phone_missing_from_the_dictionary(corpus_dir: Path, tm
     tokens[-5] = "QQ"
     lines[3] = " ".join(tokens)
     (tmp_path / "labels" / "train.phn").write_text("\n".join(lines) + "\n")
-    _fails(["subset", "--manifest", str(corpus_dir / "manifests" / "train.tsv"), "--labels",
+    fails_in_one_line(["subset", "--manifest", str(corpus_dir / "manifests" / "train.tsv"), "--labels",
             str(tmp_path / "labels" / "train.phn"), "--minutes", "0.5", "--out", str(tmp_path / "sub")],
            capsys, "train.phn:4: phone 'QQ' is not in", "dict.phn.txt")
     assert not (tmp_path / "sub").exists()
@@ -276,7 +267,7 @@ def test_abx_across_on_one_speaker(corpus_dir: Path, tmp_path: Path, capsys) -> 
     assert "skipped" in err and "has 1 speaker" in err and "Traceback" not in err
     payload = json.loads((tmp_path / "both.json").read_text())
     assert [r["speaker"] for r in payload["results"]] == ["within"] and len(payload["skipped"]) == 1
-    _fails([*argv, "--speaker", "across", "--json", str(tmp_path / "across.json")], capsys,
+    fails_in_one_line([*argv, "--speaker", "across", "--json", str(tmp_path / "across.json")], capsys,
            "across speaker, within context cannot be scored", "--speaker within")
     assert not (tmp_path / "across.json").exists()
 
@@ -297,9 +288,9 @@ def test_non_checkpoint_to_lm_score_and_generate(tmp_path: Path, capsys, content
     ckpt.write_bytes(content)
     (tmp_path / "u.km").write_text("1 2 3\n")
     (tmp_path / "ids").write_text("a\n")
-    _fails(["lm-score", "--checkpoint", str(ckpt), "--units", str(tmp_path / "u.km"), "--ids", str(tmp_path / "ids"),
+    fails_in_one_line(["lm-score", "--checkpoint", str(ckpt), "--units", str(tmp_path / "u.km"), "--ids", str(tmp_path / "ids"),
             "--out", str(tmp_path / "s.txt")], capsys, f"{ckpt}: not a")
-    _fails(["lm-generate", "--checkpoint", str(ckpt), "--prompts", str(tmp_path / "u.km"),
+    fails_in_one_line(["lm-generate", "--checkpoint", str(ckpt), "--prompts", str(tmp_path / "u.km"),
             "--out", str(tmp_path / "g.km")], capsys, f"{ckpt}: not a")
     assert not (tmp_path / "s.txt").exists() and not (tmp_path / "g.km").exists()
 
@@ -311,7 +302,7 @@ def test_short_gold_row(pairs_dir: Path, tmp_path: Path, capsys) -> None:
     (tmp_path / "gold.csv").write_text("\n".join(lines) + "\n")
     manifest = pairs_dir / "manifests" / "lexical.tsv"
     km = _onehot_units(manifest, tmp_path / "lex.km")
-    _fails(["lm-score", "--scorer", "length", "--units", str(km), "--manifest", str(manifest), "--out",
+    fails_in_one_line(["lm-score", "--scorer", "length", "--units", str(km), "--manifest", str(manifest), "--out",
             str(tmp_path / "s.txt"), "--gold", str(tmp_path / "gold.csv"), "--task", "lexical",
             "--results", str(tmp_path / "r.json")], capsys, "gold.csv:4: 4 fields but the header has 10")
     assert not (tmp_path / "r.json").exists()
@@ -490,7 +481,7 @@ def test_fuzz_every_file_input(workspace: Path, tmp_path: Path, capsys, case: st
     CORRUPTIONS[corruption](target)
     out = tmp_path / "out"
     argv = template.format(ws=ws, out=out).split()
-    line = _fails(argv, capsys)
+    line = fails_in_one_line(argv, capsys)
     assert target.name in line, f"{case} ({corruption}): the error does not name {target.name}: {line}"
     left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
     assert not left, f"{case} ({corruption}): {left} left behind"
@@ -542,7 +533,7 @@ def test_unwritable_output_is_one_line(tmp_path: Path, capsys, command: str, whe
         output = tmp_path / "a_file" / "sub" / "out"
     else:
         output = Path("/proc/spokenlm-test-output")
-    _fails(_minimal_argv(command, output), capsys, str(output), "cannot write the output here")
+    fails_in_one_line(_minimal_argv(command, output), capsys, str(output), "cannot write the output here")
 
 
 def test_atomic_writers_name_the_output_they_cannot_write(tmp_path: Path) -> None:
@@ -569,7 +560,7 @@ def test_os_errors_of_other_writers_are_one_line(monkeypatch, capsys, tmp_path: 
         raise PermissionError(13, "Permission denied", str(tmp_path / "x.pt"))
 
     monkeypatch.setattr(quality, "run", refused)
-    _fails(["unit-quality", "--units", "u", "--labels", "l"], capsys, f"{tmp_path / 'x.pt'}: Permission denied")
+    fails_in_one_line(["unit-quality", "--units", "u", "--labels", "l"], capsys, f"{tmp_path / 'x.pt'}: Permission denied")
 
     def bug(args) -> int:
         raise OSError("no file involved")
@@ -611,6 +602,6 @@ def test_empty_split_is_one_line(corpus_dir: Path, tmp_path: Path, capsys, case:
     (ws / "lm" / "train.km").write_text("1 2 3\n")
     (ws / "lm" / "valid.km").write_text("")
     out = tmp_path / "out"
-    _fails(template.format(ws=ws, out=out).split(), capsys, named)
+    fails_in_one_line(template.format(ws=ws, out=out).split(), capsys, named)
     left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
     assert not left, f"{case}: {left} left behind"

@@ -24,7 +24,7 @@ from spokenlm_plugin.sutlm.data import DataConfig, build
 from spokenlm_plugin.sutlm.sequences import AstConfig
 from spokenlm_plugin.ulm.data import write_dictionary
 
-from .conftest import REPO, run_cli
+from .conftest import REPO, fails_in_one_line, run_cli
 from .vocoder_support import phone_km, tiny_train
 
 K = 30  # units of the unit LM
@@ -37,15 +37,6 @@ def _one_thread():
         yield
 
 
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    """Run ``spokenlm argv``: exit 2 with one stderr line holding every needle, no traceback."""
-    assert cli.main(argv) == 2, f"spokenlm {' '.join(argv)} did not fail"
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def _checkpoint(path: Path, argv: list[str]) -> Path:
@@ -90,10 +81,10 @@ def test_lm_score_and_generate_refuse_a_dictionary_of_another_size(unit_lm, tmp_
     give the same line (one check): the dictionary, both sizes, the fix."""
     needles = (f"{unit_lm['d20'] / 'dict.txt'}: 24 symbols but the LM {unit_lm['lm']} was trained with a "
                "dictionary of 34", "pass --data with the folder of the LM's own dict.txt")
-    score = _fails(["lm-score", "--checkpoint", str(unit_lm["lm"]), "--units", str(unit_lm["km"]),
+    score = fails_in_one_line(["lm-score", "--checkpoint", str(unit_lm["lm"]), "--units", str(unit_lm["km"]),
                     "--ids", str(unit_lm["ids"]), "--data", str(unit_lm["d20"]), "--out", str(tmp_path / "s.txt")],
                    capsys, *needles)
-    generate = _fails(["lm-generate", "--checkpoint", str(unit_lm["lm"]), "--prompts", str(unit_lm["km"]),
+    generate = fails_in_one_line(["lm-generate", "--checkpoint", str(unit_lm["lm"]), "--prompts", str(unit_lm["km"]),
                        "--data", str(unit_lm["d20"]), "--out", str(tmp_path / "g.km")], capsys, *needles)
     assert score.split(": error: ", 1)[1] == generate.split(": error: ", 1)[1]
     assert not list(tmp_path.iterdir())  # no submission, no .km, no fairseq-generate log
@@ -110,20 +101,20 @@ def test_lm_score_bad_options_and_gold_leave_nothing(unit_lm, tmp_path: Path, ca
     (tmp_path / "none.ids").write_text("")
     (tmp_path / "none.km").write_text("")
     for scorer in (["--checkpoint", str(unit_lm["lm"])], ["--scorer", "length"]):
-        _fails(["lm-score", *scorer, "--units", str(tmp_path / "none.km"), "--ids", str(tmp_path / "none.ids"),
+        fails_in_one_line(["lm-score", *scorer, "--units", str(tmp_path / "none.km"), "--ids", str(tmp_path / "none.ids"),
                 "--out", str(out)], capsys, f"{tmp_path / 'none.ids'}: no utterance id")
-    _fails([*base, "--ids", str(unit_lm["ids"]), "--batch-size", "0"], capsys, "--batch-size 0: must be >= 1")
-    _fails([*base, "--ids", str(unit_lm["ids"]), "--threads", "0"], capsys, "--threads 0: must be >= 1")
+    fails_in_one_line([*base, "--ids", str(unit_lm["ids"]), "--batch-size", "0"], capsys, "--batch-size 0: must be >= 1")
+    fails_in_one_line([*base, "--ids", str(unit_lm["ids"]), "--threads", "0"], capsys, "--threads 0: must be >= 1")
     # a gold.csv that is not one used to be refused after the submission was written
-    _fails([*base, "--ids", str(unit_lm["ids"]), "--gold", str(unit_lm["km"]), "--task", "lexical"], capsys,
+    fails_in_one_line([*base, "--ids", str(unit_lm["ids"]), "--gold", str(unit_lm["km"]), "--task", "lexical"], capsys,
            f"{unit_lm['km']}: not a lexical gold.csv")
     assert not out.exists()
-    _fails([*base, "--ids", str(unit_lm["ids"]), "--data", str(tmp_path / "nope")], capsys,
+    fails_in_one_line([*base, "--ids", str(unit_lm["ids"]), "--data", str(tmp_path / "nope")], capsys,
            f"{tmp_path / 'nope' / 'dict.txt'}: dictionary not found (--data")
 
 
 def test_lm_generate_refuses_batch_size_zero(unit_lm, tmp_path: Path, capsys) -> None:
-    _fails(["lm-generate", "--checkpoint", str(unit_lm["lm"]), "--prompts", str(unit_lm["km"]),
+    fails_in_one_line(["lm-generate", "--checkpoint", str(unit_lm["lm"]), "--prompts", str(unit_lm["km"]),
             "--batch-size", "0", "--out", str(tmp_path / "g.km")], capsys, "--batch-size 0: must be >= 1")
     assert not list(tmp_path.iterdir())
 
@@ -139,9 +130,9 @@ def test_lm_data_refuses_an_empty_split_and_an_empty_line(tmp_path: Path, capsys
     (units / "valid.km").write_text("")
     argv = ["lm-data", "--units-dir", str(units), "--splits", "train", "valid", "--out", str(tmp_path / "bin"),
             "--vocab-size", "4"]
-    _fails(argv, capsys, f"{units / 'valid.km'}: empty split (no utterance)", "--splits")
+    fails_in_one_line(argv, capsys, f"{units / 'valid.km'}: empty split (no utterance)", "--splits")
     (units / "valid.km").write_text("1 2\n\n3\n")
-    _fails(argv, capsys, f"{units / 'valid.km'}:2: empty line (no units)")
+    fails_in_one_line(argv, capsys, f"{units / 'valid.km'}:2: empty line (no units)")
     assert not (tmp_path / "bin").exists()
 
 
@@ -182,7 +173,7 @@ def joint(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[st
             "vocoder_dur": tmp / "voc_dur" / "vocoder.pt"}
 
 
-def _train_fails(data: Path, save: Path) -> str:
+def _trainfails_in_one_line(data: Path, save: Path) -> str:
     proc = run_cli("fairseq-train", str(data), "--user-dir", str(REPO / "spokenlm_plugin"), "--task", "speech_text_lm",
                    "--arch", "sutlm_transformer_lm_tiny", "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
                    "--sample-break-mode", "eos", "--tokens-per-sample", "512", "--max-tokens", "1024",
@@ -197,11 +188,11 @@ def test_fairseq_train_speech_text_lm_refuses_bad_data_in_one_line(joint, tmp_pa
     """A missing data folder was a FileNotFoundError (dict.txt) traceback, a 0-byte subset numpy's
     'cannot mmap an empty file'."""
     missing = tmp_path / "no-such-data"
-    assert _train_fails(missing, tmp_path / "ck1") == (
+    assert _trainfails_in_one_line(missing, tmp_path / "ck1") == (
         f"fairseq-train: error: {missing}: data folder not found; make the data with 'spokenlm sutlm-data' "
         "and train on one of its units-raw / units-spN folders")
     assert (joint["data"] / "train_ast.bin").stat().st_size == 0
-    line = _train_fails(joint["data"], tmp_path / "ck2")
+    line = _trainfails_in_one_line(joint["data"], tmp_path / "ck2")
     assert line.startswith(f"fairseq-train: error: {joint['data'] / 'train_ast.bin'}: empty subset 'train_ast' "
                            "(0 bytes: no sequence)"), line
 
@@ -232,11 +223,11 @@ def test_sutlm_generate_checks_the_vocoder_before_writing(joint, tmp_path: Path,
     prompts = tmp_path / "p.txt"
     prompts.write_text("speech 1 2 3\ntext the\n")
     out, wavs = tmp_path / "c.km", tmp_path / "wav"
-    _fails(_generate(joint, prompts, out, "--vocoder", str(joint["vocoder"]), "--wav-dir", str(wavs)), capsys,
+    fails_in_one_line(_generate(joint, prompts, out, "--vocoder", str(joint["vocoder"]), "--wav-dir", str(wavs)), capsys,
            f"{joint['vocoder']}: no duration predictor")
     assert not out.exists() and not wavs.exists()
     # the joint LM's checkpoint given as the vocoder (with a vocoder's config)
-    _fails(_generate(joint, prompts, out, "--vocoder", str(joint["lm"]), "--vocoder-config",
+    fails_in_one_line(_generate(joint, prompts, out, "--vocoder", str(joint["lm"]), "--vocoder-config",
                      str(joint["vocoder_dur"].parent / "config.json"), "--wav-dir", str(wavs)), capsys,
            f"{joint['lm']}: not a vocoder checkpoint")
     assert not out.exists() and not wavs.exists()
@@ -265,13 +256,13 @@ def test_sutlm_generate_shows_a_unit_as_written(joint, tmp_path: Path, capsys) -
     """A unit outside the LM used to be shown as its internal CJK character ('token '...'')."""
     prompts = tmp_path / "p.txt"
     prompts.write_text("text the\nspeech 1 99 3\n")
-    line = _fails(_generate(joint, prompts, tmp_path / "c.km"), capsys,
+    line = fails_in_one_line(_generate(joint, prompts, tmp_path / "c.km"), capsys,
                   f"{prompts}:2: unit 99 not in the LM's dictionary (it holds units 0..39)")
     assert chr(0x4E00 + 99) not in line
     prompts.write_text("speech 1 99999999\n")
-    _fails(_generate(joint, prompts, tmp_path / "c.km"), capsys, f"{prompts}:1: unit 99999999 is outside")
+    fails_in_one_line(_generate(joint, prompts, tmp_path / "c.km"), capsys, f"{prompts}:1: unit 99999999 is outside")
     prompts.write_text("")
-    _fails(_generate(joint, prompts, tmp_path / "c.km"), capsys, f"{prompts}: no prompt")
+    fails_in_one_line(_generate(joint, prompts, tmp_path / "c.km"), capsys, f"{prompts}: no prompt")
     assert not (tmp_path / "c.km").exists()
 
 
@@ -280,14 +271,14 @@ def test_sutlm_generate_other_checkpoints_and_dictionaries(joint, unit_lm, tmp_p
     prompts.write_text("speech 1 2\n")
     base = ["sutlm-generate", "--prompts", str(prompts), "--to", "text", "--out", str(tmp_path / "c.txt")]
     # a unit LM: it has no modality markers
-    _fails([*base, "--checkpoint", str(unit_lm["lm"]), "--data", str(unit_lm["lm"].parent / "data"),
+    fails_in_one_line([*base, "--checkpoint", str(unit_lm["lm"]), "--data", str(unit_lm["lm"].parent / "data"),
             "--text-model", str(joint["out"] / "text.model")], capsys,
            f"{unit_lm['lm']}: not a joint speech-text LM")
     # the joint LM with a dictionary of another size: the unit LMs' check
-    _fails([*base, "--checkpoint", str(joint["lm"]), "--data", str(unit_lm["lm"].parent / "data"),
+    fails_in_one_line([*base, "--checkpoint", str(joint["lm"]), "--data", str(unit_lm["lm"].parent / "data"),
             "--text-model", str(joint["out"] / "text.model")], capsys,
            f"{unit_lm['lm'].parent / 'data' / 'dict.txt'}: 34 symbols but the LM {joint['lm']} was trained with")
-    _fails([*base, "--checkpoint", str(joint["lm"]), "--data", str(joint["data"]), "--temperature", "0"], capsys,
+    fails_in_one_line([*base, "--checkpoint", str(joint["lm"]), "--data", str(joint["data"]), "--temperature", "0"], capsys,
            "--temperature 0.0: must be > 0")
     assert not (tmp_path / "c.txt").exists()
 
@@ -298,8 +289,8 @@ def test_sutlm_eval_checks_options_and_the_text_lm_first(joint, unit_lm, tmp_pat
     out = tmp_path / "r.json"
     base = ["sutlm-eval", "--checkpoint", str(joint["lm"]), "--data", str(joint["data"]),
             "--items", str(joint["out"] / "aligned" / "test.jsonl"), "--conditions", "u2u", "--json", str(out)]
-    _fails([*base, "--max-items", "-1"], capsys, "--max-items -1: must be >= 2")
-    _fails([*base, "--ci-resamples", "-1"], capsys, "--ci-resamples -1: must be >= 0")
+    fails_in_one_line([*base, "--max-items", "-1"], capsys, "--max-items -1: must be >= 2")
+    fails_in_one_line([*base, "--ci-resamples", "-1"], capsys, "--ci-resamples -1: must be >= 0")
     cli.main([*base, "--text-lm", str(unit_lm["lm"]), "--ci-resamples", "0"])
     captured = capsys.readouterr()
     assert "CRA" not in captured.out  # refused before any CRA was computed
