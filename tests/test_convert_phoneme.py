@@ -4,8 +4,8 @@ The oracle is the source model itself, built here as the paper's code builds it:
 ``hubert_pretrain_model`` with ``hubert_pretrain_base``'s arguments (2 transformer layers instead of
 12, for speed; the converter accepts a Base body of any depth) and its fine-tuning settings, every
 parameter perturbed, plus an ``aux`` Linear head (40 classes, or 41 outputs for CTC), saved with
-safetensors under the paper's key names (``model.*``, ``aux.*``) beside a ``config.json``. The
-converted checkpoints are read by this toolkit's real loaders (``DenseModel``, ``dump-features``,
+safetensors under the paper's key names (``model.*``, ``aux.*``) beside a ``config.json``
+(tests/released_support.py). The converted checkpoints are read by this toolkit's real loaders (``DenseModel``, ``dump-features``,
 the evaluation, fairseq's own loader / fairseq-train / fairseq-validate) and must give the
 source's forward: ``model.wav2vec2.extract_features`` for layers 1..N, ``aux(last layer)`` for the
 logits.
@@ -19,7 +19,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchaudio.models as ta_models
 from safetensors.torch import load_file, save_file
 
 import spokenlm_plugin  # noqa: F401  (fairseq fixes, plugin registration)
@@ -28,71 +27,21 @@ from spokenlm_plugin.convert.phoneme import NEVER_LOGIT, PAPER_CLASSES
 from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.phones import INVENTORY
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, fails_in_one_line, run_cli
+from tests.released_support import LAYERS, Paper, make_paper, paper_body, save_paper
 
 TOL = 1e-4
-LAYERS = 2
 PLUGIN = str(REPO / "spokenlm_plugin")
-#: torchaudio.models.hubert_pretrain_base's arguments with the paper's FINETUNING_HUBERT_CONFIG
-#: (spokenlm-phoneme src/phonslm/model.py), dropouts off so that the reference forward is deterministic.
-PAPER_BODY = dict(
-    extractor_mode="group_norm", extractor_conv_layer_config=None, extractor_conv_bias=False, encoder_embed_dim=768,
-    encoder_projection_dropout=0.0, encoder_pos_conv_kernel=128, encoder_pos_conv_groups=16,
-    encoder_num_layers=LAYERS, encoder_num_heads=12, encoder_attention_dropout=0.0, encoder_ff_interm_features=3072,
-    encoder_ff_interm_dropout=0.0, encoder_dropout=0.0, encoder_layer_norm_first=False, encoder_layer_drop=0.0,
-    mask_prob=0.75, mask_selection="static", mask_other=0.0, mask_length=10, no_mask_overlap=False, mask_min_space=1,
-    mask_channel_prob=0.5, mask_channel_selection="static", mask_channel_other=0.0, mask_channel_length=10,
-    no_mask_channel_overlap=False, mask_channel_min_space=1, skip_masked=False, skip_nomask=False, num_classes=500,
-    final_dim=256, feature_grad_mult=None,
-)
-
-
-class Paper:
-    """The source model: torchaudio body + aux head, and its reference forward."""
-
-    def __init__(self, body: ta_models.HuBERTPretrainModel, aux: torch.nn.Linear) -> None:
-        self.body, self.aux = body, aux
-
-    @torch.no_grad()
-    def layers(self, wav: torch.Tensor) -> list[torch.Tensor]:
-        """Layers 1..N then the logits (``HuBERTPhoneme.extract_features``) of one 1-D waveform."""
-        x, _ = self.body.wav2vec2.extract_features(wav[None])
-        return [h[0] for h in x] + [self.aux(x[-1])[0]]
-
-    def state_dict(self) -> dict[str, torch.Tensor]:
-        state = {f"model.{k}": v for k, v in self.body.state_dict().items()}
-        state.update({f"aux.{k}": v for k, v in self.aux.state_dict().items()})
-        return {k: v.detach().contiguous() for k, v in state.items()}
-
-
-def _perturb(module: torch.nn.Module, seed: int) -> None:
-    gen = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in module.parameters():
-            p.add_(0.1 * torch.randn(p.shape, generator=gen))
-    module.eval()
-
-
-def _save(paper: Paper, folder: Path, *, config: dict | None = None) -> Path:
-    folder.mkdir(parents=True)
-    save_file(paper.state_dict(), folder / "model.safetensors", metadata={"format": "pt"})
-    ctc = paper.aux.out_features == 41
-    (folder / "config.json").write_text(json.dumps(config or {"freeze_encoder": True, "ctc_training": ctc}))
-    return folder
 
 
 @pytest.fixture(scope="module")
 def paper(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Paper, Path]]:
     """One body, two heads: {"frame": (model, folder), "ctc": (model, folder)}."""
-    torch.manual_seed(0)
-    body = ta_models.hubert_pretrain_model(**PAPER_BODY)
-    _perturb(body, seed=1)
+    body = paper_body()
     out = {}
     for head, rows in (("frame", 40), ("ctc", 41)):
-        aux = torch.nn.Linear(768, rows)
-        _perturb(aux, seed=rows)
-        model = Paper(body, aux)
-        out[head] = (model, _save(model, tmp_path_factory.mktemp(head) / "hubert-phoneme"))
+        model = make_paper(rows=rows, body=body)
+        out[head] = (model, save_paper(model, tmp_path_factory.mktemp(head) / "hubert-phoneme"))
     return out
 
 
@@ -117,17 +66,6 @@ def _waves() -> list[torch.Tensor]:
 def _max_diff(a: torch.Tensor, b: torch.Tensor) -> float:
     assert a.shape == b.shape, (tuple(a.shape), tuple(b.shape))
     return (a.float() - b.float()).abs().max().item()
-
-
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    """Run ``spokenlm argv``: exit 2 with one stderr line holding every needle, no traceback."""
-    assert cli.main(argv) == 2, f"spokenlm {' '.join(argv)} did not fail"
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert "Traceback" not in err and len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], f"{needle!r} not in {lines[0]!r}"
-    return lines[0]
 
 
 def _fairseq(path: Path):
@@ -365,26 +303,26 @@ def test_refusals_of_the_import(paper, tmp_path, capsys) -> None:
     vocoder = tmp_path / "vocoder.safetensors"
     save_file({"unit_embedding.weight": torch.zeros(500, 128), "generator.upsamplers.0.bias": torch.zeros(256)}, vocoder)
     argv = ["convert-hubert", "--from", "hubert-phoneme"]
-    _fails([*argv, str(vocoder), "--out", str(out)], capsys, str(vocoder), "unit vocoder", "not a HuBERT phoneme")
-    _fails([*argv, str(ctc), "--head", "frame", "--out", str(out)], capsys, "a ctc head (41 outputs, blank = 40)",
-           "--head frame")
+    fails_in_one_line([*argv, str(vocoder), "--out", str(out)], capsys, str(vocoder), "unit vocoder", "not a HuBERT phoneme")
+    fails_in_one_line([*argv, str(ctc), "--head", "frame", "--out", str(out)], capsys, "a ctc head (41 outputs, blank = 40)",
+                      "--head frame")
     wide = _edited(paper, tmp_path, lambda s: s.update({
         "model.wav2vec2.encoder.transformer.layers.1.feed_forward.intermediate_dense.weight": torch.zeros(1024, 768)}))
-    _fails([*argv, str(wide), "--out", str(out)], capsys, str(wide / "model.safetensors"),
-           "has shape (1024, 768), HuBERT Base", "(3072, 768)")
+    fails_in_one_line([*argv, str(wide), "--out", str(out)], capsys, str(wide / "model.safetensors"),
+                      "has shape (1024, 768), HuBERT Base", "(3072, 768)")
     rows42 = _edited(paper, tmp_path / "r", lambda s: s.update({"aux.weight": torch.zeros(42, 768),
                                                                  "aux.bias": torch.zeros(42)}))
-    _fails([*argv, str(rows42), "--out", str(out)], capsys, "aux.weight has shape (42, 768)", "41 (CTC, blank = 40)")
+    fails_in_one_line([*argv, str(rows42), "--out", str(out)], capsys, "aux.weight has shape (42, 768)", "41 (CTC, blank = 40)")
     headless = _edited(paper, tmp_path / "h", lambda s: [s.pop("aux.weight"), s.pop("aux.bias")])
-    _fails([*argv, str(headless), "--out", str(out)], capsys, "no phone head (aux.weight, aux.bias)")
-    _fails([*argv, str(tmp_path), "--out", str(out)], capsys, "no model.safetensors in this folder")
+    fails_in_one_line([*argv, str(headless), "--out", str(out)], capsys, "no phone head (aux.weight, aux.bias)")
+    fails_in_one_line([*argv, str(tmp_path), "--out", str(out)], capsys, "no model.safetensors in this folder")
     cut = tmp_path / "cut.safetensors"
     cut.write_bytes((frame / "model.safetensors").read_bytes()[:100_000])  # an interrupted download
-    _fails([*argv, str(cut), "--out", str(out)], capsys, str(cut), "unreadable safetensors file")
-    _fails([*argv, str(frame), "--normalize", "--out", str(out)], capsys, "raw waveforms")
+    fails_in_one_line([*argv, str(cut), "--out", str(out)], capsys, str(cut), "unreadable safetensors file")
+    fails_in_one_line([*argv, str(frame), "--normalize", "--out", str(out)], capsys, "raw waveforms")
     (tmp_path / "dict.phn.txt").write_text("".join(f"{p} 1\n" for p in [*INVENTORY[:-1], "AX"]))
-    _fails([*argv, str(frame), "--dictionary", str(tmp_path / "dict.phn.txt"), "--out", str(out)], capsys,
-           str(tmp_path / "dict.phn.txt"), "has 'AX', not one of the paper's classes")
+    fails_in_one_line([*argv, str(frame), "--dictionary", str(tmp_path / "dict.phn.txt"), "--out", str(out)], capsys,
+                      str(tmp_path / "dict.phn.txt"), "has 'AX', not one of the paper's classes")
     assert not out.exists()
 
 
@@ -393,12 +331,12 @@ def test_other_layouts_point_to_hubert_phoneme(paper, tmp_path, capsys) -> None:
     state dict saved with torch.save converts with --from hubert-phoneme."""
     model, folder = paper["frame"]
     torch.save(model.state_dict(), tmp_path / "hubert_phoneme.pt")
-    _fails(["convert-hubert", "--from", "torchaudio", str(tmp_path / "hubert_phoneme.pt"), "--out",
-            str(tmp_path / "x.pt")], capsys, "a HuBERTPhoneme", "aux (40, 768)", "--from hubert-phoneme")
-    _fails(["convert-hubert", "--from", "torchaudio", str(folder / "model.safetensors"), "--out",
-            str(tmp_path / "x.pt")], capsys, "a safetensors file", "--from hubert-phoneme")
-    _fails(["convert-hubert", "--from", "torchaudio", str(tmp_path / "hubert_phoneme.pt"), "--head", "frame",
-            "--out", str(tmp_path / "x.pt")], capsys, "--head applies to --from hubert-phoneme only")
+    fails_in_one_line(["convert-hubert", "--from", "torchaudio", str(tmp_path / "hubert_phoneme.pt"), "--out",
+                       str(tmp_path / "x.pt")], capsys, "a HuBERTPhoneme", "aux (40, 768)", "--from hubert-phoneme")
+    fails_in_one_line(["convert-hubert", "--from", "torchaudio", str(folder / "model.safetensors"), "--out",
+                       str(tmp_path / "x.pt")], capsys, "a safetensors file", "--from hubert-phoneme")
+    fails_in_one_line(["convert-hubert", "--from", "torchaudio", str(tmp_path / "hubert_phoneme.pt"), "--head", "frame",
+                       "--out", str(tmp_path / "x.pt")], capsys, "--head applies to --from hubert-phoneme only")
     assert not (tmp_path / "x.pt").exists()
     assert cli.main(["convert-hubert", "--from", "hubert-phoneme", str(tmp_path / "hubert_phoneme.pt"),
                      "--out", str(tmp_path / "ok.pt")]) == 0
@@ -407,13 +345,13 @@ def test_other_layouts_point_to_hubert_phoneme(paper, tmp_path, capsys) -> None:
 def test_refusals_of_the_export(converted, tmp_path, capsys) -> None:
     ckpt, encoder = converted["frame"]
     out = tmp_path / "out"
-    _fails(["convert-hubert", "--to", "hubert-phoneme", str(encoder), "--out", str(out)], capsys,
-           str(encoder), "a 'hubert' model (a pretrained HuBERT has no phone head)")
+    fails_in_one_line(["convert-hubert", "--to", "hubert-phoneme", str(encoder), "--out", str(out)], capsys,
+                      str(encoder), "a 'hubert' model (a pretrained HuBERT has no phone head)")
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     state["cfg"]["model"]["layer"] = 1
     torch.save(state, tmp_path / "layer1.pt")
-    _fails(["convert-hubert", "--to", "hubert-phoneme", str(tmp_path / "layer1.pt"), "--out", str(out)], capsys,
-           "reads layer 1 of 2", "the last layer")
-    _fails(["convert-hubert", "--to", "hubert-phoneme", str(ckpt), "--head", "frame", "--out", str(out)], capsys,
-           "--head does not apply to --to hubert-phoneme")
+    fails_in_one_line(["convert-hubert", "--to", "hubert-phoneme", str(tmp_path / "layer1.pt"), "--out", str(out)], capsys,
+                      "reads layer 1 of 2", "the last layer")
+    fails_in_one_line(["convert-hubert", "--to", "hubert-phoneme", str(ckpt), "--head", "frame", "--out", str(out)], capsys,
+                      "--head does not apply to --to hubert-phoneme")
     assert not out.exists()

@@ -8,7 +8,7 @@ but not ``numpy._core.numeric._frombuffer`` (protocol-5 pickles: ModuleNotFoundE
 RandomState ("<class 'numpy.random._mt19937.MT19937'> is not a known BitGenerator module").
 ``load_centroids`` reads ``cluster_centers_`` with a restricted unpickler instead.
 
-How the numpy-2 files are made here: a pickler that writes numpy's globals under numpy 2's module
+How the numpy-2 files are made here (tests/released_support.py): a pickler that writes numpy's globals under numpy 2's module
 names (``numpy._core.multiarray``, ``numpy._core.numeric``): everything else in the stream is what
 numpy 1.26 and numpy 2 both write. ``test_rewriting_pickler_writes_what_numpy2_writes`` pins that
 byte for byte against pickles written by numpy 2.1.3, and ``test_a_real_numpy2_file`` against a
@@ -19,11 +19,9 @@ throwaway venv with the fairseq recipe's arguments, embedded below).
 from __future__ import annotations
 
 import base64
-import io
 import os
 import pickle
 import pickletools
-import types
 import warnings
 import zlib
 from pathlib import Path
@@ -32,7 +30,6 @@ from typing import Any
 import joblib
 import numpy as np
 import pytest
-from joblib.numpy_pickle import NumpyPickler
 from sklearn.cluster import MiniBatchKMeans
 from sklearn.decomposition import PCA
 from sklearn.exceptions import InconsistentVersionWarning
@@ -40,6 +37,8 @@ from sklearn.exceptions import InconsistentVersionWarning
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.core.km import read_km_arrays
 from spokenlm_plugin.units.kmeans import load_centroids
+from tests.conftest import fails_in_one_line
+from tests.released_support import dump_as_released, fairseq_kmeans, numpy2_pickle
 
 #: Written by numpy 2.1.3 (``pickle.dumps``): np.float64(1.5) at protocol 4, np.arange(3, dtype=float32)
 #: at protocols 4 and 5. numpy 2 names its builders numpy._core.multiarray.{scalar,_reconstruct} and
@@ -78,58 +77,6 @@ REAL_NUMPY2_JOBLIB = (
     "Wb7y8U7516u25TdfPi8vPejN9vYt9C80nC+fWHuanUe13qGPzSflBiJcjxS0IYgHJPVRmGa0FuC3y1RNCxBp+uzM8e9yBESq7iOC"
     "1eCWy2C4fZljmSMqMDJ/APNUe9w="
 )
-
-
-class _Numpy2Names:
-    """Pickler mix-in: numpy's builders saved under numpy 2's module names (``numpy._core.*``).
-
-    The pure-Python pickler saves a global as SHORT_BINUNICODE module, SHORT_BINUNICODE name,
-    STACK_GLOBAL, then MEMOIZE: the same opcodes as always, only the module string is numpy 2's.
-    """
-
-    def save_global(self: Any, obj: Any, name: str | None = None) -> None:
-        module = getattr(obj, "__module__", None) or ""
-        if module == "numpy.core" or module.startswith("numpy.core."):
-            assert self.proto >= 4  # STACK_GLOBAL, as numpy 2 + joblib's default protocol write it
-            self.save("numpy._core" + module[len("numpy.core"):])
-            self.save(name or obj.__qualname__)
-            self.write(pickle.STACK_GLOBAL)
-            self.memoize(obj)
-        else:
-            super().save_global(obj, name)  # type: ignore[misc]
-
-
-class Numpy2Pickler(_Numpy2Names, pickle._Pickler):
-    # Python functions are saved through the dispatch table, which holds the base class' save_global.
-    dispatch = {**pickle._Pickler.dispatch, types.FunctionType: _Numpy2Names.save_global}
-
-
-class Numpy2JoblibPickler(_Numpy2Names, NumpyPickler):
-    """joblib.dump's pickler (arrays as NumpyArrayWrapper + raw bytes), numpy 2's names."""
-
-    dispatch = {**NumpyPickler.dispatch, types.FunctionType: _Numpy2Names.save_global}
-
-
-def numpy2_pickle(obj: object, *, protocol: int = 4) -> bytes:
-    f = io.BytesIO()
-    Numpy2Pickler(f, protocol=protocol).dump(obj)
-    return f.getvalue()
-
-
-def dump_as_released(model: object, path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """What joblib.dump(model, path) writes under numpy 2 and scikit-learn 1.5.2 (the paper's setup)."""
-    with monkeypatch.context() as m:
-        m.setattr("sklearn.base.__version__", "1.5.2")  # BaseEstimator.__getstate__ stores it
-        with open(path, "wb") as f:
-            Numpy2JoblibPickler(f, protocol=4).dump(model)  # what joblib.dump does for an uncompressed file
-    return path
-
-
-def fairseq_kmeans(x: np.ndarray, k: int) -> MiniBatchKMeans:
-    """fairseq's simple_kmeans/learn_kmeans.py model (seeded here)."""
-    return MiniBatchKMeans(n_clusters=k, init="k-means++", max_iter=100, batch_size=64, compute_labels=False,
-                           tol=0.0, max_no_improvement=100, init_size=None, n_init=3, reassignment_ratio=0.0,
-                           random_state=0).fit(x)
 
 
 def brute_force_units(x: np.ndarray, centroids: np.ndarray) -> list[int]:
@@ -172,7 +119,7 @@ def test_rewriting_pickler_writes_what_numpy2_writes() -> None:
         pickle.loads(NUMPY2_PICKLES["array, protocol 5"])
 
 
-def test_a_real_numpy2_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_real_numpy2_file(tmp_path: Path) -> None:
     """The numpy 2.1.3 / scikit-learn 1.5.2 file: read without sklearn, and re-made here byte for byte."""
     real = tmp_path / "km5.joblib"
     real.write_bytes(zlib.decompress(base64.b64decode(REAL_NUMPY2_JOBLIB)))
@@ -183,14 +130,14 @@ def test_a_real_numpy2_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
     x = np.random.default_rng(0).normal(size=(300, 4)).astype(np.float32)  # its training data
     assert brute_force_units(x, centroids) == model.predict(x).tolist()
     # The rewriting pickler, given the same model state, writes exactly the file numpy 2 wrote.
-    assert dump_as_released(model, tmp_path / "again.joblib", monkeypatch).read_bytes() == real.read_bytes()
+    assert dump_as_released(model, tmp_path / "again.joblib").read_bytes() == real.read_bytes()
 
 
 def test_kmeans_assign_reads_a_numpy2_sklearn15_joblib(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     rng = np.random.default_rng(3)
     x = (rng.normal(size=(600, 16)) + 4 * rng.normal(size=(8, 16))[rng.integers(0, 8, 600)]).astype(np.float32)
     model = fairseq_kmeans(x, 8)
-    path = dump_as_released(model, tmp_path / "km8-l11.joblib", monkeypatch)
+    path = dump_as_released(model, tmp_path / "km8-l11.joblib")
     with pytest.warns(InconsistentVersionWarning, match="from version 1.5.2"):
         joblib.load(path)
     assert _quietly(load_centroids, path).tolist() == model.cluster_centers_.tolist()
@@ -220,16 +167,16 @@ def test_kmeans_assign_reads_a_numpy2_sklearn15_joblib(tmp_path: Path, monkeypat
     assert _quietly(load_centroids, tmp_path / "km8.pkl").tolist() == model.cluster_centers_.tolist()
 
 
-def test_speech_encoder_reads_a_numpy2_kmeans(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_speech_encoder_reads_a_numpy2_kmeans(tmp_path: Path) -> None:
     from spokenlm_plugin.units.encoder import DenseModel, SpeechEncoder
 
-    from .units_support import make_hubert_checkpoint
+    from tests.units_support import make_hubert_checkpoint
 
     ckpt = make_hubert_checkpoint(tmp_path / "base.pt")
     wav = (0.1 * np.random.default_rng(0).standard_normal(16000)).astype(np.float32)
     feats = DenseModel.from_checkpoint(ckpt, layer=2, device="cpu")(wav).numpy()
     model = fairseq_kmeans(feats, 6)
-    path = dump_as_released(model, tmp_path / "km6.joblib", monkeypatch)
+    path = dump_as_released(model, tmp_path / "km6.joblib")
     encoder = SpeechEncoder.from_files(ckpt, path, layer=2, device="cpu")
     assert encoder(wav)["units"].tolist() == brute_force_units(feats, model.cluster_centers_)
 
@@ -244,28 +191,18 @@ class _Mkdir:
         return os.mkdir, (self.path,)
 
 
-def test_the_reader_runs_no_other_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_the_reader_runs_no_other_code(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     x = np.random.default_rng(0).normal(size=(200, 4)).astype(np.float32)
     model = fairseq_kmeans(x, 3)
     model.callback_ = _Mkdir(tmp_path / "ran")  # an attribute the centroids do not need
-    path = dump_as_released(model, tmp_path / "km3.joblib", monkeypatch)
+    path = dump_as_released(model, tmp_path / "km3.joblib")
     assert load_centroids(path).tolist() == model.cluster_centers_.tolist()
     assert not (tmp_path / "ran").exists()
     joblib.dump(_Mkdir(tmp_path / "ran"), tmp_path / "hostile.joblib")
-    err = _fails(["kmeans", "assign", "--features", str(tmp_path), "--centroids", str(tmp_path / "hostile.joblib"),
-                  "--out", str(tmp_path / "x.km")], capsys)
+    err = fails_in_one_line(["kmeans", "assign", "--features", str(tmp_path), "--centroids",
+                             str(tmp_path / "hostile.joblib"), "--out", str(tmp_path / "x.km")], capsys)
     assert "holds posix.mkdir, not a fitted k-means model" in err
     assert not (tmp_path / "ran").exists()
-
-
-def _fails(argv: list[str], capsys: pytest.CaptureFixture[str], *needles: str) -> str:
-    assert main(argv) == 2
-    err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and "Traceback" not in err, err
-    for needle in needles:
-        assert needle in err, err
-    return err
 
 
 def test_other_files_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -276,8 +213,8 @@ def test_other_files_fail_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixt
     (feats / "a.len").write_text("200\n")
 
     def assign(path: Path, *needles: str) -> None:
-        _fails(["kmeans", "assign", "--features", str(feats / "a.npy"), "--centroids", str(path),
-                "--out", str(tmp_path / "a.km")], capsys, str(path), *needles)
+        fails_in_one_line(["kmeans", "assign", "--features", str(feats / "a.npy"), "--centroids", str(path),
+                           "--out", str(tmp_path / "a.km")], capsys, str(path), *needles)
 
     joblib.dump({"centroids": x[:3]}, tmp_path / "dict.joblib")
     assign(tmp_path / "dict.joblib", "holds a dict, not a fitted k-means model")

@@ -1,10 +1,10 @@
 """``vocoder-import`` (issue 17 item 4): unit-hifigan ``UnitVocoder`` files -> fairseq vocoder.
 
-The source files are built here: a reference forward of unit-hifigan's layout (written from its
-published architecture, modules named as unit-hifigan names them, torch's parametrized weight norm
-so the saved keys are ``parametrizations.weight.original0/1``), saved as ``model.safetensors`` +
-``config.json``. Exactness: max |waveform difference| between that forward and this toolkit's
-loaders (``vocoder-synth``'s :class:`Vocoder`, fairseq's ``CodeHiFiGANVocoder``), float32.
+The source files are built here (tests/released_support.py): a reference forward of unit-hifigan's
+layout (written from its published architecture, modules named as unit-hifigan names them, torch's
+parametrized weight norm so the saved keys are ``parametrizations.weight.original0/1``), saved as
+``model.safetensors`` + ``config.json``. Exactness: max |waveform difference| between that forward and
+this toolkit's loaders (``vocoder-synth``'s :class:`Vocoder`, fairseq's ``CodeHiFiGANVocoder``), float32.
 """
 
 from __future__ import annotations
@@ -16,109 +16,18 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-import torch.nn.functional as F
 from safetensors.torch import save_file
-from torch import nn
-from torch.nn.utils.parametrizations import weight_norm
 
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.errors import SpokenLMError
 from spokenlm_plugin.vocoder.hifigan_import import bias_fold_reach, import_vocoder
 from spokenlm_plugin.vocoder.synth import Vocoder
+from tests.released_support import DIM, HOP, reference
 
-CHANNELS, DIM, N_UNITS, HOP = 32, 16, 12, 320
 #: Allowed max |difference| (float32). Measured: 0.0 (bit-identical) except where conv_pre's input channels are
 #: reordered (speakers + a built-in style / f0 bin: 6.7e-8).
 TOLERANCE = 1e-5
-
-
-# ------------------------------------------------------------------ reference: unit-hifigan's layout
-
-
-class ConvLayer(nn.Module):
-    """leaky -> dilated conv -> leaky -> conv, plus the input."""
-
-    def __init__(self, ch: int, kernel: int, dilation: int) -> None:
-        super().__init__()
-        self.conv1 = weight_norm(nn.Conv1d(ch, ch, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation))
-        self.conv2 = weight_norm(nn.Conv1d(ch, ch, kernel, padding=(kernel - 1) // 2))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.conv2(F.leaky_relu(self.conv1(F.leaky_relu(x, 0.1)), 0.1))
-
-
-class MultiReceptiveFieldFusion(nn.Module):
-    def __init__(self, ch: int) -> None:
-        super().__init__()
-        self.residual_blocks = nn.ModuleList(
-            nn.Sequential(*(ConvLayer(ch, k, d) for d in (1, 3, 5))) for k in (3, 7, 11))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([block(x) for block in self.residual_blocks]).mean(0)
-
-
-class Generator(nn.Module):
-    def __init__(self, cin: int, ch: int) -> None:
-        super().__init__()
-        rates, kernels = (5, 4, 4, 2, 2), (11, 8, 8, 4, 4)
-        self.conv_pre = weight_norm(nn.Conv1d(cin, ch, 7, padding=3))
-        self.upsamplers = nn.ModuleList(
-            weight_norm(nn.ConvTranspose1d(ch >> i, ch >> (i + 1), k, u, padding=(k - u) // 2))
-            for i, (u, k) in enumerate(zip(rates, kernels)))
-        self.mrfs = nn.ModuleList(MultiReceptiveFieldFusion(ch >> (i + 1)) for i in range(len(rates)))
-        self.conv_post = weight_norm(nn.Conv1d(ch >> len(rates), 1, 7, padding=3))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.conv_pre(x)
-        for up, mrf in zip(self.upsamplers, self.mrfs):
-            x = mrf(up(F.leaky_relu(x, 0.1)))
-        return torch.tanh(self.conv_post(F.leaky_relu(x, 0.01)))  # HiFi-GAN's last leaky ReLU: default slope
-
-
-class UnitVocoder(nn.Module):
-    """Unit embedding + per-utterance f0-bin / speaker / style embeddings, concatenated in that order."""
-
-    def __init__(self, *, speakers: list[str] | None = None, styles: list[str] | None = None,
-                 f0_bins: list[int] | None = None) -> None:
-        super().__init__()
-        self.config = {"n_units": N_UNITS, "speakers": speakers, "styles": styles, "f0_bins": f0_bins,
-                       "embedding_dim": DIM}
-        self.unit_embedding = nn.Embedding(N_UNITS, DIM)
-        self.conds = [name for name, rows in (("f0", f0_bins), ("speaker", speakers), ("style", styles)) if rows]
-        for name, rows in (("f0", f0_bins), ("speaker", speakers), ("style", styles)):
-            if rows:
-                setattr(self, f"{name}_embedding", nn.Embedding(len(rows), DIM))
-        self.generator = Generator(DIM * (1 + len(self.conds)), CHANNELS)
-
-    def forward(self, units: list[int], **rows: int) -> np.ndarray:
-        code = torch.tensor(units)
-        x = [self.unit_embedding(code)] + [
-            getattr(self, f"{name}_embedding").weight[rows[name]].expand(len(units), DIM) for name in self.conds]
-        with torch.no_grad():
-            return self.generator(torch.cat(x, 1).T[None]).squeeze().numpy()
-
-    def save(self, folder: Path) -> Path:
-        folder.mkdir(parents=True, exist_ok=True)
-        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
-        (folder / "config.json").write_text(json.dumps(self.config))
-        return folder
-
-
-def reference(seed: int = 0, **kwargs) -> UnitVocoder:
-    """A random UnitVocoder whose output stays clear of tanh's saturation (so differences show)."""
-    torch.manual_seed(seed)
-    model = UnitVocoder(**kwargs)
-    with torch.no_grad():
-        for name, p in model.named_parameters():
-            if name.endswith("original0"):  # weight-norm magnitudes, away from their initial value ||v||
-                p.uniform_(0.5, 1.2)
-            elif name.endswith("bias"):
-                p.normal_(0, 0.1)
-            else:
-                p.normal_(0, 1)
-    return model.eval()
-
-
+#: Units of the reference vocoder (N_UNITS = 12 of them).
 UNITS = [3, 3, 7, 0, 11, 11, 11, 5, 2, 9, 4, 4, 1, 6, 8, 10]
 
 
