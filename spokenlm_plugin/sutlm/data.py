@@ -70,8 +70,11 @@ def variant_name(unit_vocab_size: int) -> str:
 
 def text_corpus(*, corpus: Path, text_file: Path | None, max_sentences: int | None, seed: int,
                 exclude: Iterable[Sequence[str]] = ()) -> list[list[str]]:
-    """The text-only corpus: ``text_file`` (one sentence per line) or WordNet examples not in the corpus
-    (its ``transcripts/*.wrd``, and ``exclude``: the aligned utterances' words, transcripts or not)."""
+    """The text-only corpus: ``text_file`` (one sentence per line); else a story corpus's own
+    ``text_only.txt`` (the same world, no sentence of its speech); else WordNet examples not in the
+    corpus (its ``transcripts/*.wrd``, and ``exclude``: the aligned utterances' words, transcripts or not)."""
+    if text_file is None and (corpus / "text_only.txt").is_file():
+        text_file = corpus / "text_only.txt"
     if text_file is not None:
         rows = [line.lower().split() for line in read_lines(text_file) if line.split()]
     else:

@@ -1,6 +1,7 @@
 """``spokenlm synth-corpus``: a multi-speaker, phone-aligned synthetic speech corpus.
 
-WordNet example sentences are spoken by flite speakers (:mod:`.speakers`) and split into
+WordNet example sentences (``--text wordnet``, the default) or the generated story world of
+:mod:`.stories` (``--text stories``) are spoken by flite speakers (:mod:`.speakers`) and split into
 train / valid / test by speaker *and* by sentence: valid and test speakers and sentences never
 occur in train.
 
@@ -15,13 +16,17 @@ must stay unseen until scoring. Layout of ``DIR`` (both engines)::
     labels/<split>.phn, <split>.phnseq, dict.phn.txt   (spokenlm labels)
     transcripts/<split>.wrd                    words, one line per manifest row
     items/<split>.{triphone,phoneme}.item      ABX items (spokenlm items)
-    corpus.json                                metadata; written last (the corpus is complete)
+    text_only.txt                              stories only: the joint LM's text-only corpus (sentences of
+                                               the story world's ``text`` pool: none is spoken here)
+    corpus.json                                metadata (``world``: wordnet or stories); written last
 
 Each split is the shortest prefix of a fixed, seeded sequence of (speaker, sentence) pairs whose
 audio reaches its share of ``--hours``. The sequence does not depend on ``--hours`` or ``--jobs``,
 so a rerun (after an interrupt, or with more hours) reuses every finished utterance; with fewer
 hours, the utterances beyond the new prefixes are deleted. Utterance audio depends only on
-(speaker, sentence), not on the seed, the order of synthesis or ``--jobs``.
+(speaker, sentence), not on the seed, the order of synthesis or ``--jobs``. The story world is one
+fixed stream whatever the seed (:data:`.stories.WORLD_SEED`): a sentence index names the same sentence
+in every story corpus, as it does in every WordNet corpus.
 """
 
 from __future__ import annotations
@@ -46,10 +51,11 @@ from ..core.phones import SAMPLE_RATE
 from ..data.items import ITEM_KINDS, make_items
 from ..data.labels import make_labels
 from ..data.manifest import build_manifest
+from . import stories
 from .espeak import HELDOUT_ESPEAK, Espeak, HeldOutSpeaker, heldout_speakers
 from .flite import Flite, Synthesis
 from .speakers import VOICES, Speaker, speakers_for
-from .text import Sentence, load_sentences, pool_sentences, shuffled
+from .text import WORLD_DESCRIPTIONS, WORLDS, Sentence, World, load_sentences, pool_sentences, shuffled
 from .utterance import completed_num_samples, save_utterance
 
 Split = Literal["train", "valid", "test"]
@@ -61,9 +67,12 @@ SPLITS: tuple[Split, ...] = ("train", "valid", "test")
 HELD_OUT_SPEAKERS: dict[Split, int] = {"test": 2, "valid": 1}
 #: Duration assumed for an utterance before any is done (WordNet sentences average about 3 s).
 _TYPICAL_SECONDS = 3.0
-#: Stems of the files this tool writes (``slt-a_01234``, ``hx-wi-m6_01234``); only such files are
-#: ever removed from DIR.
-_UTT_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+_\d{5}")
+#: Stems of the files this tool writes (``slt-a_01234``, ``hx-wi-m6_01234``; story sentence indices
+#: may have more digits); only such files are ever removed from DIR.
+_UTT_ID = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)+_\d{5,}")
+#: Sentences of the story world's text-only corpus written beside a story corpus, by default.
+TEXT_ONLY_SENTENCES = 20_000
+TEXT_ONLY_FILE = "text_only.txt"
 
 
 @dataclass(frozen=True)
@@ -125,6 +134,38 @@ def assign_sentences(
         "valid": order[n_test : n_test + n_valid],
         "train": order[n_test + n_valid :],
     }
+
+
+def split_sentences(
+    text: World, *, hours: float, seed: int, valid_fraction: float, test_fraction: float
+) -> dict[Split, list[Sentence]]:
+    """Each split's sentences, in the order they are spoken. WordNet: the ``aligned`` pool shuffled and
+    cut (:func:`assign_sentences`). Stories: the ``aligned`` pool of the story world cut by a seeded
+    hash, as many sentences as ``hours`` could ever need (:func:`.stories.aligned_splits`); a
+    split's list only grows with the hours, so a larger corpus extends a smaller one."""
+    if text == "wordnet":
+        # The pretraining pool is never read here (see text.sentence_pool).
+        sentences = pool_sentences(load_sentences(), "aligned")
+        return assign_sentences(sentences, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    share = split_shares(valid_fraction, test_fraction)
+    seconds: dict[Split, float] = {split: hours * 3600 * share[split] for split in SPLITS}
+    chosen = stories.aligned_splits(seconds, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
+    return {split: list(chosen[split]) for split in SPLITS}
+
+
+def split_shares(valid_fraction: float, test_fraction: float) -> dict[Split, float]:
+    """The share of the hours of each split."""
+    return {"train": 1 - valid_fraction - test_fraction, "valid": valid_fraction, "test": test_fraction}
+
+
+def write_text_only(out_dir: Path, n_sentences: int) -> Path:
+    """``text_only.txt``: the first ``n_sentences`` of the story world's ``text`` pool, one sentence of
+    lower-case words per line (``spokenlm sutlm-data --text-corpus`` reads it)."""
+    path = out_dir / TEXT_ONLY_FILE
+    with atomic_write(path) as f:
+        for sentence in stories.text_only_sentences(n_sentences):
+            f.write(" ".join(sentence.words) + "\n")
+    return path
 
 
 def heldout_split(speakers: Sequence[HeldOutSpeaker]) -> dict[Split, list[HeldOutSpeaker]]:
@@ -221,6 +262,20 @@ class _Progress:
         )
 
 
+def _finished(job: Job) -> int | None:
+    """The number of samples of the job's utterance if it is already written, for this very text: an
+    utterance id names a sentence index, which means another sentence in the other world (or after a
+    change of the story grammar), and such a file is redone."""
+    num_samples = completed_num_samples(job.audio_path, job.alignment_path)
+    if num_samples is None:
+        return None
+    try:
+        text = json.loads(job.alignment_path.read_text())["text"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError):
+        return None
+    return num_samples if text == job.sentence.text else None
+
+
 def synthesize_split(
     jobs: Iterator[Job], *, split: Split, budget_s: float, executor: cf.Executor, window: int, progress: _Progress
 ) -> list[tuple[Job, int]]:
@@ -242,7 +297,7 @@ def synthesize_split(
             if job is None:
                 exhausted = True
                 break
-            existing = completed_num_samples(job.audio_path, job.alignment_path)
+            existing = _finished(job)
             pending.append((job, existing if existing is not None else executor.submit(_synthesize, job)))
         if not pending:
             raise ConfigError(
@@ -341,12 +396,16 @@ def build_corpus(
     valid_fraction: float = 0.1,
     test_fraction: float = 0.1,
     flite_lib_dir: str | None = None,
+    text: World = "wordnet",
+    text_only_sentences: int | None = None,
 ) -> dict:
     """Synthesize (or complete) the corpus in ``out_dir``; returns the metadata written to corpus.json.
 
     ``engine="flite"``: ``voices`` are flite voices (default all), ``speakers_per_voice`` variants
     each (default 4), the speaker split drawn with ``seed``. ``engine="espeak"``: ``voices`` are
     speaker ids of :data:`.espeak.HELDOUT_ESPEAK` (default all six), with their fixed split.
+    ``text``: the sentences' world; with ``stories``, ``text_only_sentences`` (default
+    :data:`TEXT_ONLY_SENTENCES`) sentences of its text-only pool go to ``text_only.txt``.
     """
     if not (math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours: {hours} is not a positive number of hours")
@@ -357,6 +416,14 @@ def build_corpus(
             raise ConfigError(f"{name}: {value} must be between 0 and 0.5")
     if engine not in ENGINES:
         raise ConfigError(f"--engine: {engine!r} is not one of {', '.join(ENGINES)}")
+    if text not in WORLDS:
+        raise ConfigError(f"--text: {text!r} is not one of {', '.join(WORLDS)}")
+    if text_only_sentences is not None and text != "stories":
+        raise ConfigError("--text-only-sentences: only with --text stories (the WordNet text-only corpus is the "
+                          "sentences the corpus does not speak, chosen by 'spokenlm sutlm-data')")
+    n_text_only = TEXT_ONLY_SENTENCES if text_only_sentences is None else text_only_sentences
+    if n_text_only < 1:
+        raise ConfigError(f"--text-only-sentences: {n_text_only} must be at least 1")
     out_dir = Path(out_dir)
     split_speakers: Mapping[Split, Sequence[AnySpeaker]]
     if engine == "flite":
@@ -374,10 +441,10 @@ def build_corpus(
         voices = [s.id for s in HELDOUT_ESPEAK] if voices is None else list(voices)
         split_speakers = heldout_split(heldout_speakers(voices))
     make_engine(engine, flite_lib_dir)  # fail now, with the install hint, rather than in a worker
-    # The pretraining pool is never read here (see text.sentence_pool).
-    sentences = pool_sentences(load_sentences(), "aligned")
-    split_sentences = assign_sentences(sentences, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction)
-    share = {"train": 1 - valid_fraction - test_fraction, "valid": valid_fraction, "test": test_fraction}
+    sentences_of = split_sentences(
+        text, hours=hours, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
+    )
+    share = split_shares(valid_fraction, test_fraction)
 
     progress = _Progress()
     selected: dict[Split, list[tuple[Job, int]]] = {}
@@ -395,7 +462,7 @@ def build_corpus(
     with executor:
         for split in SPLITS:
             selected[split] = synthesize_split(
-                planned_jobs(out_dir, split, split_speakers[split], split_sentences[split]),
+                planned_jobs(out_dir, split, split_speakers[split], sentences_of[split]),
                 split=split,
                 budget_s=hours * 3600 * share[split],
                 executor=executor,
@@ -410,6 +477,12 @@ def build_corpus(
     # train last: labels/dict.phn.txt then holds the training counts.
     for split in ("valid", "test", "train"):
         prepare_split(out_dir, split)
+    text_only: dict | None = None
+    if text == "stories":
+        write_text_only(out_dir, n_text_only)
+        text_only = {"file": TEXT_ONLY_FILE, "sentences": n_text_only, "pool": "text"}
+    elif (out_dir / TEXT_ONLY_FILE).is_file():
+        (out_dir / TEXT_ONLY_FILE).unlink()  # left by a story corpus made here before
 
     speakers_meta: dict[str, dict] = {}
     for split in SPLITS:  # a speaker's split is the first it speaks in (espeak: train speakers also speak valid)
@@ -417,7 +490,9 @@ def build_corpus(
             speakers_meta.setdefault(s.id, {**s.as_dict(), "split": split})
     metadata = {
         "engine": "flite" if engine == "flite" else "espeak-ng",
-        "text": "WordNet 3.0 example sentences",
+        "world": text,
+        "text": WORLD_DESCRIPTIONS[text],
+        **({"world_seed": stories.WORLD_SEED, "text_only": text_only} if text == "stories" else {}),
         "seed": seed,
         "hours_requested": hours,
         "voices": list(voices),
@@ -477,6 +552,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--flite-lib-dir", metavar="DIR", help="folder holding libflite.so.1 and the voices (default: $SPOKENLM_FLITE_LIBDIR, else the system's)"
     )
+    parser.add_argument(
+        "--text", choices=WORLDS, default="wordnet",
+        help="what is spoken: wordnet (WordNet 3.0 example sentences, a broad vocabulary; default) or stories "
+        "(generated short stories over a few hundred words: every frequent word occurs many times an hour)",
+    )
+    parser.add_argument(
+        "--text-only-sentences", type=int, default=None, metavar="N",
+        help=f"stories only: sentences of the joint LM's text-only corpus written to DIR/{TEXT_ONLY_FILE} "
+        f"(none of them spoken in the corpus; default: {TEXT_ONLY_SENTENCES})",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -491,6 +576,8 @@ def run(args: argparse.Namespace) -> int:
         valid_fraction=args.valid_fraction,
         test_fraction=args.test_fraction,
         flite_lib_dir=args.flite_lib_dir,
+        text=args.text,
+        text_only_sentences=args.text_only_sentences,
     )
     parts = ", ".join(
         f"{split} {s['hours']:.3f} h ({s['utterances']} utterances, {len(s['speakers'])} speakers)"

@@ -188,12 +188,14 @@ class Lexicon:
     (``nor'easter``, loanwords) pronounced by letter-to-sound rules attest odd clusters.
     """
 
-    def __init__(self, engine: Flite, sentences: Sequence[Sentence] | None = None) -> None:
-        """``sentences``: every WordNet example sentence (:func:`.text.load_sentences`, read if not given)."""
+    def __init__(self, engine: Flite, sentences: Sequence[Sentence] | None = None, *, extra_words: Iterable[str] = ()) -> None:
+        """``sentences``: every WordNet example sentence (:func:`.text.load_sentences`, read if not given);
+        ``extra_words``: more real words (the story world's), which do not change the phonotactics."""
         self.engine = engine
         sentences = sentences if sentences is not None else load_sentences()
         common = {w for s in sentences for w in s.words if _LEMMA.fullmatch(w)}
-        self.prons: dict[str, Pron] = {w: engine.pronounce(w) for w in sorted(wordnet_lemmas() | common)}
+        extra = {w for w in extra_words if _LEMMA.fullmatch(w)}
+        self.prons: dict[str, Pron] = {w: engine.pronounce(w) for w in sorted(wordnet_lemmas() | common | extra)}
         self.real: frozenset[Pron] = frozenset(self.prons.values())
         self.phonotactics = Phonotactics.learn(self.prons[w] for w in common)
 

@@ -27,6 +27,14 @@ reading once the words move (``the record`` R EH K ER D, ``record the`` R IH K A
 Duration differences of the four agreement changes cancel out since each is as frequent as its
 reverse; word-order swaps are not balanced (the swapped sentence was the longer in 53 % of 1,170
 swaps read by slt, the shorter in 45 %). ``benchmarks/pair_confounds.py`` measures what is left.
+
+On a story corpus (``synth-corpus --text stories``; or ``--text stories``) the words and sentences
+come from the story world (:mod:`.stories`): lexical pairs take its content words of 3-10 phones in
+order of frequency, each with up to :data:`STORY_NONWORDS_PER_WORD` non-words made as above (no
+out-of-vocabulary words by default: every story word is in an hour of speech); syntactic pairs take
+sentences of its aligned pool outside the training text and one of the grammar's own violations
+(:func:`.stories.violations`: subject-verb and determiner-noun agreement both ways, determiner-noun
+and adjective-noun swaps; four subtypes in turns), checked with flite's front end as above.
 Layout of ``DIR``::
 
     lexical/<file>.flac, lexical/gold.csv      id,filename,voice,frequency,word,phones,correct,n_phones,duration,duration_diff
@@ -54,20 +62,22 @@ import multiprocessing
 import random
 import re
 import sys
+import zlib
 from collections import Counter
 from dataclasses import dataclass, replace
 from itertools import islice
 from pathlib import Path
-from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
+from typing import Callable, Collection, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 from ..core.errors import AlignmentError, ConfigError
 from ..core.io import atomic_write, read_lines
 from ..core.phones import SAMPLE_RATE, SIL
+from . import stories
 from .corpus import manifest_and_labels
 from .flite import Flite, Synthesis
 from .lexicon import Lexicon, Pron, respell
 from .speakers import Speaker, speaker
-from .text import Sentence, load_sentences, pool_sentences
+from .text import WORLDS, Sentence, World, load_sentences, pool_sentences
 from .utterance import completed_num_samples, save_utterance
 
 Task = Literal["lexical", "syntactic"]
@@ -81,6 +91,14 @@ DEFAULT_SPEAKERS = ("slt-a", "rms-a", "awb-a")
 MIN_PHONES, MAX_PHONES = 4, 10
 #: Non-words of a word tried (and synthesized) at most, looking for one that keeps the duration balance.
 BALANCE_TRIES = 4
+#: The story world's lexical pairs: its content words of 3-10 phones (its most frequent nouns, dog,
+#: cat, ball, have 3), each with up to 3 non-words, the most frequent words first: the 200 pairs of a
+#: 1-hour corpus use 79 words, each said 11 times or more in its training text (examples/stories).
+STORY_MIN_PHONES, STORY_NONWORDS_PER_WORD = 3, 3
+#: Sentences of the story world's aligned pool that syntactic pairs are drawn from.
+STORY_PAIR_SENTENCES = 10_000
+#: Default share of out-of-vocabulary lexical pairs, per world: every story word is in vocabulary.
+DEFAULT_OOV_FRACTION: dict[World, float] = {"wordnet": 0.2, "stories": 0.0}
 _PLAIN_WORD = re.compile(r"[a-z]+")
 
 _DETERMINERS = frozenset({"the", "a", "an", "his", "their", "my", "our", "your", "its"})
@@ -160,31 +178,38 @@ def _balanced(word: Pron, options: Sequence[Pron], durations: Durations, balance
 
 
 def lexical_pairs(
-    lexicon: Lexicon, frequencies: Counter, *, n: int, oov_fraction: float, seed: int, durations: Durations | None = None
+    lexicon: Lexicon, frequencies: Counter, *, n: int, oov_fraction: float, seed: int, durations: Durations | None = None,
+    words: Collection[str] | None = None, min_phones: int = MIN_PHONES, per_word: int = 1,
 ) -> list[LexicalPair]:
     """``n`` word / non-word pairs: in-vocabulary words drawn among the most frequent in
     ``frequencies``, the rest (``oov_fraction``) among vocabulary words absent from it.
 
     With ``durations``, each non-word is chosen among the word's to keep the set's duration
-    balance (see the module docstring); without, it is drawn at random."""
+    balance (see the module docstring); without, it is drawn at random. ``words`` restricts the
+    in-vocabulary words (the story world's content words); with ``per_word`` > 1, each in-vocabulary
+    word gets up to that many distinct non-words, the words taken in order of frequency (a small
+    world: fewer test words, each of them frequent)."""
     rng = random.Random(seed)
 
     def usable(word: str) -> bool:
         return bool(_PLAIN_WORD.fullmatch(word)) and word not in _FUNCTION_WORDS and (
-            MIN_PHONES <= len(lexicon.pronounce(word)) <= MAX_PHONES
+            min_phones <= len(lexicon.pronounce(word)) <= MAX_PHONES
         )
 
     n_oov = round(n * oov_fraction)
-    known = sorted((w for w in frequencies if usable(w)), key=lambda w: (-frequencies[w], w))
-    # Draw among the 3n most frequent: frequent enough to be learnt, varied enough across seeds.
-    pool_known = known[: max(3 * (n - n_oov), 50)]
-    rng.shuffle(pool_known)
+    known = sorted((w for w in frequencies if usable(w) and (words is None or w in words)), key=lambda w: (-frequencies[w], w))
+    if per_word == 1:
+        # Draw among the 3n most frequent: frequent enough to be learnt, varied enough across seeds.
+        pool_known = known[: max(3 * (n - n_oov), 50)]
+        rng.shuffle(pool_known)
+    else:
+        pool_known = known
     unknown = [w for w in lexicon.prons if w not in frequencies and usable(w)]
     rng.shuffle(unknown)
 
     pairs: list[LexicalPair] = []
     balance = 0.0
-    for pool, want in ((pool_known, n - n_oov), (unknown, n_oov)):
+    for pool, want, each in ((pool_known, n - n_oov, per_word), (unknown, n_oov, 1)):
         made = 0
         for word in pool:
             if made == want:
@@ -194,12 +219,16 @@ def lexical_pairs(
             if not options:
                 continue
             rng.shuffle(options)
-            if durations is None:
-                nonword = options[0]
-            else:
-                nonword, balance = _balanced(pron, options[:BALANCE_TRIES], durations, balance)
-            pairs.append(LexicalPair(len(pairs), word, pron, nonword, frequencies[word]))
-            made += 1
+            for _ in range(each):
+                if made == want or not options:
+                    break
+                if durations is None:
+                    nonword = options[0]
+                else:
+                    nonword, balance = _balanced(pron, options[:BALANCE_TRIES], durations, balance)
+                options.remove(nonword)
+                pairs.append(LexicalPair(len(pairs), word, pron, nonword, frequencies[word]))
+                made += 1
     if len(pairs) < n:
         raise ConfigError(f"--n-lexical: only {len(pairs)} word / non-word pairs could be made, asked for {n}")
     return pairs
@@ -237,33 +266,62 @@ def _take_turns(queues: Sequence[Iterable]) -> Iterator:
         iterators = alive
 
 
+def _wordnet_variant(sentence: Sentence) -> Variant | None:
+    return ungrammatical(sentence.words)
+
+
+def story_variant(*, seed: int) -> Callable[[Sentence], Variant | None]:
+    """The ungrammatical variant of a story sentence: one of :func:`.stories.violations`, the
+    (type, subtype) drawn first (so that each is as likely as the others wherever several apply),
+    then the change, by a hash of the sentence and ``seed``."""
+
+    def variant(sentence: Sentence) -> Variant | None:
+        if not isinstance(sentence, stories.StorySentence):
+            return None
+        options = stories.violations(sentence)
+        if not options:
+            return None
+        rng = random.Random(zlib.crc32(f"{seed}\t{' '.join(sentence.words)}".encode("utf-8")))
+        groups = sorted({(v.type, v.subtype) for v in options})
+        group = rng.choice(groups)
+        return Variant(*rng.choice([v for v in options if (v.type, v.subtype) == group]))
+
+    return variant
+
+
 def syntactic_pairs(
     sentences: Sequence[Sentence], vocabulary: set[str] | None, *, exclude: set[tuple[str, ...]], n: int, seed: int,
     same_phone_count: Callable[[SyntacticPair], bool] | None = None,
+    variant: Callable[[Sentence], Variant | None] = _wordnet_variant,
 ) -> list[SyntacticPair]:
     """``n`` grammatical / ungrammatical pairs from sentences not in ``exclude`` (the training
-    text): the types take turns, and within a type its changes (is -> are, are -> is, ...);
-    sentences with fewer words outside ``vocabulary`` come first. Candidates that fail
-    ``same_phone_count`` (a homograph read differently once the words move) are skipped."""
+    text): the types take turns, within a type its subtypes, and within a subtype its changes (is ->
+    are, are -> is, ...); sentences with fewer words outside ``vocabulary`` come first. ``variant``
+    makes a sentence's ungrammatical variant (:func:`ungrammatical` of its words; for the story world
+    :func:`story_variant`). Candidates that fail ``same_phone_count`` (a homograph read differently
+    once the words move) are skipped."""
     rng = random.Random(seed)
-    by_change: dict[str, dict[str, list[tuple[int, SyntacticPair]]]] = {}
+    by_change: dict[str, dict[str, dict[str, list[tuple[int, SyntacticPair]]]]] = {}
     for s in sentences:
-        variant = None if s.words in exclude else ungrammatical(s.words)
-        if variant is None:
+        bad = None if s.words in exclude else variant(s)
+        if bad is None:
             continue
         oov = sum(w not in vocabulary for w in s.words) if vocabulary is not None else 0
-        pair = SyntacticPair(-1, s.words, variant.bad, variant.type, variant.subtype, variant.direction)
-        by_change.setdefault(variant.type, {}).setdefault(variant.change, []).append((oov, pair))
+        pair = SyntacticPair(-1, s.words, bad.bad, bad.type, bad.subtype, bad.direction)
+        by_change.setdefault(bad.type, {}).setdefault(bad.subtype, {}).setdefault(bad.change, []).append((oov, pair))
     check = same_phone_count or (lambda _: True)
     queues = []
     for type_ in sorted(by_change):
-        changes = []
-        for change in sorted(by_change[type_]):
-            candidates = by_change[type_][change]
-            rng.shuffle(candidates)
-            candidates.sort(key=lambda c: c[0])  # stable: still shuffled within equal OOV counts
-            changes.append(pair for _, pair in candidates if check(pair))  # lazy: checks only what is taken
-        queues.append(_take_turns(changes))
+        subtypes = []
+        for subtype in sorted(by_change[type_]):
+            changes = []
+            for change in sorted(by_change[type_][subtype]):
+                candidates = by_change[type_][subtype][change]
+                rng.shuffle(candidates)
+                candidates.sort(key=lambda c: c[0])  # stable: still shuffled within equal OOV counts
+                changes.append(pair for _, pair in candidates if check(pair))  # lazy: checks only what is taken
+            subtypes.append(_take_turns(changes))
+        queues.append(_take_turns(subtypes))
     chosen = list(islice(_take_turns(queues), n))
     if len(chosen) < n:
         raise ConfigError(f"--n-syntactic: only {len(chosen)} sentence pairs could be made, asked for {n}")
@@ -458,6 +516,21 @@ def training_text(corpus_dir: Path) -> list[tuple[str, ...]]:
     return [tuple(line.split()) for line in read_lines(path)]
 
 
+def corpus_world(corpus_dir: Path) -> World | None:
+    """The world a synth-corpus folder speaks (corpus.json ``world``; none written before the flag
+    means wordnet), or None without a corpus.json."""
+    path = corpus_dir / "corpus.json"
+    if not path.is_file():
+        return None
+    try:
+        world = json.loads(path.read_text()).get("world", "wordnet")
+    except (OSError, json.JSONDecodeError, AttributeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable ({e}); is it a finished synth-corpus folder?") from None
+    if world not in WORLDS:
+        raise ConfigError(f"{path}: world {world!r} is not one of {', '.join(WORLDS)}; remake the corpus with 'spokenlm synth-corpus'")
+    return world
+
+
 def corpus_test_speakers(corpus_dir: Path) -> list[str]:
     path = corpus_dir / "corpus.json"
     try:
@@ -472,30 +545,50 @@ def build_pairs(
     voices: Sequence[str] | None = None,
     n_lexical: int = 200,
     n_syntactic: int = 100,
-    oov_fraction: float = 0.2,
+    oov_fraction: float | None = None,
     seed: int = 0,
     vocab_from: str | Path | None = None,
     flite_lib_dir: str | None = None,
     jobs: int = 2,
+    text: World | None = None,
 ) -> dict:
-    """Synthesize the pair sets in ``out_dir``; returns the metadata written to pairs.json."""
+    """Synthesize the pair sets in ``out_dir``; returns the metadata written to pairs.json.
+
+    ``text``: the world of the sentences and words (default: the world of ``vocab_from``, else
+    wordnet); ``oov_fraction`` defaults to :data:`DEFAULT_OOV_FRACTION` of that world."""
     if n_lexical < 1 or n_syntactic < 1:
         raise ConfigError(f"--n-lexical / --n-syntactic: {n_lexical} / {n_syntactic}; both must be at least 1")
     if jobs < 1:
         raise ConfigError(f"--jobs: {jobs} must be at least 1")
+    if text is not None and text not in WORLDS:
+        raise ConfigError(f"--text: {text!r} is not one of {', '.join(WORLDS)}")
+    spoken = corpus_world(Path(vocab_from)) if vocab_from is not None else None
+    if text is not None and spoken is not None and text != spoken:
+        raise ConfigError(
+            f"--text {text}: {Path(vocab_from or '') / 'corpus.json'} says that corpus speaks {spoken}; "
+            f"pass --text {spoken} or leave --text out"
+        )
+    world: World = text or spoken or "wordnet"
+    oov_fraction = DEFAULT_OOV_FRACTION[world] if oov_fraction is None else oov_fraction
     if not 0 <= oov_fraction <= 1:
         raise ConfigError(f"--oov-fraction: {oov_fraction} must be between 0 and 1")
     out_dir = Path(out_dir)
     engine = Flite(flite_lib_dir)
     every_sentence = load_sentences()
-    sentences = pool_sentences(every_sentence, "aligned")  # never a pretraining sentence
+    # Never a pretraining sentence (nor, in the story world, one of the text-only corpus).
+    sentences: Sequence[Sentence]
+    if world == "wordnet":
+        sentences = pool_sentences(every_sentence, "aligned")
+    else:
+        sentences = stories.pool_sentences("aligned", STORY_PAIR_SENTENCES)
     if vocab_from is not None:
         train = training_text(Path(vocab_from))
         frequency_source = f"training transcripts of {vocab_from}"
         voices = voices or corpus_test_speakers(Path(vocab_from))
     else:
         train = []
-        frequency_source = "WordNet example sentences"
+        frequency_source = "WordNet example sentences" if world == "wordnet" else (
+            f"the first {STORY_PAIR_SENTENCES} sentences of the story world's aligned pool")
     # Without a corpus the whole sentence set stands in for the training text (for frequencies only).
     frequencies = Counter(w for words in (train or [s.words for s in sentences]) for w in words)
     speakers = [speaker(v) for v in (voices or DEFAULT_SPEAKERS)]
@@ -503,14 +596,24 @@ def build_pairs(
         raise ConfigError(f"--voices: {' '.join(voices or DEFAULT_SPEAKERS)} names a speaker twice")
 
     print("synth-pairs: pronouncing the WordNet vocabulary", file=sys.stderr, flush=True)
-    lexicon = Lexicon(engine, every_sentence)
     speech = PhoneSpeech(engine, speakers)
-    lexical = lexical_pairs(
-        lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations
-    )
+    if world == "wordnet":
+        lexicon = Lexicon(engine, every_sentence)
+        lexical = lexical_pairs(
+            lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations
+        )
+        variant: Callable[[Sentence], Variant | None] = _wordnet_variant
+    else:
+        # A story word absent from WordNet (a name) is a real word too: no non-word may sound like it.
+        lexicon = Lexicon(engine, every_sentence, extra_words=stories.vocabulary())
+        lexical = lexical_pairs(
+            lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations,
+            words=set(stories.content_words()), min_phones=STORY_MIN_PHONES, per_word=STORY_NONWORDS_PER_WORD,
+        )
+        variant = story_variant(seed=seed)
     syntactic = syntactic_pairs(
         sentences, set(frequencies) if train else None, exclude=set(train), n=n_syntactic, seed=seed,
-        same_phone_count=lambda pair: same_phone_count(engine, pair, speakers),
+        same_phone_count=lambda pair: same_phone_count(engine, pair, speakers), variant=variant,
     )
     print(f"synth-pairs: speaking {len(lexical)} lexical and {len(syntactic)} syntactic pairs "
           f"x {len(speakers)} voices", file=sys.stderr, flush=True)
@@ -523,12 +626,17 @@ def build_pairs(
         manifest_and_labels(out_dir / task, manifest, alignments=out_dir / "alignments", labels_dir=out_dir / "labels")
     metadata = {
         "engine": "flite",
+        # Absent: wordnet (pair sets made before the story world, tests/data/pairs among them).
+        **({"world": world} if world != "wordnet" else {}),
         "seed": seed,
         "voices": [s.id for s in speakers],
         "frequency_source": frequency_source,
         "lexical": {
             "pairs": len(lexical),
             "in_vocabulary": sum(p.frequency > 0 for p in lexical),
+            **({"test_words": len({p.word for p in lexical}),
+                "test_word_counts": _count_summary([p.frequency for p in {p.word: p for p in lexical}.values()])}
+               if world != "wordnet" else {}),
             "vocabulary_words": len(lexicon.prons),
             "duration": duration_balance(lexical_diffs),
         },
@@ -545,6 +653,14 @@ def build_pairs(
     return metadata
 
 
+def _count_summary(counts: Sequence[int]) -> dict:
+    """Min / median / max of the test words' counts in the training text."""
+    ordered = sorted(counts)
+    mid = len(ordered) // 2
+    median = ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    return {"min": ordered[0], "median": median, "max": ordered[-1]}
+
+
 def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (rerun with the same options to resume)")
     parser.add_argument(
@@ -555,8 +671,14 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--n-lexical", type=int, default=200, metavar="N", help="word / non-word pairs per voice (default: 200)")
     parser.add_argument("--n-syntactic", type=int, default=100, metavar="N", help="sentence pairs per voice (default: 100)")
     parser.add_argument(
-        "--oov-fraction", type=float, default=0.2, metavar="F",
-        help="share of lexical pairs whose word is absent from the training text (default: 0.2)",
+        "--oov-fraction", type=float, default=None, metavar="F",
+        help="share of lexical pairs whose word is absent from the training text (default: 0.2 for wordnet, "
+        "0 for stories)",
+    )
+    parser.add_argument(
+        "--text", choices=WORLDS, default=None,
+        help="world of the words and sentences: wordnet or stories (default: the one --vocab-from speaks, "
+        "else wordnet)",
     )
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the word, non-word and sentence choice (default: 0)")
     parser.add_argument(
@@ -582,6 +704,7 @@ def run(args: argparse.Namespace) -> int:
         vocab_from=args.vocab_from,
         flite_lib_dir=args.flite_lib_dir,
         jobs=args.jobs,
+        text=args.text,
     )
     print(
         f"wrote {args.out}: {meta['lexical']['pairs']} lexical pairs ({meta['lexical']['in_vocabulary']} in vocabulary), "

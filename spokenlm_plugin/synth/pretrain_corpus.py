@@ -3,7 +3,8 @@
 Disjoint from everything the demo evaluates on, by construction:
 
 - sentences: only the ``pretrain`` pool of :func:`.text.sentence_pool` (the aligned corpus and the
-  minimal pairs read only the ``aligned`` pool);
+  minimal pairs read only the ``aligned`` pool); with ``--text stories``, the ``pretrain`` pool of the
+  story world (:func:`.stories.story_pool`, the same rule);
 - speakers: flite variants reserved for pretraining (:func:`.speakers.pretrain_speakers`: the later
   variants of slt / rms / awb and the kal16 diphone voice) and espeak-ng voices (:data:`ESPEAK`),
   none of which may speak the aligned corpus or the pairs.
@@ -38,8 +39,9 @@ from ..core.io import ManifestRow, atomic_path, atomic_write, write_manifest
 from ..core.phones import SAMPLE_RATE
 from .espeak import EspeakSpeaker
 from .flite import Flite
+from . import stories
 from .speakers import Speaker, pretrain_speakers
-from .text import Sentence, load_sentences, pool_sentences, shuffled
+from .text import WORLD_DESCRIPTIONS, WORLDS, Sentence, World, load_sentences, pool_sentences, shuffled
 
 Split = Literal["train", "valid"]
 
@@ -120,25 +122,57 @@ def _existing_samples(path: Path) -> int | None:
         return None  # unreadable: redo it
 
 
+def _sentences(
+    text: World, *, hours: float, valid_fraction: float, seed: int
+) -> dict[Split, list[Sentence]]:
+    """Each split's sentences of the ``pretrain`` pool: WordNet's shuffled and cut; the story world's
+    cut by a seeded hash, as many as ``hours`` could need (a prefix-stable stream, as in synth-corpus)."""
+    if text == "wordnet":
+        pool = shuffled(pool_sentences(load_sentences(), "pretrain"), seed=seed)
+        n_valid = max(1, round(len(pool) * valid_fraction))
+        return {"valid": pool[:n_valid], "train": pool[n_valid:]}
+    counts = {
+        "valid": stories.sentences_for(hours * 3600 * valid_fraction),
+        "train": stories.sentences_for(hours * 3600 * (1 - valid_fraction)),
+    }
+    chosen = stories.pool_splits("pretrain", counts, seed=seed, fractions=(("valid", valid_fraction), ("train", 1.0)))
+    return {"valid": list(chosen["valid"]), "train": list(chosen["train"])}
+
+
+def _check_world(out_dir: Path, text: World) -> None:
+    """A folder holding the other world's corpus would reuse its audio: utterance ids name sentence indices."""
+    path = out_dir / "pretrain_corpus.json"
+    if not path.is_file():
+        return
+    try:
+        world = json.loads(path.read_text()).get("world", "wordnet")
+    except (json.JSONDecodeError, AttributeError, UnicodeDecodeError):
+        return  # unreadable: it is rewritten at the end
+    if world != text:
+        raise ConfigError(f"{path}: this folder holds a {world} pretraining corpus; give --text {text} another --out")
+
+
 def build_pretrain_corpus(
     out_dir: str | Path, *, hours: float, valid_fraction: float = 0.05, seed: int = 0, jobs: int = 2,
-    espeak_voices: bool = True,
+    espeak_voices: bool = True, text: World = "wordnet",
 ) -> dict:
-    """Synthesize (or complete) the pretraining corpus; returns the metadata of pretrain_corpus.json."""
+    """Synthesize (or complete) the pretraining corpus; returns the metadata of pretrain_corpus.json.
+    ``text``: the world whose ``pretrain`` pool is spoken."""
     if not (math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours: {hours} is not a positive number of hours")
     if not 0 < valid_fraction < 0.5:
         raise ConfigError(f"--valid-fraction: {valid_fraction} must be between 0 and 0.5")
     if jobs < 1:
         raise ConfigError(f"--jobs: {jobs} must be at least 1")
+    if text not in WORLDS:
+        raise ConfigError(f"--text: {text!r} is not one of {', '.join(WORLDS)}")
+    _check_world(Path(out_dir), text)
     if espeak_voices and shutil.which("espeak-ng") is None:
         raise MissingToolError("espeak-ng: not found; install it with 'sudo apt-get install espeak-ng' (or pass --no-espeak)")
     Flite()  # fail now, with the install hint, rather than in a worker
     out_dir = Path(out_dir)
     speakers: list[AnySpeaker] = [*pretrain_speakers(), *(ESPEAK if espeak_voices else ())]
-    pool = shuffled(pool_sentences(load_sentences(), "pretrain"), seed=seed)
-    n_valid = max(1, round(len(pool) * valid_fraction))
-    split_sentences: dict[Split, list[Sentence]] = {"valid": pool[:n_valid], "train": pool[n_valid:]}
+    split_sentences = _sentences(text, hours=hours, valid_fraction=valid_fraction, seed=seed)
     share: dict[Split, float] = {"train": 1 - valid_fraction, "valid": valid_fraction}
     started = time.monotonic()
     meta_splits: dict[str, dict] = {}
@@ -178,7 +212,8 @@ def build_pretrain_corpus(
             }
     metadata = {
         "kind": "pretraining corpus (unlabelled)",
-        "text": "WordNet 3.0 example sentences, pretrain pool",
+        "world": text,
+        "text": f"{WORLD_DESCRIPTIONS[text]}, pretrain pool",
         "seed": seed,
         "hours_requested": hours,
         "sample_rate": SAMPLE_RATE,
@@ -198,12 +233,16 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0, metavar="S", help="seed of the sentence order (default: 0)")
     parser.add_argument("--jobs", type=int, default=2, metavar="N", help="synthesis processes (default: 2)")
     parser.add_argument("--no-espeak", action="store_true", help="flite speakers only")
+    parser.add_argument(
+        "--text", choices=WORLDS, default="wordnet",
+        help="what is spoken: the pretraining pool of wordnet (default) or of the stories world",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
     meta = build_pretrain_corpus(
         args.out, hours=args.hours, valid_fraction=args.valid_fraction, seed=args.seed, jobs=args.jobs,
-        espeak_voices=not args.no_espeak,
+        espeak_voices=not args.no_espeak, text=args.text,
     )
     parts = ", ".join(f"{k} {v['hours']:.2f} h ({v['utterances']} utterances)" for k, v in meta["splits"].items())
     print(f"wrote {args.out}: {parts}; {len(meta['speakers'])} speakers")

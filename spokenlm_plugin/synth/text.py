@@ -24,6 +24,16 @@ POS_FILES = ("data.noun", "data.verb", "data.adj", "data.adv")
 MIN_WORDS = 6
 MAX_WORDS = 16
 
+#: Where the sentences come from: WordNet's example sentences (this module) or the generated story
+#: world of :mod:`.stories`.
+World = Literal["wordnet", "stories"]
+WORLDS: tuple[World, ...] = ("wordnet", "stories")
+#: What corpus.json says of each world.
+WORLD_DESCRIPTIONS: dict[World, str] = {
+    "wordnet": "WordNet 3.0 example sentences",
+    "stories": "generated stories (spokenlm_plugin/synth/stories.py)",
+}
+
 #: Which corpus a sentence may be spoken in. ``pretrain`` sentences are only ever read into the
 #: unlabelled pretraining corpus, ``aligned`` ones only into the aligned corpus and the minimal
 #: pairs, so a model pretrained here has never heard an evaluation sentence.
