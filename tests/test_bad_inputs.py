@@ -605,3 +605,36 @@ def test_empty_split_is_one_line(corpus_dir: Path, tmp_path: Path, capsys, case:
     fails_in_one_line(template.format(ws=ws, out=out).split(), capsys, named)
     left = sorted(p for p in out.rglob("*") if p.is_file()) if out.exists() else []
     assert not left, f"{case}: {left} left behind"
+
+
+# ------------------------------------------------------------------------------ found by a probe
+
+
+@pytest.mark.parametrize(("option", "needle"), [(["--context", "-1"], "--context -1"), (["--C", "0"], "--C 0.0"),
+                                                (["--max-iter", "0"], "--max-iter 0")])
+def test_baseline_classifier_options(corpus_dir: Path, tmp_path: Path, capsys, option: list[str], needle: str) -> None:
+    lab = corpus_dir / "labels"
+    man = corpus_dir / "manifests"
+    fails_in_one_line(["baseline-classifier", "--train-manifest", str(man / "valid.tsv"), "--train-labels",
+                       str(lab / "valid.phn"), "--test-manifest", str(man / "test.tsv"), "--test-labels",
+                       str(lab / "test.phn"), "--dict", str(lab / "dict.phn.txt"), "--json", str(tmp_path / "r.json"),
+                       *option], capsys, needle)
+    assert not (tmp_path / "r.json").exists()
+
+
+def test_phone_units_reads_every_input_before_writing(corpus_dir: Path, tmp_path: Path, capsys) -> None:
+    lab = corpus_dir / "labels"
+    fails_in_one_line(["phone-units", "--labels", str(lab / "valid.phn"), str(tmp_path / "missing.phn"), "--dict",
+                       str(lab / "dict.phn.txt"), "--out-dir", str(tmp_path / "pu")], capsys, "missing.phn")
+    assert not (tmp_path / "pu").exists() or not any((tmp_path / "pu").iterdir())
+
+
+def test_pretraining_on_an_empty_train_manifest(tmp_path: Path) -> None:
+    from spokenlm_plugin.core.errors import ManifestError
+    from spokenlm_plugin.pretrain.hubert import make_mfcc_targets
+
+    (tmp_path / "m").mkdir()
+    for split in ("train", "valid"):
+        _manifest(tmp_path / "m" / f"{split}.tsv", tmp_path, [])
+    with pytest.raises(ManifestError, match=r"train\.tsv: no utterances"):
+        make_mfcc_targets(tmp_path / "m", tmp_path / "t", k=4, max_frames=100, seed=0)

@@ -375,3 +375,12 @@ def test_synth_with_an_unfinished_run(setup, capsys, tmp_path) -> None:
     err = _error(capsys, "vocoder-synth", "--vocoder", str(out / "vocoder.pt"), "--config", str(out / "config.json"),
                  "--units", str(setup["test"]), "--out", str(tmp_path / "w"), "--no-progress")
     assert str(out / "vocoder.pt") in err and "not finished" in err and "vocoder-train" in err
+
+
+@pytest.mark.parametrize(("option", "needle"), [(["--lr", "0"], "--lr 0.0: must be a positive"),
+                                                (["--segment-units", "100000"], "longer than every utterance")])
+def test_training_options_that_cannot_train_are_refused(setup, capsys, tmp_path, option, needle) -> None:
+    """lr 0 wrote a vocoder that learned nothing; a segment longer than every utterance ran out of memory."""
+    err = _error(capsys, *_train(setup["train_tsv"], setup["train"], tmp_path / "v"), *option)
+    assert needle in err
+    assert not (tmp_path / "v" / "vocoder.pt").exists()

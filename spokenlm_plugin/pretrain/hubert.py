@@ -32,7 +32,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from ..core.checkpoints import read_checkpoint
-from ..core.errors import CheckpointError, ConfigError, TrainingError
+from ..core.errors import CheckpointError, ConfigError, ManifestError, TrainingError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import write_km
 from ..core.runtime import torch_threads
@@ -202,6 +202,8 @@ def make_mfcc_targets(
         return
     start = time.perf_counter()
     train = list(_rows_mfcc(manifests / "train.tsv"))
+    if not train:
+        raise ManifestError(f"{manifests / 'train.tsv'}: no utterances; pretraining needs audio")
     log(f"targets: MFCC of {len(train)} train utterances ({sum(map(len, train))} frames, {train[0].shape[1]} dims)")
     _cluster_targets(out, train, _rows_mfcc(manifests / "valid.tsv"), k=k, max_frames=max_frames, seed=seed)
     log(f"targets: k={k} at {MFCC_RATE} Hz in {out} ({time.perf_counter() - start:.0f} s)")

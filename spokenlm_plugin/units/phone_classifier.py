@@ -26,7 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..core.errors import LabelMismatchError
+from ..core.errors import ConfigError, LabelMismatchError
 from ..core.io import atomic_write, read_manifest
 from ..core.phones import SIL
 from .baseline import read_phone_labels, spectral_features
@@ -170,6 +170,12 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.context < 0:
+        raise ConfigError(f"--context {args.context}: frames of context on each side, 0 or more")
+    if not 0 < args.c < float("inf"):
+        raise ConfigError(f"--C {args.c}: the inverse regularisation strength must be positive")
+    if args.max_iter < 1:
+        raise ConfigError(f"--max-iter {args.max_iter}: must be >= 1")
     res = linear_phone_baseline(args.train_manifest, args.train_labels, args.test_manifest, args.test_labels,
                                 args.dict, context=args.context, c=args.c, max_iter=args.max_iter,
                                 keep_sil=args.keep_sil, downmix=args.downmix)

@@ -66,6 +66,8 @@ def run(args: argparse.Namespace) -> int:
     if len(set(stems)) != len(stems):
         raise ConfigError(f"--labels: two files share a name ({', '.join(stems)}); their .km would collide")
     k = len(read_phone_dict(args.dict))
+    for labels in args.labels:  # every input before the first output: a failed run writes nothing
+        read_lines(labels)
     for labels, stem in zip(args.labels, stems):
         out = args.out_dir / f"{stem}.km"
         n = write_phone_units(labels, args.dict, out, dedup=args.dedup)

@@ -183,6 +183,8 @@ class TrainConfig:
         for name in ("steps", "batch_size", "segment_units", "checkpoint_every"):
             if getattr(self, name) < 1:
                 raise ConfigError(f"--{name.replace('_', '-')} {getattr(self, name)}: must be >= 1")
+        if not 0 < self.lr < math.inf:  # lr 0 trains nothing and still writes a vocoder.pt
+            raise ConfigError(f"--lr {self.lr}: must be a positive learning rate")
         if isinstance(self.discriminator, dict):
             self.discriminator = DiscriminatorConfig(**self.discriminator)
 

@@ -28,6 +28,7 @@ from ..core.checkpoints import read_checkpoint
 from ..core.errors import ConfigError
 from ..core.io import atomic_path, atomic_write, read_manifest
 from ..core.km import deduplicate
+from ..core.phones import HOP
 from ..core.runtime import positive_int, torch_threads
 from .config import TRAIN_STATE, DiscriminatorConfig, GeneratorConfig, TrainConfig
 
@@ -147,6 +148,10 @@ def train_vocoder(
         raise ConfigError(f"unit set names must differ: {names}")
     speakers = _speakers(Path(manifest)) if multispeaker else None
     corpus = VocoderCorpus(manifest, unit_sets, speakers=speakers, downmix=downmix)
+    longest = max(len(wav) for wav in corpus.audio) // HOP
+    if train.segment_units > longest:  # every segment would be mostly padding (and memory grows with it)
+        raise ConfigError(f"--segment-units {train.segment_units}: longer than every utterance of {manifest} "
+                          f"(the longest has {longest} units); use at most {longest}")
     speaker_names = sorted(set(speakers)) if speakers else []
     gen_cfgs = [GeneratorConfig(num_embeddings=s.num_units, upsample_initial_channel=channels,
                                 embedding_dim=embedding_dim, multispkr=multispeaker, num_speakers=len(speaker_names),
