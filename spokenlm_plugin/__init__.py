@@ -67,15 +67,20 @@ def _install_excepthook() -> None:
     """Print a SpokenLMError that reaches the top of a fairseq tool as ``tool: error: message``.
 
     Each message already names the file and what to do; the traceback through fairseq's trainer
-    only hid it. Any other exception keeps the previous hook (the full traceback).
+    only hid it. In a fairseq tool (``fairseq-train --user-dir spokenlm_plugin``, ...) an OS error
+    about a named file (a data folder without ``dict.txt``, a ``--save-dir`` under a regular file)
+    is one line too, as in ``spokenlm``. Any other exception keeps the previous hook (the full traceback).
     """
     from .core.errors import SpokenLMError
 
     previous = sys.excepthook
 
     def hook(kind, value, tb) -> None:
+        tool = Path(sys.argv[0]).name
         if isinstance(value, SpokenLMError):
-            print(f"{Path(sys.argv[0]).name}: error: {value}", file=sys.stderr)
+            print(f"{tool}: error: {value}", file=sys.stderr)
+        elif isinstance(value, OSError) and value.filename is not None and tool.startswith("fairseq-"):
+            print(f"{tool}: error: {value.filename}: {value.strerror or value}", file=sys.stderr)
         else:
             previous(kind, value, tb)
 

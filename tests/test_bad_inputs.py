@@ -638,3 +638,14 @@ def test_pretraining_on_an_empty_train_manifest(tmp_path: Path) -> None:
         _manifest(tmp_path / "m" / f"{split}.tsv", tmp_path, [])
     with pytest.raises(ManifestError, match=r"train\.tsv: no utterances"):
         make_mfcc_targets(tmp_path / "m", tmp_path / "t", k=4, max_frames=100, seed=0)
+
+
+def test_fairseq_tools_name_a_missing_data_folder_in_one_line(tmp_path: Path) -> None:
+    """fairseq's own language_modeling task on a folder that does not exist (its FileNotFoundError)."""
+    proc = run_cli("fairseq-train", str(tmp_path / "nodata"), "--user-dir", "spokenlm_plugin", "--task",
+                   "language_modeling", "--arch", "unit_lstm_lm_small", "--optimizer", "adam", "--lr", "1e-4",
+                   "--max-update", "1", "--max-tokens", "1024", "--cpu", "--save-dir", str(tmp_path / "ckpt"),
+                   cwd=Path(__file__).resolve().parents[1], check=False, env={"OMP_NUM_THREADS": "1"})
+    assert proc.returncode != 0 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last.startswith("fairseq-train: error: ") and str(tmp_path / "nodata") in last, last
