@@ -14,13 +14,13 @@ from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.core.audio import read_audio
 from spokenlm_plugin.vocoder.checkpoint import save_vocoder
 from spokenlm_plugin.vocoder.config import GeneratorConfig
-from spokenlm_plugin.vocoder.data import VocoderCorpus, read_unit_rows
+from spokenlm_plugin.vocoder.data import read_unit_rows
 from spokenlm_plugin.vocoder.metrics import mel_cepstral_distortion
 from spokenlm_plugin.vocoder.model import SharedGenerators
 from spokenlm_plugin.vocoder.synth import Vocoder, synthesize
 
 from .conftest import run_cli
-from .vocoder_support import CHANNELS, K, phone_km, tiny_train
+from .vocoder_support import CHANNELS, K, interrupt_at_batch, phone_km, tiny_train
 
 
 @pytest.fixture(autouse=True)
@@ -104,16 +104,7 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
 
     # Interrupt a second run during its 5th step (after the step-4 checkpoint), then rerun it.
     interrupted = tmp_path / "interrupted"
-    calls = {"n": 0}
-    segments = VocoderCorpus.segments
-
-    def interrupt_on_fifth(self, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 5:
-            raise KeyboardInterrupt
-        return segments(self, **kwargs)
-
-    monkeypatch.setattr(VocoderCorpus, "segments", interrupt_on_fifth)
+    interrupt_at_batch(monkeypatch, 5)
     with pytest.raises(KeyboardInterrupt):
         tiny_train(corpus_dir, km["train"], interrupted, steps=6, mel_only=False, checkpoint_every=2)
     monkeypatch.undo()
@@ -128,10 +119,7 @@ def test_training_resumes_exactly_after_an_interruption(corpus_dir, km, tmp_path
     for k in a:
         assert torch.equal(a[k], b[k]), k
     # continuing to more steps removes the 6-step vocoder first, so an interruption leaves none
-    def interrupt_at_once(self, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr(VocoderCorpus, "segments", interrupt_at_once)
+    interrupt_at_batch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         tiny_train(corpus_dir, km["train"], interrupted, steps=8, mel_only=False, checkpoint_every=2)
     monkeypatch.undo()

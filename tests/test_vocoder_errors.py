@@ -16,7 +16,7 @@ from spokenlm_plugin.core.io import read_manifest
 from spokenlm_plugin.vocoder.synth import Vocoder
 
 from .conftest import run_cli
-from .vocoder_support import K, phone_km, tiny_train
+from .vocoder_support import K, interrupt_at_batch, phone_km, tiny_train
 
 
 @pytest.fixture(scope="module")
@@ -279,28 +279,14 @@ def test_num_units_too_small_suggests_num_units(setup, capsys, tmp_path) -> None
 def test_killed_training_leaves_no_finished_vocoder(setup, tmp_path, monkeypatch) -> None:
     """vocoder.pt (+ config.json) means finished: an interrupted run leaves only its resume state, and
     continuing a finished run to more steps first removes the shorter run's vocoder."""
-    from spokenlm_plugin.vocoder.data import VocoderCorpus
-
-    def interrupt(self, **kwargs):
-        raise KeyboardInterrupt
-
     out = tmp_path / "v"
-    monkeypatch.setattr(VocoderCorpus, "segments", interrupt)
+    interrupt_at_batch(monkeypatch, 1)
     with pytest.raises(KeyboardInterrupt):
         tiny_train(setup["corpus"], setup["train"], out, steps=2)
     assert not (out / "vocoder.pt").exists() and not (out / "config.json").exists()
     monkeypatch.undo()
     # checkpoints before the end keep only the resume state
-    segments = VocoderCorpus.segments
-    calls = {"n": 0}
-
-    def interrupt_second(self, **kwargs):
-        calls["n"] += 1
-        if calls["n"] == 2:
-            raise KeyboardInterrupt
-        return segments(self, **kwargs)
-
-    monkeypatch.setattr(VocoderCorpus, "segments", interrupt_second)
+    interrupt_at_batch(monkeypatch, 2)
     with pytest.raises(KeyboardInterrupt):
         tiny_train(setup["corpus"], setup["train"], out, steps=2, checkpoint_every=1)
     monkeypatch.undo()

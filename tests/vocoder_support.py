@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from spokenlm_plugin.units.phone_units import write_phone_units
 from spokenlm_plugin.vocoder.config import DiscriminatorConfig, TrainConfig
-from spokenlm_plugin.vocoder.data import UnitSet
+from spokenlm_plugin.vocoder.data import UnitSet, VocoderCorpus
 from spokenlm_plugin.vocoder.train import train_vocoder
 
 #: Phones of tests/data/corpus/labels/dict.phn.txt: the unit vocabulary of the gold-phone units.
@@ -33,3 +35,17 @@ def tiny_train(corpus: Path, km: Path, out: Path, *, steps: int, mel_only: bool 
                       discriminator=DiscriminatorConfig(scale=1 / 32))
     return train_vocoder(corpus / "manifests" / "train.tsv", [UnitSet("units", km, K)], out, train=cfg,
                          channels=CHANNELS, embedding_dim=32, progress=False, log=lambda _: None, **kwargs)
+
+
+def interrupt_at_batch(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """Make training stop (KeyboardInterrupt, as Ctrl-C) when it draws its ``n``-th batch (1 = at once)."""
+    segments = VocoderCorpus.segments
+    calls = {"n": 0}
+
+    def interrupted(self, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == n:
+            raise KeyboardInterrupt
+        return segments(self, **kwargs)
+
+    monkeypatch.setattr(VocoderCorpus, "segments", interrupted)
