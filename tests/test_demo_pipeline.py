@@ -46,7 +46,8 @@ class FakeStages:
                 name=name, text=f"{name} text",
                 tables=[Table(title=f"{name} table", headers=["model", "score"], rows=[["x", 0.25 * i], ["y", i]],
                               note="a note")],
-                plots=[d / "plot.png"], metrics={"score": 0.25 * i, "nested": {"n": [i, None]}})
+                plots=[d / "plot.png"], metrics={"score": 0.25 * i, "nested": {"n": [i, None]},
+                                                 **({"world": ctx.world} if name == "synth" else {})})
 
         return run
 
@@ -142,3 +143,18 @@ def test_report_layout(tmp_path: Path) -> None:
     assert units.index("Units text.") < units.index("**ABX**") < units.index("| base | 0.123 |") < units.index("lower is better")
     assert "![abx](units/abx.png)" in units and f"![elsewhere]({outside})" in units
     assert report.index("## synth") < report.index("## units")
+
+
+def test_a_demo_folder_of_the_other_world_is_not_resumed(fake: FakeStages, tmp_path: Path) -> None:
+    _run(tmp_path / "out", world="wordnet")
+    with pytest.raises(ConfigError, match="holds a demo of the wordnet world; pass --text wordnet"):
+        _run(tmp_path / "out", world="stories")
+    assert _run(tmp_path / "out", world="wordnet")  # the same world resumes
+    fake.calls.clear()
+    report = _run(tmp_path / "out", world="stories", stages=list(pipeline.STAGES), force=True)  # made afresh
+    assert fake.calls == list(pipeline.STAGES) and "the story world" in report
+
+
+def test_the_report_names_its_world(fake: FakeStages, tmp_path: Path) -> None:
+    assert "WordNet example sentences; `spokenlm demo --text wordnet`" in _run(tmp_path / "w", world="wordnet")
+    assert "`spokenlm demo --text stories`" in _run(tmp_path / "s")

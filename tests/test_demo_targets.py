@@ -31,7 +31,16 @@ def _metrics(*, ft_acc: float, base_across: float, lexical: float) -> dict:
             "base/centroids": {"lexical": 0.50, "lexical_ci": (0.45, 0.55), "syntactic": 0.5,
                                "syntactic_ci": (0.43, 0.57)},
             "phones/random": {"lexical": 0.64, "syntactic": 0.61},
+            "finetuned-logits/random": {"lexical": lexical - 0.02, "syntactic": 0.5},
+            "differences": {"fine-tuned vs base units (centroid init)": {"lexical": [lexical - 0.5, lexical - 0.55,
+                                                                                      lexical - 0.45]},
+                            "logits-argmax vs fine-tuned layer units": {"lexical": [-0.02, -0.08, 0.04]}},
         },
+        "vocoder": {"original_per": 0.22, "resynthesis": {"finetuned": {"per_resynth": 0.51}}, "steps": 200,
+                    "channels": 128},
+        "sutlm": {"chance": 0.1, "(1) units + text": {"cra_t2t": 0.25, "cra_u2u": 0.2, "cra_u2u_ci": [0.12, 0.3]},
+                  "(4) + AST": {"cra_t2t": 0.34, "cra_u2u": 0.2, "cra_u2u_ci": [0.12, 0.3], "cra_u2t": 0.1,
+                                "cra_u2t_ci": [0.02, 0.2], "cra_t2u": 0.2, "cra_t2u_ci": [0.11, 0.3]}},
     }
 
 
@@ -43,7 +52,15 @@ def test_targets_scored_from_the_stage_metrics() -> None:
     assert not checks["fine-tuned PER (greedy, no LM)"].met
     assert checks["fine-tuned units: PNMI >= 0.50 and clearly above the base's (+0.05)"].met
     assert checks["LM on fine-tuned units, centroid init: sWUGGY"].met
-    assert not checks["LM on fine-tuned units, centroid init: sBLIMP"].met  # CI reaches below 50 %
+    assert checks["fine-tuned units above base units (sWUGGY, paired)"].met  # interval [+15, +25]
+    assert checks["logits-argmax units at least as good as fine-tuned layer units (sWUGGY, paired)"].met
+    assert not checks["LM on gold phones (topline): sWUGGY"].met
+    assert checks["resynthesis judge: PER on the original test audio"].met
+    assert not checks["resynthesis PER of fine-tuned units"].met  # 51 % > 2 x 22 %
+    assert checks["joint LM: CRA t2t (best row)"].met and "(4) + AST" in checks["joint LM: CRA t2t (best row)"].measured
+    assert checks["joint LM: CRA u2u above chance ((4) + AST)"].met
+    assert not checks["joint LM: CRA u2t above chance ((4) + AST)"].met  # interval reaches below 10 %
+    assert checks["joint LM: CRA t2u above chance ((4) + AST)"].met
 
 
 def test_missed_targets_state_their_measured_cause() -> None:
@@ -56,6 +73,8 @@ def test_missed_targets_state_their_measured_cause() -> None:
     assert not base.met and "31.0 %" in base.measured
     lex = checks["LM on fine-tuned units, centroid init: sWUGGY"]
     assert not lex.met and "64.0 %" in lex.cause  # the gold-phone topline of the same run
+    paired = checks["fine-tuned units above base units (sWUGGY, paired)"]
+    assert not paired.met and "+3.0 [-2.0, +8.0]" in paired.measured
 
 
 def test_report_carries_the_targets_table(tmp_path: Path) -> None:

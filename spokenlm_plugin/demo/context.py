@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from ..synth.text import World
+
 #: Keys of ``DemoContext.artifacts`` and who sets them.
 ARTIFACT_KEYS = {
     "corpus": "Path of the synthetic corpus (synth stage)",
@@ -75,6 +77,8 @@ class DemoContext:
     work: Path
     quick: bool = False
     jobs: int = 2
+    #: The corpus's text world (``synth-corpus --text``): ``stories`` (default) or ``wordnet``.
+    world: World = "stories"
     artifacts: dict[str, Any] = field(default_factory=dict)
     log: Callable[[str], None] = print
 

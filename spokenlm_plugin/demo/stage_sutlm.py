@@ -13,7 +13,8 @@ beside the external text LM of PELM (``--task language_modeling`` on the text-on
 4. + AST: as 3 with AST added to the speech-text third.
 
 Each is scored on the held-out test utterances (new speakers, new sentences): CRA in the four
-conditions (candidate sets of 10, chance 10 %, 95 % bootstrap intervals) and PELM of u2t / t2t
+conditions (candidate sets of 10 utterances of one speaker, so that u2u cannot win by matching the
+voice; chance 10 % when every set holds 10; 95 % bootstrap intervals) and PELM of u2t / t2t
 continuations with copy rate and distinct-2. Row 4 (full mode) also gets the zero-shot cross-modal
 transfer of :mod:`spokenlm_plugin.sutlm.transfer`: a linear classifier of each sentence's WordNet
 part of speech on the LM's mean-pooled hidden states, trained on the train utterances as text and
@@ -134,7 +135,7 @@ def run(ctx: DemoContext) -> StageResult:
             model, task = load_lm(ckpts[name], data=folder)
             renderer = renderer_for(folder)
             r: dict = {"cra": {c: cra(model, task.source_dictionary, renderer, items, condition=c,
-                                      candidates=CANDIDATES, where=name) for c in CONDITIONS}}
+                                      candidates=CANDIDATES, pool="same-speaker", where=name) for c in CONDITIONS}}
             r["pelm"] = {c: pelm(model, task, renderer, items[: budget.pelm_prompts], condition=c, text_model=text[0],
                                  text_task=text[1], where=name) if text else None for c in ("u2t", "t2t")}
             results[name] = r
@@ -237,7 +238,8 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
                  "t2t copy / distinct-2 %", "empty"],
         rows=rows,
         note=f"CRA: {n_items} held-out test utterances (new speakers and sentences) cut at the middle word, candidate "
-             f"sets of {CANDIDATES}: chance {100 * chance:.0f} %; intervals: 1000 bootstrap resamples of the items. "
+             f"sets of up to {CANDIDATES} utterances of one speaker, so that no continuation is retrieved by its voice "
+             f"(u2u): chance {100 * chance:.0f} %; intervals: 1000 bootstrap resamples of the items. "
              f"PELM: perplexity per text piece of sampled continuations (top-k 20, temperature 0.8) under the external "
              f"text LM (same tiny transformer, text-only corpus); the true continuations score {ppl(reference)}. "
              "Copy rate: share of continuation word bigrams found in the prompt.",

@@ -52,7 +52,7 @@ def run(ctx: DemoContext) -> StageResult:
     size = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("synth")
     corpus, pairs = out / "corpus", out / "pairs"
-    build_corpus(corpus, hours=float(size["hours"]), jobs=ctx.jobs)
+    build_corpus(corpus, hours=float(size["hours"]), jobs=ctx.jobs, text=ctx.world)
     build_pairs(pairs, vocab_from=corpus, n_lexical=int(size["n_lexical"]), n_syntactic=int(size["n_syntactic"]))
     ctx.artifacts["corpus"] = corpus
     ctx.artifacts["pairs"] = pairs
@@ -68,12 +68,14 @@ def run(ctx: DemoContext) -> StageResult:
     return StageResult(
         name="synth",
         text=(
-            "Synthetic aligned corpus: flite voices with pitch / rate variants as speakers, WordNet "
-            "example sentences; phone and word boundaries come from the synthesizer itself. Valid and "
+            "Synthetic aligned corpus: flite voices with pitch / rate variants as speakers, "
+            + ("generated short stories (synth/stories.py: a few hundred words with Zipfian frequencies, number "
+               "agreement, tense, chained templates)" if ctx.world == "stories" else "WordNet example sentences")
+            + "; phone and word boundaries come from the synthesizer itself. Valid and "
             f"test speakers and sentences are unseen in train. Minimal pairs: {n_pairs['lexical']} "
             f"word / non-word and {n_pairs['syntactic']} grammatical / ungrammatical sentence pairs."
         ),
         tables=[Table(title="Corpus", headers=["split", "speakers", "utterances", "minutes"], rows=rows)],
         plots=[_plot_example(corpus, out)],
-        metrics={"pairs": n_pairs},
+        metrics={"pairs": n_pairs, "world": ctx.world},
     )

@@ -1,25 +1,30 @@
-"""Demo stage: unit LMs on base and fine-tuned units, with and without centroid initialisation.
+"""Demo stage: unit LMs, the paper's table of unit sets x embedding initialisation x unit sequences.
 
-For each unit set (``ctx.artifacts["units"]``: ``base``, ``finetuned``) the units are binarized
-(``spokenlm lm-data``), then LSTM LMs are trained with the real ``fairseq-train`` (random vs
-k-means-centroid initialised embeddings; the full demo skips base units with random init,
-``FULL.skip``), and each is evaluated: lexical (sWUGGY-like) and
-syntactic (sBLIMP-like) accuracy on the synthetic minimal pairs, and test perplexity. The LM of
-the paper's best setting (fine-tuned units, centroid init) continues a few test prompts with
+Unit sets (``ctx.artifacts["units"]``): ``base`` (k-means on the base model), ``finetuned``
+(k-means on the fine-tuned layer), ``finetuned-logits`` (argmax of the fine-tuned phone logits,
+the paper's best units); beside them the gold 50 Hz phone labels (``spokenlm phone-units``, the
+topline). Every set is binarized twice (``spokenlm lm-data``, with and without ``--dedup``) and
+LSTM LMs are trained with the real ``fairseq-train`` (:data:`ROWS`: random vs k-means-centroid
+initialised embeddings). The unit sequence of :data:`DEFAULT_DEDUP` gets every row; the other
+one the rows that answer its question (:data:`OTHER_ROWS`).
+
+Each LM is scored on the synthetic minimal pairs: lexical (sWUGGY-like) and syntactic
+(sBLIMP-like) accuracy with two scores, the sum of the log-probabilities (ZeroSpeech 2021, the
+paper) and their mean per unit (SlamKit), each with its 95 % bootstrap interval over pair ids
+(:mod:`spokenlm_plugin.ulm.discrimination`), and test perplexity. Differences between rows (fine-
+tuned vs base units, logits vs layer units, centroid vs random init, deduplicated vs not, gold vs
+fine-tuned) get paired bootstrap intervals over the same ids. The baseline row is the length-only
+scorer (score = minus the number of units, no LM).
+
+The LM of the paper's best setting among the fine-tuned units continues a few test prompts with
 ``fairseq-generate``; ``ctx.artifacts["ulm"]`` hands them on (``prompts``, ``continuations``:
-``.km`` files, one line per prompt).
+``.km`` files, one line per prompt; ``dedup``: whether they need durations to be voiced).
 
-Baseline and topline rows of the same table: the length-only scorer (score = minus the number of
-units, no LM; ``spokenlm lm-score --scorer length``) and an LM trained with the same recipe on the
-gold 50 Hz phone labels as units (``spokenlm phone-units``; the paper's phoneme topline). Every
-sWUGGY / sBLIMP accuracy is given with its 95 % bootstrap interval over pair ids
-(:mod:`spokenlm_plugin.ulm.discrimination`).
-
-The LMs are the paper's LSTM scaled down to fit the demo's CPU budget (the paper's is 3 x 1024,
-embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, five
-epochs of the demo corpus (one layer of 64 and a few updates in ``--quick``); the optimiser is
-the ZeroSpeech 2021 baseline's (adam (0.9, 0.98), inverse-sqrt schedule, weight decay 0.01,
-dropout 0.1) with a higher peak learning rate and a short warm-up for so few updates.
+The LMs are the paper's LSTM scaled down to the demo's CPU budget (the paper's is 3 x 1024,
+embedding 200, 100k updates of 163840 tokens): 2 layers of 256, embedding 64, a fixed number of
+epochs (:class:`LMSize`); the optimiser is the ZeroSpeech 2021 baseline's (adam (0.9, 0.98),
+inverse-sqrt schedule, weight decay 0.01, dropout 0.1) with a higher peak learning rate and a short
+warm-up for so few updates.
 """
 
 from __future__ import annotations
@@ -28,30 +33,74 @@ import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Literal, Sequence
 
 import numpy as np
 
 from ..core.errors import SpokenLMError
 from ..core.io import read_manifest
-from ..core.km import read_km, write_km
+from ..core.km import deduplicate, read_km, write_km
 from ..core.runtime import torch_threads
 from ..core.tools import run_tool
 from ..ulm.data import make_lm_dataset
+from ..ulm.discrimination import (
+    LexicalResult,
+    SyntacticResult,
+    lexical_accuracy,
+    paired_difference,
+    syntactic_accuracy,
+)
 from ..ulm.generate import continue_units
-from ..ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from ..ulm.score import load_unit_lm, sequence_logprobs, unit_count_scores, unit_indices
 from ..units.phone_units import write_phone_units
 from ..units.quality import read_phone_dict
 from .context import DemoContext, StageResult, Table
 
-UNIT_SETS = ("base", "finetuned")
-INITS = ("random", "centroids")
+Init = Literal["random", "centroids"]
+Score = Literal["sum", "mean"]
+TASKS = ("lexical", "syntactic")
+SCORES: tuple[Score, ...] = ("sum", "mean")
+#: The gold-phone topline's unit set name.
+PHONES = "phones"
+
+
+@dataclass(frozen=True)
+class LMRow:
+    """One LM of the table: which units, how its embeddings start, which unit sequence."""
+
+    units: str
+    init: Init
+    dedup: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.units}/{self.init}/{'dedup' if self.dedup else 'raw'}"
+
+    @property
+    def folder(self) -> str:
+        return f"{self.units}/lm_{self.init}_{'dedup' if self.dedup else 'raw'}"
+
+
+#: (unit set, init) of the table, every one trained on the default unit sequence. Logits units have
+#: one-hot "centroids" (nothing to initialise from) and gold phones none: both start at random.
+ROWS: tuple[tuple[str, Init], ...] = (
+    ("base", "centroids"), ("finetuned", "random"), ("finetuned", "centroids"),
+    ("finetuned-logits", "random"), (PHONES, "random"),
+)
+#: The rows also trained on the other unit sequence: enough to measure deduplication on each kind of units.
+OTHER_ROWS: tuple[tuple[str, Init], ...] = (
+    ("base", "centroids"), ("finetuned", "centroids"), ("finetuned-logits", "random"), (PHONES, "random"),
+)
+#: Deduplicated units by default. Measured on the story world (demo corpus, fine-tuned units and gold
+#: phones): see docs/NOTES.md; the report's table carries both sequences every run.
+DEFAULT_DEDUP = True
+#: The headline score of the targets (both are in the table): ZeroSpeech 2021's and the paper's sum.
+DEFAULT_SCORE: Score = "sum"
 
 
 @dataclass(frozen=True)
 class LMSize:
-    """The demo LM and its training budget."""
+    """The demo LM and its training budget on one unit sequence."""
 
     embed: int
     hidden: int
@@ -62,24 +111,21 @@ class LMSize:
     min_updates: int
     lr: float
     warmup: int
-    #: (unit set, init) pairs not trained: base units with random embeddings answer neither of the
-    #: paper's questions (fine-tuned vs base units: both centroid-initialised; centroid vs random
-    #: init: on fine-tuned units), and four LMs train in two rounds of two cores where five take three.
-    skip: tuple[tuple[str, str], ...] = ()
 
 
 #: Wide batches of short samples: fairseq's LSTM steps through time in Python, so the cost of an
-#: update grows with the sample length far more than with the number of samples.
-#: Epochs measured on the gold-phone topline (demo corpus, 200 / 100 pair ids): 150 updates (8
-#: epochs) gave sWUGGY / sBLIMP 66.0 / 66.0 %, 300 updates 67.8 / 66.0 %, 7 epochs 64.0 / 61.5 %: the
-#: first few epochs buy most of it; 3 epochs (the old recipe) left every LM near chance. 5 epochs
-#: keep the demo within its 15 minutes (one LM: ~80 s on one core).
-FULL = LMSize(embed=64, hidden=256, layers=2, tokens_per_sample=128, max_tokens=8192, epochs=5.0, min_updates=30,
-              lr=3e-3, warmup=10, skip=(("base", "random"),))
-QUICK = LMSize(embed=16, hidden=64, layers=1, tokens_per_sample=128, max_tokens=2048, epochs=1.0, min_updates=5,
-               lr=3e-3, warmup=2)
-#: Prompts for the continuation: the first PROMPT_UNITS units (0.5 s at 50 Hz) of a few test utterances.
-PROMPT_UNITS, N_PROMPTS, NEW_UNITS = 25, 3, 100
+#: update grows with the sample length far more than with the number of samples. Deduplicated
+#: sequences are a few times shorter, so the same seconds buy more epochs of them.
+FULL = {
+    False: LMSize(embed=64, hidden=256, layers=2, tokens_per_sample=128, max_tokens=8192, epochs=5.0, min_updates=30,
+                  lr=3e-3, warmup=10),
+    True: LMSize(embed=64, hidden=256, layers=2, tokens_per_sample=64, max_tokens=4096, epochs=12.0, min_updates=30,
+                 lr=3e-3, warmup=10),
+}
+QUICK = {d: LMSize(embed=16, hidden=64, layers=1, tokens_per_sample=64, max_tokens=2048, epochs=1.0, min_updates=5,
+                   lr=3e-3, warmup=2) for d in (False, True)}
+#: Prompts for the continuation: the first PROMPT_FRAMES frames (0.5 s) of a few test utterances.
+PROMPT_FRAMES, N_PROMPTS, NEW_UNITS = 25, 3, 100
 
 
 def _train_lm(data: Path, save: Path, *, size: LMSize, centroids: Path | None, mode: str, updates: int) -> Path:
@@ -112,12 +158,15 @@ def _pairs_km(info: dict[str, Any], task: str) -> Path | None:
     return None
 
 
-def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[list[list[int]]], Iterable[float]],
-                     *, vocab_size: int | None = None) -> dict[str, Any]:
-    """sWUGGY / sBLIMP accuracies (and 95 % bootstrap intervals) of ``score`` on the pair sets' units."""
-    metrics: dict[str, Any] = {"lexical": None, "lexical_ci": None, "lexical_invocab": None,
-                               "lexical_invocab_ci": None, "syntactic": None, "syntactic_ci": None}
-    for kind in ("lexical", "syntactic"):
+Results = dict[str, LexicalResult | SyntacticResult]
+
+
+def _pair_results(info: dict[str, Any], pairs: Path | None,
+                  score: Callable[[list[list[int]]], dict[Score, Iterable[float]]], *,
+                  vocab_size: int | None = None, dedup: bool = False) -> dict[Score, Results]:
+    """sWUGGY / sBLIMP results of each of ``score``'s scores on the pair sets' units."""
+    out: dict[Score, Results] = {}
+    for kind in TASKS:
         km = _pairs_km(info, kind)
         if pairs is None or km is None:
             continue
@@ -125,26 +174,43 @@ def _pair_accuracies(info: dict[str, Any], pairs: Path | None, score: Callable[[
         rows = read_km(km, vocab_size=vocab_size, allow_empty=False)
         if len(rows) != len(ids):
             raise SpokenLMError(f"demo ulm: {km} has {len(rows)} lines, its manifest {len(ids)} rows")
-        scores = dict(zip(ids, [float(v) for v in score(rows)]))
-        if kind == "lexical":
-            lex = lexical_accuracy(pairs / "lexical" / "gold.csv", scores)
-            metrics["lexical"], metrics["lexical_invocab"] = lex.all, lex.in_vocab
-            metrics["lexical_ci"], metrics["lexical_invocab_ci"] = lex.all_ci, lex.in_vocab_ci
-        else:
-            syn = syntactic_accuracy(pairs / "syntactic" / "gold.csv", scores)
-            metrics["syntactic"], metrics["syntactic_ci"] = syn.all, syn.all_ci
-    return metrics
+        if dedup:
+            rows = [deduplicate(r)[0] for r in rows]
+        accuracy = lexical_accuracy if kind == "lexical" else syntactic_accuracy
+        for name, values in score(rows).items():
+            scores = dict(zip(ids, [float(v) for v in values]))
+            out.setdefault(name, {})[kind] = accuracy(pairs / kind / "gold.csv", scores)
+    return out
 
 
-def _evaluate(ckpt: Path, info: dict[str, Any], pairs: Path | None) -> dict[str, Any]:
+def _flat(results: dict[Score, Results]) -> dict[str, Any]:
+    """The JSON-able metrics of a row: ``lexical`` / ``syntactic`` (sum), ``*_mean``, intervals, in-vocab."""
+    m: dict[str, Any] = {}
+    for name, by_task in results.items():
+        suffix = "" if name == "sum" else f"_{name}"
+        for kind, r in by_task.items():
+            m[f"{kind}{suffix}"], m[f"{kind}{suffix}_ci"] = r.all, r.all_ci
+            if isinstance(r, LexicalResult):
+                m[f"lexical_invocab{suffix}"], m[f"lexical_invocab{suffix}_ci"] = r.in_vocab, r.in_vocab_ci
+    return m
+
+
+def _evaluate(ckpt: Path, info: dict[str, Any], pairs: Path | None, *, dedup: bool) -> tuple[dict[str, Any],
+                                                                                              dict[Score, Results]]:
     model, task = load_unit_lm(ckpt)
-    k = len(unit_indices(task.source_dictionary))
+    dictionary = task.source_dictionary
+    k = len(unit_indices(dictionary))
     test = read_km(Path(info["km_dir"]) / "test.km", vocab_size=k, allow_empty=False)
-    sums, counts = sequence_logprobs(model, task.source_dictionary, test)
-    metrics: dict[str, Any] = {"ppl": math.exp(-sums.sum() / counts.sum())}
-    metrics |= _pair_accuracies(info, pairs, lambda rows: sequence_logprobs(model, task.source_dictionary, rows)[0],
-                                vocab_size=k)
-    return metrics
+    if dedup:
+        test = [deduplicate(r)[0] for r in test]
+    sums, counts = sequence_logprobs(model, dictionary, test)
+
+    def both(rows: list[list[int]]) -> dict[Score, Iterable[float]]:
+        s, n = sequence_logprobs(model, dictionary, rows)
+        return {"sum": s, "mean": s / n}
+
+    results = _pair_results(info, pairs, both, vocab_size=k, dedup=dedup)
+    return {"ppl": math.exp(-sums.sum() / counts.sum()), **_flat(results)}, results
 
 
 def _phone_units(corpus: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
@@ -152,34 +218,53 @@ def _phone_units(corpus: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
     km_dir, dict_path = out / "km", corpus / "labels" / "dict.phn.txt"
     labels = {s: corpus / "labels" / f"{s}.phn" for s in ("train", "valid", "test")}
     if pairs is not None:
-        labels |= {t: pairs / "labels" / f"{t}.phn" for t in ("lexical", "syntactic")
-                   if (pairs / "labels" / f"{t}.phn").is_file()}
+        labels |= {t: pairs / "labels" / f"{t}.phn" for t in TASKS if (pairs / "labels" / f"{t}.phn").is_file()}
     for name, path in labels.items():
         write_phone_units(path, dict_path, km_dir / f"{name}.km")
     return {"km_dir": km_dir, "pairs_km_dir": km_dir, "vocab": len(read_phone_dict(dict_path))}
 
 
-def _plot(results: dict[tuple[str, str], dict], out: Path) -> Path:
+#: Paired comparisons of the report: (label, row a, row b); the difference is b - a.
+def _comparisons(default: bool) -> list[tuple[str, LMRow, LMRow]]:
+    d, o = default, not default
+    seq = "deduplicated" if default else "raw"
+    other = "raw" if default else "deduplicated"
+    return [
+        ("fine-tuned vs base units (centroid init)", LMRow("base", "centroids", d), LMRow("finetuned", "centroids", d)),
+        ("logits-argmax vs fine-tuned layer units", LMRow("finetuned", "centroids", d),
+         LMRow("finetuned-logits", "random", d)),
+        ("centroid vs random init (fine-tuned units)", LMRow("finetuned", "random", d),
+         LMRow("finetuned", "centroids", d)),
+        (f"{seq} vs {other} (fine-tuned units)", LMRow("finetuned", "centroids", o), LMRow("finetuned", "centroids", d)),
+        (f"{seq} vs {other} (logits units)", LMRow("finetuned-logits", "random", o),
+         LMRow("finetuned-logits", "random", d)),
+        (f"{seq} vs {other} (gold phones)", LMRow(PHONES, "random", o), LMRow(PHONES, "random", d)),
+        ("gold phones vs logits-argmax units", LMRow("finetuned-logits", "random", d), LMRow(PHONES, "random", d)),
+    ]
+
+
+def _plot(metrics: dict[str, dict[str, Any]], rows: Sequence[LMRow], out: Path) -> Path:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    keys = list(results)
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.4))
-    for ax, (metric, title) in zip(axes, [("lexical", "lexical accuracy (%)"), ("syntactic", "syntactic accuracy (%)"),
-                                          ("ppl", "test perplexity")]):
-        values = [results[k][metric] for k in keys]
-        values = [np.nan if v is None else (100 * v if metric != "ppl" else v) for v in values]
-        colors = ["tab:blue" if init == "random" else "tab:orange" for _, init in keys]
-        ax.bar(range(len(keys)), values, color=colors)
-        ax.set_xticks(range(len(keys)), [f"{u}\n{i}" for u, i in keys], fontsize=8)
-        ax.set_title(title, fontsize=10)
-        if metric != "ppl":
-            ax.axhline(50, color="0.5", lw=0.8, ls="--")
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
+    x = np.arange(len(rows))
+    for ax, kind, title in zip(axes, TASKS, ("lexical accuracy (%, sum score)", "syntactic accuracy (%, sum score)")):
+        values = [np.nan if metrics[r.key].get(kind) is None else 100 * metrics[r.key][kind] for r in rows]
+        errs = [[0, 0] if metrics[r.key].get(f"{kind}_ci") is None else
+                [100 * (metrics[r.key][kind] - metrics[r.key][f"{kind}_ci"][0]),
+                 100 * (metrics[r.key][f"{kind}_ci"][1] - metrics[r.key][kind])] for r in rows]
+        colors = ["tab:orange" if r.dedup else "tab:blue" for r in rows]
+        ax.bar(x, values, color=colors, yerr=np.array(errs).T, capsize=2)
+        ax.set_xticks(x, [f"{r.units}\n{r.init}\n{'dedup' if r.dedup else 'raw'}" for r in rows], fontsize=7)
+        ax.set_title(title + ": orange deduplicated, blue raw", fontsize=9)
+        ax.axhline(50, color="0.5", lw=0.8, ls="--")
+        ax.set_ylim(0, 100)
     fig.tight_layout()
     path = out / "ulm_metrics.png"
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
     return path
 
@@ -190,97 +275,168 @@ def _pct(v: float | None, ci: Sequence[float] | None = None) -> str:
     return f"{100 * v:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
 
 
+def _signed(d: float, ci: Sequence[float] | None) -> str:
+    return f"{100 * d:+.1f}" + ("" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+
+
+def _rows(units: dict[str, Any], quick: bool) -> list[LMRow]:
+    wanted = [LMRow(u, i, DEFAULT_DEDUP) for u, i in ROWS]
+    wanted += [LMRow(u, i, not DEFAULT_DEDUP) for u, i in OTHER_ROWS]
+    rows = [r for r in wanted if r.units in units]
+    if quick:  # the machinery, not the table: one unit set and the topline on each sequence
+        rows = [r for r in rows if (r.units, r.init) in (("finetuned", "centroids"), (PHONES, "random"))]
+    return rows
+
+
 def run(ctx: DemoContext) -> StageResult:
-    size = QUICK if ctx.quick else FULL
+    sizes = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("ulm")
-    units = ctx.artifacts["units"]
     pairs = Path(ctx.artifacts["pairs"]) if ctx.artifacts.get("pairs") else None
-    names = [n for n in UNIT_SETS if n in units]
-    if not names:
-        raise SpokenLMError(f"demo ulm: no unit set among {UNIT_SETS} in the units stage's artifacts {list(units)}")
+    units: dict[str, dict[str, Any]] = {n: dict(v) for n, v in ctx.artifacts["units"].items()}
+    if "finetuned" not in units:
+        raise SpokenLMError(f"demo ulm: no fine-tuned unit set in the units stage's artifacts {list(units)}")
+    phones = _phone_units(Path(ctx.artifacts["corpus"]), pairs, out / PHONES)
+    units[PHONES] = phones
+    vocab = {n: phones["vocab"] if n == PHONES else int(np.load(v["centroids"], mmap_mode="r").shape[0])
+             for n, v in units.items()}
+    rows = _rows(units, ctx.quick)
 
-    # 1. units -> binarized LM datasets with fixed dictionaries (K = number of centroids)
-    vocab = {n: int(np.load(units[n]["centroids"], mmap_mode="r").shape[0]) for n in names}
+    # 1. units -> binarized LM datasets with fixed dictionaries (K = number of centroids / phones)
+    datasets = sorted({(r.units, r.dedup) for r in rows})
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
-        metas = dict(zip(names, pool.map(
-            lambda n: make_lm_dataset(units[n]["km_dir"], out / n / "data", vocab_size=vocab[n]), names)))
-    # the phoneme topline: gold phone labels as units, binarized the same way
-    phones = _phone_units(Path(ctx.artifacts["corpus"]), pairs, out / "phones")
-    phones_meta = make_lm_dataset(phones["km_dir"], out / "phones" / "data", vocab_size=phones["vocab"])
+        metas = dict(zip(datasets, pool.map(
+            lambda nd: make_lm_dataset(units[nd[0]]["km_dir"], out / nd[0] / ("data_dedup" if nd[1] else "data_raw"),
+                                       vocab_size=vocab[nd[0]], dedup=nd[1]), datasets)))
 
-    # 2. the LMs: unit set x initialisation (less size.skip), trained in parallel (one core each)
-    # PCA needs E <= min(K, D); otherwise the centroid-size table + learned projection.
-    modes = {n: "pca" if size.embed <= min(np.load(units[n]["centroids"], mmap_mode="r").shape) else "project"
-             for n in names}
-    updates = {n: max(size.min_updates, round(size.epochs * metas[n]["splits"]["train"]["units"] / size.max_tokens))
-               for n in names}
-    jobs = [((n, init), dict(data=out / n / "data", save=out / n / f"lm_{init}", size=size, mode=modes[n],
-                             centroids=Path(units[n]["centroids"]) if init == "centroids" else None,
-                             updates=updates[n]))
-            for n in names for init in INITS if (n, init) not in size.skip]
-    # the same recipe on the gold phones (random init: phones have no centroids)
-    phones["updates"] = max(size.min_updates, round(size.epochs * phones_meta["splits"]["train"]["units"]
-                                                    / size.max_tokens))
-    jobs.append((("phones", "random"), dict(data=out / "phones" / "data", save=out / "phones" / "lm_random", size=size,
-                                            mode="pca", centroids=None, updates=phones["updates"])))
+    # 2. the LMs, trained in parallel (one core each); PCA needs E <= min(K, D), else the centroid-size
+    # table + learned projection
+    def job(r: LMRow) -> dict[str, Any]:
+        size = sizes[r.dedup]
+        centroids = Path(units[r.units]["centroids"]) if r.init == "centroids" else None
+        mode = "pca" if centroids is None or size.embed <= min(np.load(centroids, mmap_mode="r").shape) else "project"
+        train_units = metas[(r.units, r.dedup)]["splits"]["train"]["units"]
+        updates = max(size.min_updates, round(size.epochs * train_units / size.max_tokens))
+        return dict(data=out / r.units / ("data_dedup" if r.dedup else "data_raw"), save=out / r.folder, size=size,
+                    mode=mode, centroids=centroids, updates=updates)
+
+    jobs = {r: job(r) for r in rows}
     ctx.log(f"[ulm] training {len(jobs)} LMs with fairseq-train ({ctx.jobs} at a time)")
+    # the longest first: two workers finish closer together
+    order = sorted(rows, key=lambda r: -jobs[r]["updates"] * jobs[r]["size"].max_tokens)
     with ThreadPoolExecutor(max_workers=max(1, ctx.jobs)) as pool:
-        ckpts = dict(zip([key for key, _ in jobs], pool.map(lambda job: _train_lm(**job[1]), jobs)))
+        ckpts = dict(zip(order, pool.map(lambda r: _train_lm(**jobs[r]), order)))
 
     # 3. one continuation with fairseq-generate (in the background, while the LMs are evaluated)
-    # from the paper's best configuration: fine-tuned units, centroid-initialised embeddings
-    chosen = (names[-1], "centroids")
-    test_rows = read_km(Path(units[chosen[0]]["km_dir"]) / "test.km", vocab_size=vocab[chosen[0]], allow_empty=False)
+    # from the paper's best unit setting that ran: fine-tuned units, centroid init, default sequence
+    chosen = LMRow("finetuned", "centroids", DEFAULT_DEDUP)
+    test_rows = read_km(Path(units["finetuned"]["km_dir"]) / "test.km", vocab_size=vocab["finetuned"],
+                        allow_empty=False)
+    prompts = [r[:PROMPT_FRAMES] for r in test_rows[:N_PROMPTS]]
+    if chosen.dedup:
+        prompts = [deduplicate(p)[0] for p in prompts]
     prompts_km, continuations_km = out / "prompts.km", out / "continuations.km"
-    write_km(prompts_km, [r[:PROMPT_UNITS] for r in test_rows[:N_PROMPTS]])
+    write_km(prompts_km, prompts)
+    new_units = NEW_UNITS // 3 if chosen.dedup else NEW_UNITS  # a deduplicated unit lasts a few frames
     ctx.log("[ulm] sampling continuations with fairseq-generate; scoring test utterances and minimal pairs")
     with ThreadPoolExecutor(max_workers=1) as pool:
         # data= gives the dictionary, so this thread loads no checkpoint (fairseq / hydra globals).
         generation = pool.submit(continue_units, ckpts[chosen], prompts_km, continuations_km,
-                                 data=out / chosen[0] / "data", max_new=NEW_UNITS, min_new=NEW_UNITS // 2,
+                                 data=jobs[chosen]["data"], max_new=new_units, min_new=new_units // 2,
                                  top_k=20, temperature=0.8, seed=1)
         # 4. evaluation (one thread: small LMs, and a busy CPU makes torch's thread pool spin)
         with torch_threads(1):
-            infos = {**units, "phones": phones}
-            results = {key: _evaluate(ckpt, infos[key[0]], pairs) for key, ckpt in ckpts.items()}
+            evaluated = {r: _evaluate(ckpt, units[r.units], pairs, dedup=r.dedup) for r, ckpt in ckpts.items()}
             # the length-only baseline: score = -(number of units); non-deduplicated units of every set
             # have one unit per 50 Hz frame, so any set gives the same scores
-            length = _pair_accuracies(units[names[0]], pairs, unit_count_scores)
+            length = {d: _pair_results(units["finetuned"], pairs, lambda rows: {"sum": unit_count_scores(rows)},
+                                       dedup=d)["sum"] if pairs is not None else {} for d in (False, True)}
         continuations = generation.result()
-    ctx.artifacts["ulm"] = {"checkpoint": ckpts[chosen], "units": chosen[0], "prompts": prompts_km,
-                            "continuations": continuations_km}
+    ctx.artifacts["ulm"] = {"checkpoint": ckpts[chosen], "units": chosen.units, "dedup": chosen.dedup,
+                            "prompts": prompts_km, "continuations": continuations_km}
 
-    def row(units_name: str, init: str, m: dict[str, Any]) -> list[Any]:
-        ppl = "n/a" if m.get("ppl") is None else round(m["ppl"], 2)
-        return [units_name, init, _pct(m["lexical"], m["lexical_ci"]),
-                _pct(m["lexical_invocab"], m["lexical_invocab_ci"]), _pct(m["syntactic"], m["syntactic_ci"]), ppl]
+    metrics = {r.key: m for r, (m, _) in evaluated.items()}
+    results = {r: res for r, (_, res) in evaluated.items()}
+    differences: dict[str, dict[str, Any]] = {}
+    for label, a, b in _comparisons(DEFAULT_DEDUP):
+        if a not in results or b not in results:
+            continue
+        differences[label] = {}
+        for score in SCORES:
+            for kind in TASKS:
+                ra, rb = results[a].get(score, {}).get(kind), results[b].get(score, {}).get(kind)
+                if ra is not None and rb is not None:
+                    d = paired_difference(ra, rb)
+                    differences[label][f"{kind}{'' if score == 'sum' else '_mean'}"] = [d.difference, *(d.ci or ())]
+    return _result(rows=rows, metrics=metrics, differences=differences, length=length, phones=phones,
+                   vocab=vocab, jobs=jobs, metas=metas, continuations=continuations, chosen=chosen, out=out)
 
+
+def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differences: dict[str, dict[str, Any]],
+            length: dict[bool, Results], phones: dict[str, Any], vocab: dict[str, int], jobs: dict[LMRow, dict],
+            metas: dict, continuations: list[list[int]], chosen: LMRow, out: Path) -> StageResult:
+    def name(u: str) -> str:
+        return "gold phones (topline)" if u == PHONES else u
+
+    def row(r: LMRow) -> list[Any]:
+        m = metrics[r.key]
+        init = r.init if r.init == "random" else f"centroids ({jobs[r]['mode']})"
+        return [name(r.units), init, "dedup" if r.dedup else "raw", jobs[r]["updates"],
+                _pct(m.get("lexical"), m.get("lexical_ci")), _pct(m.get("lexical_mean"), m.get("lexical_mean_ci")),
+                _pct(m.get("syntactic"), m.get("syntactic_ci")),
+                _pct(m.get("syntactic_mean"), m.get("syntactic_mean_ci")), round(m["ppl"], 2)]
+
+    def length_row(dedup: bool) -> list[Any]:
+        r = length[dedup]
+        lex, syn = r.get("lexical"), r.get("syntactic")
+        return ["any (baseline)", "no LM: length only", "dedup" if dedup else "raw", 0,
+                _pct(lex.all if lex else None, lex.all_ci if lex else None), "",
+                _pct(syn.all if syn else None, syn.all_ci if syn else None), "", "n/a"]
+
+    ordered = sorted(rows, key=lambda r: (r.dedup != DEFAULT_DEDUP, [u for u, _ in ROWS].index(r.units), r.init))
     table = Table(
-        title="Unit LMs: units x embedding initialisation",
-        headers=["units", "init", "sWUGGY all %", "sWUGGY in-vocab %", "sBLIMP %", "test ppl"],
-        rows=[row("gold phones (topline)" if u == "phones" else u,
-                  init if init == "random" else f"centroids ({modes[u]})", m)
-              for (u, init), m in results.items()]
-        + [row("any (baseline)", "no LM: length only", length)],
-        note="Accuracy on the synthetic minimal pairs (chance 50 %) with its 95 % bootstrap interval over pair ids "
-             "[low, high] (1000 resamples); perplexity per unit on the test utterances, end of sentence included. "
-             "Topline: the same LM on the gold 50 Hz phone labels as units (K = "
-             f"{phones['vocab']}). Baseline: no LM, the shorter item of a pair wins (score = minus the number of "
-             "units, i.e. of 50 Hz frames; ties count one half). Paper (LibriSpeech, 100k updates): sWUGGY all / "
-             "in-vocab / sBLIMP 64.26 / 70.87 / 54.87 on HuBERT L11 units, 68.85 / 78.66 / 56.17 on fine-tuned L12 "
-             "units with centroid init.",
+        title="Unit LMs: units x embedding initialisation x unit sequence",
+        headers=["units", "init", "sequence", "updates", "sWUGGY sum %", "sWUGGY mean %", "sBLIMP sum %",
+                 "sBLIMP mean %", "test ppl"],
+        rows=[row(r) for r in ordered] + [length_row(d) for d in (DEFAULT_DEDUP, not DEFAULT_DEDUP)],
+        note="Accuracy on the synthetic minimal pairs of the unseen test voices (chance 50 %) with its 95 % bootstrap "
+             "interval over pair ids [low, high] (1000 resamples). sum: log-probability of the utterance (ZeroSpeech "
+             "2021, the paper); mean: per unit (SlamKit). Sequence: raw 50 Hz units (the paper, ZeroSpeech 2021) or "
+             f"deduplicated (GSLM, SlamKit); the default here is {'dedup' if DEFAULT_DEDUP else 'raw'}. Perplexity "
+             "per unit on the test utterances, end of sentence included (not comparable across sequences). Topline: "
+             f"the same LM on the gold 50 Hz phone labels (K = {phones['vocab']}). Baseline: no LM, the shorter item "
+             "wins (ties count one half). Paper (LibriSpeech, 100k updates, raw units): sWUGGY all / sBLIMP 64.26 / "
+             "54.87 on HuBERT L11 units, 68.85 / 56.17 fine-tuned L12 with centroid init, 73.4 logits (L13), gold "
+             "phones 81.6.",
     )
-    sample = " ".join(map(str, continuations[0][:40]))
+    diff_rows = [[label, *[_signed(v[0], v[1:] or None) if (v := d.get(k)) else "n/a"
+                           for k in ("lexical", "lexical_mean", "syntactic", "syntactic_mean")]]
+                 for label, d in differences.items()]
+    diff_table = Table(
+        title="Paired differences between LMs (points; second minus first)",
+        headers=["comparison", "sWUGGY sum", "sWUGGY mean", "sBLIMP sum", "sBLIMP mean"],
+        rows=diff_rows,
+        note="Paired percentile bootstrap over pair ids (1000 resamples): each resample recomputes both accuracies on "
+             "the same ids, so an interval that excludes 0 is a difference the pair sets can tell apart.",
+    )
+    sample = " ".join(map(str, continuations[0][:40])) if continuations else ""
+    size = jobs[chosen]["size"]
+    trained = sorted({(r.units, r.dedup) for r in rows})
     text = (
-        f"LSTM LMs ({size.layers} x {size.hidden}, embedding {size.embed}; the paper's is 3 x 1024, embedding 200) "
-        f"trained with fairseq-train ({size.max_tokens} tokens per update) on "
-        f"{', '.join(f'{n} units (K = {vocab[n]}, {updates[n]} updates)' for n in names)}, non-deduplicated, "
-        f"and on gold phones (K = {phones['vocab']}, {phones['updates']} updates). Centroid init: the "
-        f"embedding row of unit k from k-means centroid k (pca: fixed PCA to the embedding size; project: "
-        f"centroid-size table + learned projection). Continuation (fairseq-generate, top-k 20, temperature 0.8) "
-        f"of a {PROMPT_UNITS}-unit test prompt by the {chosen[0]} / {chosen[1]} LM: `{sample} ...`"
+        f"LSTM LMs ({size.layers} x {size.hidden}, embedding {size.embed}; the paper's is "
+        f"3 x 1024, embedding 200) trained with fairseq-train on "
+        + ", ".join(f"{name(u)} ({'dedup' if d else 'raw'}: K = {vocab[u]}, "
+                    f"{metas[(u, d)]['splits']['train']['units']} train units)" for u, d in trained)
+        + ". Centroid init: the embedding row of unit k from k-means centroid k (pca: fixed PCA to the embedding "
+        "size; project: centroid-size table + learned projection). Continuation (fairseq-generate, top-k 20, "
+        f"temperature 0.8) of a {PROMPT_FRAMES}-frame test prompt by the {chosen.key} LM: `{sample} ...`"
     )
+    aliases = {f"{r.units}/{r.init}": metrics[r.key] for r in rows if r.dedup == DEFAULT_DEDUP}
     return StageResult(
-        name="ulm", text=text, tables=[table], plots=[_plot(results, out)],
-        metrics={**{f"{u}/{i}": m for (u, i), m in results.items()}, "length": length},
+        name="ulm", text=text, tables=[table, diff_table], plots=[_plot(metrics, ordered, out)],
+        metrics={"rows": metrics, **aliases, "dedup_default": DEFAULT_DEDUP, "differences": differences,
+                 "length": _flat({"sum": length[DEFAULT_DEDUP]}),
+                 "length_other": _flat({"sum": length[not DEFAULT_DEDUP]})},
     )
+
+
+__all__ = ["DEFAULT_DEDUP", "LMRow", "LMSize", "OTHER_ROWS", "ROWS", "run"]

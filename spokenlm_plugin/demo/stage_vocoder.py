@@ -114,11 +114,13 @@ def _continuations(ctx: DemoContext, vocoders: dict[str, dict[str, Path]], out: 
     k = vocoder.cfg.num_embeddings
     prompts = read_unit_rows(ulm["prompts"], num_units=k)
     continuations = read_unit_rows(ulm["continuations"], num_units=k)
+    # deduplicated units need the duration predictor (trained with the joint LM's unit set)
+    durations = bool(ulm.get("dedup")) and vocoder.predicts_durations
     wavs = []
     for i, (p, c) in enumerate(list(zip(prompts, continuations))[:n], start=1):
         wavs.append(out / f"continuation_{i}.wav")
-        write_wav(wavs[-1], vocoder(np.concatenate([p, c])))
-        write_wav(out / f"prompt_{i}.wav", vocoder(p))
+        write_wav(wavs[-1], vocoder(np.concatenate([p, c]), durations=durations))
+        write_wav(out / f"prompt_{i}.wav", vocoder(p, durations=durations))
     return wavs
 
 
@@ -149,7 +151,11 @@ def run(ctx: DemoContext) -> StageResult:
 
     t0 = time.perf_counter()
     manifest, labels, rows = _test_subset(corpus, out, size["test_utterances"])
-    recognizer = PhoneRecognizer(ctx.artifacts["finetuned_checkpoint"])
+    judge = ctx.artifacts.get("recognizer")
+    # The judge trained on every labelled train utterance (finetune stage); an older demo folder has
+    # only the fine-tuned classifier, decoded greedily.
+    recognizer = (PhoneRecognizer(judge["checkpoint"], decode="viterbi", switch_prob=float(judge["switch_prob"]))
+                  if judge else PhoneRecognizer(ctx.artifacts["finetuned_checkpoint"]))
     results: dict[str, dict[str, Any]] = {}
     speed: dict[str, float] = {}
     original_per = math.nan
@@ -194,8 +200,9 @@ def run(ctx: DemoContext) -> StageResult:
         rows=[[n, s.num_units, f"{results[n]['mcd']:.2f}", f"{results[n]['f0_corr']:.3f}",
                pct(results[n]["per_resynth"]), f"{speed[n]:.0f}"] for n, s in zip(names, sets)]
         + [["original audio (reference)", "-", "-", "-", pct(original_per), "-"]],
-        note=f"{MCD_NOTE}. PER: greedy frame decoding by the fine-tuned phone classifier (never trained on "
-             "resynthesised speech), SIL dropped. Paper (LibriSpeech / Expresso, 512-channel vocoders trained for "
+        note=f"{MCD_NOTE}. PER: {recognizer.description()} (never trained on resynthesised speech), SIL dropped"
+             + (": the finetune stage's resynthesis judge, trained on every labelled train utterance" if judge else "")
+             + ". Paper (LibriSpeech / Expresso, 512-channel vocoders trained for "
              "hundreds of thousands of steps): WER 3.82 / 4.36 / 5.78 (base L11 / FT L12 / FT L13), original 1.69; "
              "MCD 7.32 / 7.97 / 8.85.",
     )

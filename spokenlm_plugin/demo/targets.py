@@ -1,4 +1,4 @@
-"""The demo's accuracy targets (issue 8), checked against the stages' own measurements.
+"""The demo's accuracy targets, checked against the stages' own measurements.
 
 Each target is scored from the metrics the stages recorded in the same run (never from numbers
 written here), and a missed target states its gap with the measurements that explain it, so a
@@ -8,7 +8,7 @@ reader sees at once which of the paper's effects the small CPU demo reproduces.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from .context import Table
 
@@ -114,25 +114,90 @@ def _finetune_checks(ft: Mapping[str, Any], units: Mapping[str, Any] | None) -> 
     return checks
 
 
+def _interval(d: Sequence[float] | None) -> str:
+    if not d:
+        return "n/a"
+    return f"{100 * d[0]:+.1f}" + (f" [{100 * d[1]:+.1f}, {100 * d[2]:+.1f}]" if len(d) == 3 else "")
+
+
 def _lm_checks(ulm: Mapping[str, Any]) -> list[Check]:
+    """Unit-LM targets on the default unit sequence, sum scores (the table also has the others)."""
     ft, base, gold = ulm.get("finetuned/centroids"), ulm.get("base/centroids"), ulm.get("phones/random")
-    if ft is None or base is None:
-        return []
+    logits = ulm.get("finetuned-logits/random")
+    diffs = ulm.get("differences", {})
     checks = []
-    for key, name, floor in (("lexical", "sWUGGY", 0.65), ("syntactic", "sBLIMP", 0.55)):
-        v, ci, b = ft[key], ft[f"{key}_ci"], base[key]
-        if v is None or ci is None or b is None:
-            continue
-        met = v >= floor and ci[0] > 0.5 and v > b
+    if gold is not None and gold.get("lexical") is not None:
+        for key, name, floor in (("lexical", "sWUGGY", 0.85), ("syntactic", "sBLIMP", 0.75)):
+            v, ci = gold[key], gold.get(f"{key}_ci")
+            checks.append(Check(f"LM on gold phones (topline): {name}", f">= {_pct(floor)} %",
+                                f"{_pct(v)} %" + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""), v >= floor,
+                                "the LM recipe (size, updates) cannot learn the pair sets even from gold phones"))
+    if ft is not None and ft.get("lexical") is not None:
+        v, ci = ft["lexical"], ft.get("lexical_ci")
         cause = ""
-        if not met and gold is not None and gold.get(key) is not None:
-            cause = (f"the same LM recipe on gold phones reaches {_pct(gold[key])} %: the recipe can learn the "
-                     f"pairs from this corpus, the units cannot yet carry them (PNMI well below the gold phones' "
-                     f"1.0; 50 Hz units repeat each phone for several frames, so the LM sees few phone "
-                     f"transitions per update)")
-        checks.append(Check(f"LM on fine-tuned units, centroid init: {name}",
-                            f">= {_pct(floor)} %, CI above 50 %, above base units",
-                            f"{_pct(v)} % [{_pct(ci[0])}, {_pct(ci[1])}] (base {_pct(b)} %)", met, cause))
+        if gold is not None and gold.get("lexical") is not None:
+            cause = (f"the same recipe on gold phones reaches {_pct(gold['lexical'])} %: the units, not the LM, "
+                     "lose the words (see the units stage's PNMI and ABX)")
+        checks.append(Check("LM on fine-tuned units, centroid init: sWUGGY", ">= 70.0 %",
+                            f"{_pct(v)} %" + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""), v >= 0.70, cause))
+    vs_base = diffs.get("fine-tuned vs base units (centroid init)", {}).get("lexical")
+    if vs_base and base is not None:
+        met = len(vs_base) == 3 and vs_base[1] > 0
+        checks.append(Check("fine-tuned units above base units (sWUGGY, paired)", "interval above 0",
+                            f"{_interval(vs_base)} points (base {_pct(base['lexical'])} %)", met,
+                            "the units stage's base units are nearly as phonemic as the fine-tuned ones on this "
+                            "corpus, or the LMs are too noisy to tell them apart"))
+    vs_logits = diffs.get("logits-argmax vs fine-tuned layer units", {}).get("lexical")
+    if vs_logits and logits is not None:
+        # "At least as good": not shown worse, i.e. the interval reaches 0 or above.
+        met = vs_logits[-1] >= 0
+        checks.append(Check("logits-argmax units at least as good as fine-tuned layer units (sWUGGY, paired)",
+                            "interval not below 0", f"{_interval(vs_logits)} points", met,
+                            "argmax units of a classifier at this frame accuracy flicker between phones more than "
+                            "k-means units of its last layer"))
+    return checks
+
+
+def _resynthesis_checks(vocoder: Mapping[str, Any]) -> list[Check]:
+    original, tuned = vocoder.get("original_per"), vocoder.get("resynthesis", {}).get("finetuned", {}).get("per_resynth")
+    if original is None or original != original:  # NaN: no recognizer ran
+        return []
+    checks = [Check("resynthesis judge: PER on the original test audio", "<= 25.0 %", f"{_pct(original)} %",
+                    original <= 0.25, "the judge's frame accuracy on unseen voices is too low for its phone "
+                    "sequences to be right (the finetune stage's table, last row)")]
+    if tuned is not None:
+        checks.append(Check("resynthesis PER of fine-tuned units", f"<= 2 x judge's ({_pct(2 * original)} %)",
+                            f"{_pct(tuned)} %", tuned <= 2 * original,
+                            f"the demo's vocoders train for {vocoder.get('steps', '?')} steps at "
+                            f"{vocoder.get('channels', '?')} channels (published: 400k steps, 512): buzzy speech "
+                            "the judge cannot transcribe"))
+    return checks
+
+
+def _sutlm_checks(sutlm: Mapping[str, Any]) -> list[Check]:
+    chance = sutlm.get("chance")
+    rows = {k: v for k, v in sutlm.items() if isinstance(v, dict) and k.startswith("(")}
+    if chance is None or not rows:
+        return []
+    best_t2t = max(rows.items(), key=lambda kv: kv[1].get("cra_t2t") or 0)
+    checks = [Check("joint LM: CRA t2t (best row)", ">= 30.0 %", f"{_pct(best_t2t[1]['cra_t2t'])} % ({best_t2t[0]})",
+                    (best_t2t[1]["cra_t2t"] or 0) >= 0.30,
+                    "a text LM this small, trained this briefly, cannot yet predict a story's next sentence")]
+    last = rows[max(rows)]
+
+    def above(cond: str, row: Mapping[str, Any], name: str) -> Check:
+        ci = row.get(f"cra_{cond}_ci")
+        v = row.get(f"cra_{cond}")
+        measured = "n/a" if v is None else f"{_pct(v)} %" + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else "")
+        return Check(f"joint LM: CRA {cond} above chance ({name})", f"interval above {_pct(chance)} %", measured,
+                     ci is not None and ci[0] > chance,
+                     "with candidates of one speaker the LM must tell the content apart, and a few hundred updates on "
+                     "an hour of units are not enough" if cond == "u2u" else
+                     "crossing modalities needs word-level alignment of units and text the AST data gives only after "
+                     "more updates than the demo's")
+
+    checks.append(above("u2u", last, max(rows)))
+    checks += [above(c, last, max(rows)) for c in ("u2t", "t2u")]
     return checks
 
 
@@ -146,13 +211,17 @@ def target_checks(metrics: Mapping[str, Mapping[str, Any]]) -> list[Check]:
         checks += _finetune_checks(metrics["finetune"], units)
     if metrics.get("ulm"):
         checks += _lm_checks(metrics["ulm"])
+    if metrics.get("vocoder"):
+        checks += _resynthesis_checks(metrics["vocoder"])
+    if metrics.get("sutlm"):
+        checks += _sutlm_checks(metrics["sutlm"])
     return checks
 
 
 def targets_table(checks: list[Check], *, quick: bool) -> Table:
     """The report's table of targets: met / missed, and the measured cause of each miss."""
     return Table(
-        title="Targets on the demo's unseen test speakers (issue 8)",
+        title="Targets on the demo's unseen test speakers",
         headers=["target", "asked", "measured", "met", "gap and cause"],
         rows=[[c.target, c.asked, c.measured, "yes" if c.met else "**no**", "" if c.met else c.cause]
               for c in checks],

@@ -41,8 +41,10 @@ def evaluate_phones(
     split: str,
     label_dir: str | Path | None = None,
     keep_sil: bool = False,
+    switch_prob: float | None = None,
 ) -> PhoneScores:
-    """Scores of ``checkpoint`` on ``{data}/{split}.tsv`` with labels ``{label_dir}/{split}.phn``."""
+    """Scores of ``checkpoint`` on ``{data}/{split}.tsv`` with labels ``{label_dir}/{split}.phn``
+    (with ``switch_prob``, also the PER of Viterbi-smoothed decoding: ``per_smoothed``)."""
     from .task import trim_to_labels
 
     model, task = load_frame_classifier(
@@ -55,5 +57,7 @@ def evaluate_phones(
     for sample in batches:
         out = model(**sample["net_input"])
         logits, target, mask = trim_to_labels(out["logits"], out["padding_mask"], sample["target"])
-        scores.add(logits.argmax(-1), target, mask, sil=sil)
+        scores.add(logits.argmax(-1), target, mask, sil=sil,
+                   log_probs=None if switch_prob is None else logits.double().log_softmax(-1),
+                   switch_prob=switch_prob)
     return scores

@@ -5,7 +5,12 @@ least two words, cut at the word boundary ``floor(n / 2)``: the first half is th
 the continuation. Condition ``u2t`` renders the prompt as units and the continuation as text, etc.;
 when the modality switches, the continuation's marker belongs to the context (it is given, not
 scored), so every condition scores content tokens only. CRA (:mod:`.metrics`) uses candidate sets
-of ``--candidates`` consecutive items (chance = 1 / C); ``--max-items`` caps the items.
+of up to ``--candidates`` items (``--max-items`` caps the items): by default each set holds utterances
+of one speaker (``--candidate-pool same-speaker``), so a u2u continuation is not retrieved by its
+voice or recording; ``consecutive`` takes consecutive items of the items file, whoever speaks them.
+A speaker is the speaker part of the utterance id (``84-121123-0000`` -> ``84``, ``slt-a_01234`` ->
+``slt-a``: :func:`spokenlm_plugin.data.speakers.id_speaker`) or a ``--speaker-map`` line. Chance is
+the mean over scored items of 1 / (its set's size), printed with every CRA.
 
 PELM: for ``u2t`` and ``t2t``, the joint LM samples a text continuation of each prompt
 (:mod:`.generate`); an external text LM (a fairseq ``transformer_lm`` trained with the
@@ -34,10 +39,11 @@ import numpy as np
 from ..core.errors import ConfigError
 from ..core.io import atomic_write
 from ..core.runtime import torch_threads
+from ..data.speakers import SpeakerMap, id_speaker, read_speaker_map
 from .align import AlignedUtterance
 from .data import read_aligned
 from .generate import prompt_tokens, sample_continuations
-from .metrics import bootstrap_ci, copy_rate, distinct_n, retrieved
+from .metrics import CANDIDATE_POOLS, CandidatePool, bootstrap_ci, candidate_sets, copy_rate, distinct_n, retrieved
 from .score import continuation_logprobs, indices, load_lm
 from .sequences import Renderer
 from .tokens import Modality, Tokenizer, decode_text
@@ -53,12 +59,33 @@ class CRAResult:
     condition: str
     accuracy: float
     ci: tuple[float, float] | None
+    #: The chance level in force: the mean over scored items of 1 / (size of its candidate set).
     chance: float
+    #: Items scored (each in one candidate set).
     items: int
+    #: The largest candidate set (C, or fewer where no speaker / not enough items fill C).
     candidates: int
-    #: Per continuation: 1 retrieved, 0 not, 1/k on a k-way tie (item order: the items file's), so two
-    #: models scored on the same items compare pairwise.
+    pool: CandidatePool
+    #: Items given but scored in no set: a part that renders empty, a lone item of its speaker, or
+    #: (consecutive) the last ``n mod C``.
+    unscored: int
+    #: Set size -> number of sets of that size.
+    set_sizes: dict[int, int]
+    #: Speakers of the scored items (same-speaker pools; None for consecutive ones).
+    speakers: int | None
+    #: Per continuation: 1 retrieved, 0 not, 1/k on a k-way tie, in item order (the items file's), so two
+    #: models scored on the same items compare pairwise; ``utt_ids`` names them.
     hits: list[float] = field(default_factory=list, repr=False)
+    utt_ids: list[str] = field(default_factory=list, repr=False)
+    #: The candidate sets, as utterance ids.
+    sets: list[list[str]] = field(default_factory=list, repr=False)
+
+    def describe(self) -> str:
+        """The chance and the sets, for a report line."""
+        sizes = ", ".join(f"{n} x {size}" for size, n in sorted(self.set_sizes.items(), reverse=True))
+        whose = f"one speaker each, {self.speakers} speakers" if self.pool == "same-speaker" else "consecutive items"
+        return (f"chance {100 * self.chance:.1f} %, {self.items} items in candidate sets of {sizes} ({whose})"
+                + (f", {self.unscored} not scored" if self.unscored else ""))
 
 
 @dataclass
@@ -90,26 +117,74 @@ def split_pair(renderer: Renderer, utt: AlignedUtterance, condition: str, *, whe
     return prompt_tokens(src, prompt, to=dst), cont
 
 
+def item_speakers(utts: Sequence[AlignedUtterance], *, speaker_map: SpeakerMap | None = None,
+                  where: str = "") -> list[str]:
+    """The speaker of each item: its ``speaker_map`` line, else the speaker part of its utterance id."""
+    out = []
+    for u in utts:
+        if speaker_map is not None:
+            if u.utt_id not in speaker_map.speakers:
+                raise ConfigError(f"{speaker_map.path}: utterance {u.utt_id!r} of {where} is not in the speaker map; "
+                                  "add a line 'utt_id<TAB>speaker' for every item")
+            out.append(speaker_map.speakers[u.utt_id])
+            continue
+        speaker = id_speaker(u.utt_id)
+        if speaker is None:
+            raise ConfigError(f"{where}: utterance id {u.utt_id!r} does not split into speaker and utterance "
+                              "('<spk>-<chapter>-<utt>' digits, '<spk>_<utt>' or '<spk>-<utt>'); give --speaker-map FILE "
+                              "(utt_id<TAB>speaker) for same-speaker candidates, or --candidate-pool consecutive")
+        out.append(speaker)
+    return out
+
+
 def cra(model, dictionary, renderer: Renderer, utts: Sequence[AlignedUtterance], *, condition: str,
-        candidates: int = 10, resamples: int = 1000, seed: int = 0, where: str = "") -> CRAResult:
-    """Context retrieval accuracy of one condition over candidate sets of ``candidates`` items."""
-    pairs = [p for p in (split_pair(renderer, u, condition, where=where) for u in utts) if p is not None]
-    c = min(candidates, len(pairs))
-    if c < 2:
-        raise ConfigError(f"{where}: {len(pairs)} usable items for {condition}: CRA needs at least 2")
-    pairs = pairs[: len(pairs) - len(pairs) % c]
-    ctx, cont, blocks = [], [], []
-    for b in range(0, len(pairs), c):
-        block = pairs[b:b + c]
-        for i in range(c):
-            for j in range(c):
-                ctx.append(indices(dictionary, block[i][0], where=where))
-                cont.append(indices(dictionary, block[j][1], where=where))
-        blocks.append(b)
-    scores = continuation_logprobs(model, dictionary, ctx, cont).reshape(len(blocks), c, c)
-    hits = np.concatenate([retrieved(s) for s in scores])
-    return CRAResult(condition, float(hits.mean()), bootstrap_ci(hits, resamples=resamples, seed=seed), 1.0 / c,
-                     len(hits), c, hits.tolist())
+        candidates: int = 10, pool: CandidatePool = "same-speaker", speakers: Sequence[str] | None = None,
+        resamples: int = 1000, seed: int = 0, where: str = "") -> CRAResult:
+    """Context retrieval accuracy of one condition over candidate sets of up to ``candidates`` items.
+
+    ``pool`` (:func:`.metrics.candidate_sets`, shuffled with ``seed``): ``same-speaker`` sets hold one
+    speaker's items (``speakers``, one per item; default :func:`item_speakers`), ``consecutive`` sets
+    consecutive items."""
+    if pool == "same-speaker" and speakers is None:
+        speakers = item_speakers(utts, where=where)
+    if speakers is not None and len(speakers) != len(utts):
+        raise ValueError(f"{len(speakers)} speakers for {len(utts)} items")
+    usable = [(k, p) for k, p in enumerate(split_pair(renderer, u, condition, where=where) for u in utts) if p is not None]
+    owner = [speakers[k] if speakers is not None else "" for k, _ in usable]
+    sets = candidate_sets(owner, size=candidates, pool=pool, seed=seed)
+    if not sets:
+        if pool == "same-speaker":
+            raise ConfigError(f"{where}: {len(usable)} usable items for {condition} but no speaker has 2 of them: "
+                              "same-speaker CRA needs 2 items of one speaker; add items or use --candidate-pool consecutive")
+        raise ConfigError(f"{where}: {len(usable)} usable items for {condition}: CRA needs at least 2")
+    ctx, cont = [], []
+    for members in sets:
+        for i in members:
+            for j in members:
+                ctx.append(indices(dictionary, usable[i][1][0], where=where))
+                cont.append(indices(dictionary, usable[j][1][1], where=where))
+    flat = continuation_logprobs(model, dictionary, ctx, cont)
+    hit_of: dict[int, float] = {}
+    start = 0
+    for members in sets:
+        k = len(members)
+        hit_of.update(zip(members, retrieved(flat[start:start + k * k].reshape(k, k)).tolist()))
+        start += k * k
+    scored = sorted(hit_of)  # item order: results of two models or conditions pair up
+    hits = np.array([hit_of[i] for i in scored])
+    size_of = {i: len(members) for members in sets for i in members}
+    set_sizes: dict[int, int] = {}
+    for members in sets:
+        set_sizes[len(members)] = set_sizes.get(len(members), 0) + 1
+    return CRAResult(
+        condition, float(hits.mean()), bootstrap_ci(hits, resamples=resamples, seed=seed),
+        chance=float(np.mean([1.0 / size_of[i] for i in scored])), items=len(scored),
+        candidates=max(set_sizes), pool=pool, unscored=len(utts) - len(scored),
+        set_sizes=dict(sorted(set_sizes.items(), reverse=True)),
+        speakers=len({owner[i] for i in scored}) if pool == "same-speaker" else None, hits=hits.tolist(),
+        utt_ids=[utts[usable[i][0]].utt_id for i in scored],
+        sets=[[utts[usable[i][0]].utt_id for i in members] for members in sets],
+    )
 
 
 def _ppl(text_model, text_task, text_tok: Tokenizer, prompts: Sequence[Sequence[str]],
@@ -172,7 +247,18 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--text-model", type=Path, default=None, help="text SentencePiece (default: DATA/../text.model)")
     parser.add_argument("--conditions", nargs="+", choices=list(CONDITIONS), default=list(CONDITIONS),
                         help="CRA conditions (default: all four)")
-    parser.add_argument("--candidates", type=int, default=10, help="CRA candidate set size (chance = 1/C; default 10)")
+    parser.add_argument("--candidates", type=int, default=10,
+                        help="CRA candidate set size C (default 10); smaller sets where a speaker has fewer items; "
+                             "chance = the mean of 1 / set size over the items, printed")
+    parser.add_argument("--candidate-pool", choices=list(CANDIDATE_POOLS), default="same-speaker",
+                        help="where each CRA candidate set comes from: 'same-speaker' (default) = utterances of one "
+                             "speaker (each speaker's items in a seeded shuffle, cut into sets of C; a lone leftover "
+                             "item is not scored), which a fair u2u comparison needs: with several speakers in a set, "
+                             "an LM can retrieve a continuation by its voice or recording instead of its language; "
+                             "'consecutive' = C consecutive items of --items, whoever speaks them")
+    parser.add_argument("--speaker-map", type=Path, default=None, metavar="FILE",
+                        help="utt_id<TAB>speaker lines giving every item's speaker for --candidate-pool same-speaker "
+                             "(default: the utterance id's speaker part, 84-121123-0000 -> 84, slt-a_01234 -> slt-a)")
     parser.add_argument("--max-items", type=int, default=None, help="use at most this many items")
     parser.add_argument("--text-lm", type=Path, default=None, help="external text LM checkpoint: also compute PELM")
     parser.add_argument("--text-lm-data", type=Path, default=None, help="its data folder (default: DATA/../textlm)")
@@ -196,8 +282,14 @@ def run(args: argparse.Namespace) -> int:
                                  ("--pelm-prompts", args.pelm_prompts, 1)):
         if value is not None and value < least:
             raise ConfigError(f"{option} {value}: must be >= {least}")
-    renderer = renderer_for(args.data, text_model=args.text_model)
+    if args.speaker_map is not None and args.candidate_pool != "same-speaker":
+        raise ConfigError(f"--speaker-map {args.speaker_map}: only --candidate-pool same-speaker reads speakers; "
+                          "drop one of the two")
     utts = eval_items(read_aligned(args.items), max_items=args.max_items)
+    # every item's speaker before any model is loaded: an id without one is refused at once
+    speakers = (item_speakers(utts, speaker_map=read_speaker_map(args.speaker_map) if args.speaker_map else None,
+                              where=str(args.items)) if args.candidate_pool == "same-speaker" else None)
+    renderer = renderer_for(args.data, text_model=args.text_model)
     results: dict = {"cra": [], "pelm": [], "zero_shot": None}
     with torch_threads(1):
         model, task = load_lm(args.checkpoint, data=args.data)
@@ -206,10 +298,9 @@ def run(args: argparse.Namespace) -> int:
                                             data_option="--text-lm-data")
         for cond in args.conditions:
             r = cra(model, task.source_dictionary, renderer, utts, condition=cond, candidates=args.candidates,
-                    resamples=args.ci_resamples, where=str(args.items))
+                    pool=args.candidate_pool, speakers=speakers, resamples=args.ci_resamples, where=str(args.items))
             results["cra"].append(asdict(r))
-            print(f"CRA {cond}: {fmt_pct(r.accuracy, r.ci)} %  (chance {100 * r.chance:.1f} %, {r.items} items, "
-                  f"candidate sets of {r.candidates})")
+            print(f"CRA {cond}: {fmt_pct(r.accuracy, r.ci)} %  ({r.describe()})")
         if args.text_lm is not None:
             for cond in ("u2t", "t2t"):
                 p = pelm(model, task, renderer, utts[: args.pelm_prompts], condition=cond, text_model=text_model,

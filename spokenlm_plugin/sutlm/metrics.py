@@ -4,8 +4,13 @@ CRA, context retrieval accuracy (the paper's definition, REFERENCE.md): held-out
 into a context (prompt) and a continuation; in a candidate set of C items, continuation j is
 scored after every context i, ``s[i, j] = log p(continuation_j | context_i)``, and counts as
 retrieved when its own context scores highest (``argmax_i s[i, j] == j``; a tie counts 1 / (number
-tied)). Chance = 1 / C. The interval is the 2.5 / 97.5 percentiles of the accuracy over bootstrap
-resamples of the continuations.
+tied)). Chance = the mean over scored items of 1 / (size of its set): 1 / C when every set holds C.
+The interval is the 2.5 / 97.5 percentiles of the accuracy over bootstrap resamples of the continuations.
+
+Candidate sets (:func:`candidate_sets`): ``consecutive`` cuts the items, in order, into sets of C,
+whoever speaks them; ``same-speaker`` draws every set from one speaker's items, so that a u2u
+continuation cannot be retrieved by its voice or recording (a set mixing speakers lets an LM match
+the speaker instead of the language).
 
 Prompt-copy rate: the share of a continuation's word bigrams that also occur in its prompt's
 transcript (PELM rewards copying the prompt, so it is printed beside it). distinct-n: distinct word
@@ -14,9 +19,13 @@ n-grams over all n-grams of all continuations of a condition.
 
 from __future__ import annotations
 
-from typing import Sequence
+import random
+from typing import Literal, Sequence
 
 import numpy as np
+
+CandidatePool = Literal["consecutive", "same-speaker"]
+CANDIDATE_POOLS: tuple[CandidatePool, ...] = ("same-speaker", "consecutive")
 
 
 def retrieved(scores: np.ndarray) -> np.ndarray:
@@ -26,6 +35,34 @@ def retrieved(scores: np.ndarray) -> np.ndarray:
     own = np.diag(scores)
     ties = (scores == best[None, :]).sum(axis=0)
     return np.where(own == best, 1.0 / ties, 0.0)
+
+
+def candidate_sets(speakers: Sequence[str], *, size: int, pool: CandidatePool, seed: int = 0) -> list[list[int]]:
+    """CRA's candidate sets: lists of item indices (``speakers[i]``: item ``i``'s speaker), each of 2 to ``size``.
+
+    ``consecutive``: the items in order, cut into sets of ``min(size, n)``; the last ``n mod`` that are in no set.
+    ``same-speaker``: each speaker's items, shuffled by ``random.Random(f"{seed}:{speaker}")`` (a speaker's
+    sets do not depend on the other speakers), cut into sets of ``size``; a speaker's last set holds the
+    rest, and a lone item (a speaker's only one, or one left over) is in no set. Sets are listed by
+    speaker name, their items in item order.
+    """
+    if size < 2:
+        raise ValueError(f"candidate sets need at least 2 items, not {size}")
+    if pool == "consecutive":
+        c = min(size, len(speakers))
+        return [list(range(b, b + c)) for b in range(0, len(speakers) - len(speakers) % c, c)] if c >= 2 else []
+    if pool != "same-speaker":
+        raise ValueError(f"unknown candidate pool {pool!r}; use one of {', '.join(CANDIDATE_POOLS)}")
+    by_speaker: dict[str, list[int]] = {}
+    for i, s in enumerate(speakers):
+        by_speaker.setdefault(s, []).append(i)
+    sets = []
+    for spk in sorted(by_speaker):
+        items = by_speaker[spk]
+        # shuffled: a corpus may list a speaker's consecutive sentences (one story) together
+        random.Random(f"{seed}:{spk}").shuffle(items)
+        sets += [sorted(items[b:b + size]) for b in range(0, len(items), size) if len(items) - b >= 2]
+    return sets
 
 
 def bootstrap_ci(hits: np.ndarray, *, resamples: int = 1000, seed: int = 0) -> tuple[float, float] | None:

@@ -227,6 +227,8 @@ class LexicalResult:
     all_ci: Interval | None = None
     in_vocab_ci: Interval | None = None
     by_frequency_ci: dict[str, Interval | None] = field(default_factory=dict)
+    #: The score of each id (mean over its voices): what :func:`paired_difference` compares.
+    per_id: dict[tuple[str, ...], float] = field(default_factory=dict, repr=False)
     ci_level: float = CI_LEVEL
     ci_resamples: int = BOOTSTRAP_RESAMPLES
     ci_seed: int = BOOTSTRAP_SEED
@@ -242,6 +244,8 @@ class SyntacticResult:
     by_type: dict[str, float] = field(default_factory=dict)
     all_ci: Interval | None = None
     by_type_ci: dict[str, Interval | None] = field(default_factory=dict)
+    #: The score of each (type, subtype, id) (mean over its voices).
+    per_id: dict[tuple[str, ...], float] = field(default_factory=dict, repr=False)
     ci_level: float = CI_LEVEL
     ci_resamples: int = BOOTSTRAP_RESAMPLES
     ci_seed: int = BOOTSTRAP_SEED
@@ -277,7 +281,7 @@ def lexical_accuracy(
     return LexicalResult(
         all=sum(per_id.values()) / len(per_id), in_vocab=_mean(in_vocab), n_ids=len(per_id),
         n_in_vocab_ids=len(in_vocab), n_pairs=len(pairs), by_frequency=bands,
-        all_ci=ci["all"], in_vocab_ci=ci["in_vocab"], by_frequency_ci={b: ci[b] for b in bands},
+        all_ci=ci["all"], in_vocab_ci=ci["in_vocab"], by_frequency_ci={b: ci[b] for b in bands}, per_id=per_id,
         ci_level=level, ci_resamples=resamples, ci_seed=seed,
     )
 
@@ -302,6 +306,32 @@ def syntactic_accuracy(
     return SyntacticResult(
         all=sum(per_group.values()) / len(per_group), n_ids=len(per_group), n_pairs=len(pairs),
         by_type={t: sum(v) / len(v) for t, v in sorted(by_type.items())},
-        all_ci=ci["all"], by_type_ci={t: ci[f"type:{t}"] for t in sorted(by_type)},
+        all_ci=ci["all"], by_type_ci={t: ci[f"type:{t}"] for t in sorted(by_type)}, per_id=per_group,
         ci_level=level, ci_resamples=resamples, ci_seed=seed,
     )
+
+
+@dataclass(frozen=True)
+class PairedDifference:
+    """Accuracy of ``b`` minus accuracy of ``a`` on the same pair ids, with its bootstrap interval."""
+
+    difference: float
+    ci: Interval | None
+    n_ids: int
+
+
+def paired_difference(
+    a: LexicalResult | SyntacticResult, b: LexicalResult | SyntacticResult, *,
+    resamples: int = BOOTSTRAP_RESAMPLES, seed: int = BOOTSTRAP_SEED, level: float = CI_LEVEL,
+) -> PairedDifference:
+    """``b.all - a.all`` with a paired percentile bootstrap over ids: each resample draws ids with
+    replacement and recomputes both accuracies on them, so what the two systems share (hard ids,
+    easy ids) cancels and the interval is that of the difference, not of either accuracy."""
+    if set(a.per_id) != set(b.per_id):
+        only = sorted(set(a.per_id) ^ set(b.per_id))
+        raise ValueError(f"paired difference of results on other pair ids (e.g. {only[:3]})")
+    ids = sorted(a.per_id)
+    diff = np.array([b.per_id[g] - a.per_id[g] for g in ids], dtype=np.float64)
+    ci = bootstrap_intervals(diff, {"all": np.ones(len(ids), dtype=bool)}, resamples=resamples, seed=seed,
+                             level=level)["all"]
+    return PairedDifference(difference=float(diff.mean()), ci=ci, n_ids=len(ids))

@@ -296,5 +296,7 @@ def run(args: argparse.Namespace) -> int:
               f"{'; 95 % bootstrap interval over ids' if args.ci_resamples else ''})")
     if result is not None and args.results is not None:
         with atomic_write(args.results) as f:
-            json.dump({"task": args.task, "scorer": args.scorer, **dataclasses.asdict(result)}, f, indent=1)
+            fields = {k: v for k, v in dataclasses.asdict(result).items() if k != "per_id"}
+            fields["per_id"] = {" ".join(k): v for k, v in result.per_id.items()}
+            json.dump({"task": args.task, "scorer": args.scorer, **fields}, f, indent=1)
     return 0
