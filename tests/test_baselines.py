@@ -321,11 +321,11 @@ def test_demo_length_row_is_the_lm_score_length_scorer(corpus_dir: Path, pairs_d
     assert info["vocab"] == len(_phones(corpus_dir))
     assert {p.name for p in info["km_dir"].iterdir()} == {f"{s}.km" for s in
                                                           ("train", "valid", "test", "lexical", "syntactic")}
-    row = stage_ulm._pair_accuracies(info, pairs_dir, stage_ulm.unit_count_scores)
+    row = stage_ulm._pair_results(info, pairs_dir, lambda rows: {"sum": stage_ulm.unit_count_scores(rows)})["sum"]
     for task, key in (("lexical", "lexical"), ("syntactic", "syntactic")):
         assert cli.main(["lm-score", "--scorer", "length", "--units", str(info["km_dir"] / f"{task}.km"),
                          "--manifest", str(pairs_dir / "manifests" / f"{task}.tsv"), "--out", str(tmp_path / "s.txt"),
                          "--gold", str(pairs_dir / task / "gold.csv"), "--task", task,
                          "--results", str(tmp_path / f"{task}.json")]) == 0
         r = json.loads((tmp_path / f"{task}.json").read_text())
-        assert (row[key], list(row[f"{key}_ci"])) == (r["all"], r["all_ci"])
+        assert (row[key].all, list(row[key].all_ci)) == (r["all"], r["all_ci"])

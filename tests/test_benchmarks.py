@@ -23,6 +23,7 @@ TINY: dict[str, list[str]] = {
     "lm_throughput.py": ["--tokens-per-sample", "16", "--batch", "2", "--steps", "1", "--threads", "1"],
     "sutlm_throughput.py": ["--tokens-per-sample", "16", "--batch", "2", "--steps", "1", "--threads", "1"],
     "vocoder_speed.py": ["--threads", "1", "--seconds", "0.5"],
+    "ulm_fused_lstm.py": ["--repeats", "1", "--batch", "2", "--tokens-per-sample", "16"],
     "story_world_text_lm.py": ["--sentences", "100", "--epochs", "1", "--n-lexical", "20", "--n-syntactic", "8",
                                "--threads", "1"],
 }

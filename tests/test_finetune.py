@@ -242,8 +242,17 @@ def test_demo_stage_quick(corpus, tmp_path):
     model, _ = load_frame_classifier(ctx.artifacts["finetuned_checkpoint"])
     assert model.layer == 4
     [table] = result.tables
-    assert [row[0] for row in table.rows] == ["linear probe (frozen base)", "fine-tuned (CPU regime)",
-                                              "baseline: linear on log-mel (+-2 frames)"]
+    assert [row[0] for row in table.rows][:3] == ["linear probe (frozen base)", "fine-tuned (CPU regime)",
+                                                  "baseline: linear on log-mel (+-2 frames)"]
+    assert table.rows[3][0].startswith("resynthesis judge: fine-tuned + all")
+    # the judge: its own checkpoint, trained on from the fine-tuned weights, with the train labels' switch rate
+    judge = ctx.artifacts["recognizer"]
+    assert judge["checkpoint"] != ctx.artifacts["finetuned_checkpoint"] and 0 < judge["switch_prob"] < 0.5
+    judge_model, _ = load_frame_classifier(judge["checkpoint"])
+    assert judge_model.layer == 4
+    recognizer = result.metrics["recognizer"]
+    assert recognizer["updates"] == stage_finetune.RECOGNIZER[True].max_update
+    assert 0 < recognizer["per_smoothed"] and 0 < recognizer["frame_accuracy"] < 1
     assert result.metrics["logmel_classifier"]["converged"]
     for run in ("probe", "finetuned", "logmel_classifier"):
         metrics = result.metrics[run]

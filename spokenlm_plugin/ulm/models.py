@@ -18,6 +18,11 @@ Models (``--arch``):
 ``unit_transformer_lm_small``
     2 layers, 128 / 512, 4 heads.
 
+The LSTM's decoder (:class:`FusedLSTMDecoder`) runs training and full-sequence scoring through
+torch's fused LSTM kernel instead of fairseq's per-time-step Python loop: same parameters, same
+checkpoints, the same outputs up to float rounding; incremental decoding (fairseq-generate) keeps
+fairseq's loop.
+
 The centroid file is read when the model is first built (training); the model records its
 table's width in the saved config (``centroid_table_dim``), so a checkpoint reloads without the
 file (unlike fairseq's own ``--decoder-embed-path``, read at every build). Checkpoints made before
@@ -29,14 +34,18 @@ from argparse import Namespace
 from dataclasses import dataclass, field
 from typing import Any, Optional, cast
 
+import torch
 import torch.nn as nn
+from torch import Tensor
 from omegaconf import II, OmegaConf, open_dict
 
 from fairseq.dataclass import ChoiceEnum, FairseqDataclass
 from fairseq.models import register_model, register_model_architecture
 from fairseq.models.lstm import Embedding as LSTMEmbedding
 from fairseq.models.lstm import Linear as LSTMLinear
-from fairseq.models.lstm_lm import LSTMLanguageModel
+from fairseq.models.lstm import LSTMDecoder
+from fairseq.models.lstm_lm import DEFAULT_MAX_TARGET_POSITIONS, LSTMLanguageModel
+from fairseq.models.lstm_lm import base_architecture as lstm_lm_base_architecture
 from fairseq.models.transformer import Embedding as TransformerEmbedding
 from fairseq.models.transformer_lm import TransformerLanguageModel, TransformerLanguageModelConfig
 from fairseq.utils import safe_getattr
@@ -79,6 +88,68 @@ def _check_share(cfg) -> None:
 
 
 # ------------------------------------------------------------------------------------- LSTM
+
+IncrementalState = dict[str, dict[str, Optional[Tensor]]]
+
+
+class FusedLSTMDecoder(LSTMDecoder):
+    """fairseq's ``LSTMDecoder`` whose full-sequence pass runs torch's fused LSTM kernel.
+
+    fairseq steps through time in Python, one ``nn.LSTMCell`` call per layer and step. Without
+    attention, input feeding, residuals or cached state (a language model's training and scoring),
+    each layer's recurrence is instead one ``torch._VF.lstm`` call over the whole sequence with the
+    layer's own ``LSTMCell`` weights (same gate order), so parameters and checkpoints are unchanged.
+    Dropout sits where fairseq puts it: ``dropout_in`` on the embeddings, ``dropout_out`` on each
+    layer's output before the next layer and on the last layer's output. Anything else (a
+    generation step with cached state, an encoder, residuals) goes through fairseq's loop.
+    """
+
+    def fusable(self, *, encoder_out: Optional[tuple[Tensor, Tensor, Tensor, Tensor]],
+                incremental_state: Optional[IncrementalState]) -> bool:
+        """Whether :meth:`extract_features` may take the fused path for this call."""
+        return (
+            encoder_out is None
+            and (incremental_state is None or len(incremental_state) == 0)
+            and self.attention is None
+            and self.encoder_output_units == 0  # no input feeding
+            and not self.residuals
+            and all(cell.bias for cell in self.layers)
+        )
+
+    def extract_features(
+        self,
+        prev_output_tokens: Tensor,
+        encoder_out: Optional[tuple[Tensor, Tensor, Tensor, Tensor]] = None,
+        incremental_state: Optional[IncrementalState] = None,
+    ) -> tuple[Tensor, Optional[Tensor]]:
+        """Features (B x T x C) and attention scores (``None``), as fairseq's decoder returns them."""
+        if not self.fusable(encoder_out=encoder_out, incremental_state=incremental_state):
+            return super().extract_features(prev_output_tokens, encoder_out, incremental_state)
+        bsz = prev_output_tokens.size(0)
+        x = self.dropout_in_module(self.embed_tokens(prev_output_tokens)).transpose(0, 1)  # T x B x C
+        zero = x.new_zeros(1, bsz, self.hidden_size)
+        hiddens: list[Tensor] = []
+        cells: list[Tensor] = []
+        for i, cell in enumerate(self.layers):
+            if i > 0:
+                x = self.dropout_out_module(x)
+            weights = [cell.weight_ih, cell.weight_hh, cell.bias_ih, cell.bias_hh]
+            # (input, hx, weights, has_biases, num_layers, dropout, train, bidirectional, batch_first):
+            # one layer per call so that fairseq's own dropout module runs between layers.
+            x, h_n, c_n = torch._VF.lstm(x, (zero, zero), weights, True, 1, 0.0, self.training, False, False)
+            hiddens.append(h_n[0])
+            cells.append(c_n[0])
+        x = self.dropout_out_module(x)
+        if incremental_state is not None:
+            # The first call of a generation (empty cache): leave the state fairseq's loop resumes from.
+            cache: dict[str, Optional[Tensor]] = {
+                "prev_hiddens": torch.stack(hiddens), "prev_cells": torch.stack(cells), "input_feed": None,
+            }
+            self.set_incremental_state(incremental_state, "cached_state", cache)
+        x = x.transpose(1, 0)  # B x T x C
+        if hasattr(self, "additional_fc") and self.adaptive_softmax is None:
+            x = self.dropout_out_module(self.additional_fc(x))
+        return x, None
 
 
 @dataclass
@@ -133,11 +204,30 @@ class UnitLSTMLanguageModel(LSTMLanguageModel):
                 f"({cfg.decoder_embed_dim} != {cfg.decoder_out_embed_dim})"
             )
         # lstm_lm is an argparse model: unset (None) options are left out of its namespace, so its
-        # base_architecture() fills them (dropout in / out = --dropout; max positions = tokens per sample).
+        # base_architecture() fills them (dropout in / out = --dropout).
         values = cast(dict[str, Any], OmegaConf.to_container(cfg, resolve=True))  # a DictConfig gives a dict
         args = Namespace(**{k: v for k, v in values.items() if v is not None})
-        args.criterion = None  # lstm_lm reads it only to add an adaptive softmax (adaptive_loss): not offered here
-        model = super().build_model(args, task)
+        lstm_lm_base_architecture(args)
+        max_positions = getattr(args, "max_target_positions", None)
+        if max_positions is None:
+            max_positions = getattr(args, "tokens_per_sample", DEFAULT_MAX_TARGET_POSITIONS)
+        # lstm_lm's build_model with the fused decoder: the same modules built in the same order, so
+        # a seed gives the same initial weights. No --decoder-embed-path, no adaptive softmax here.
+        decoder = FusedLSTMDecoder(
+            dictionary=task.dictionary,
+            embed_dim=args.decoder_embed_dim,
+            hidden_size=args.decoder_hidden_size,
+            out_embed_dim=args.decoder_out_embed_dim,
+            num_layers=args.decoder_layers,
+            dropout_in=args.decoder_dropout_in,
+            dropout_out=args.decoder_dropout_out,
+            attention=False,
+            encoder_output_units=0,
+            share_input_output_embed=args.share_decoder_input_output_embed,
+            max_target_positions=max_positions,
+            residuals=args.residuals,
+        )
+        model = cls(decoder)
         if cfg.unit_centroids:
             model.decoder.embed_tokens = cls.centroid_embedding(cfg, task.source_dictionary, model.decoder.embed_tokens)
         return model
