@@ -16,9 +16,9 @@ Each is scored on the held-out test utterances (new speakers, new sentences): CR
 conditions (candidate sets of 10 utterances of one speaker, so that u2u cannot win by matching the
 voice; chance 10 % when every set holds 10; 95 % bootstrap intervals) and PELM of u2t / t2t
 continuations with copy rate and distinct-2. Row 4 (full mode) also gets the zero-shot cross-modal
-transfer of :mod:`spokenlm_plugin.sutlm.transfer`: a linear classifier of each sentence's WordNet
-part of speech on the LM's mean-pooled hidden states, trained on the train utterances as text and
-tested on the test utterances as units (and the reverse, and within each modality), beside chance
+transfer of :mod:`spokenlm_plugin.sutlm.transfer`: a linear classifier of each sentence's tense
+(story world) or WordNet part of speech on the LM's mean-pooled hidden states, trained on the train
+utterances as text and tested on the test utterances as units (and the reverse, and within each modality), beside chance
 and majority (a few seconds; no extra training of LMs). The paper's claims (SP units help; AST beats CST on
 cross-modal CRA) are checked against these numbers, not assumed. Budget: about 2 minutes on 2
 cores (``--quick``: ~20 s, a few updates: numbers there only show that the pipeline runs).
@@ -50,7 +50,7 @@ from ..sutlm.metrics import paired_difference_ci
 from ..sutlm.score import indices, load_lm
 from ..sutlm.sequences import Renderer
 from ..sutlm.tokens import decode_units
-from ..sutlm.transfer import ZeroShotReport, sentence_labels, zero_shot
+from ..sutlm.transfer import LABEL_MEANINGS, LABEL_NAMES, Label, ZeroShotReport, labels_for, zero_shot
 from ..vocoder.synth import Vocoder, synthesize
 from .context import JOINT_LM_UNITS, DemoContext, StageResult, Table
 
@@ -140,10 +140,13 @@ def run(ctx: DemoContext) -> StageResult:
                                  text_task=text[1], where=name) if text else None for c in ("u2t", "t2t")}
             results[name] = r
             if name == "(4) + AST" and budget.zero_shot:
-                ctx.log("[sutlm] zero-shot cross-modal transfer (row 4): part-of-speech classifier text <-> units")
-                transfer = zero_shot(model, task.source_dictionary, renderer,
-                                     read_aligned(data / "aligned" / "train.jsonl"),
-                                     read_aligned(data / "aligned" / "test.jsonl"), labels=sentence_labels(), where=name)
+                label: Label = "tense" if ctx.world == "stories" else "pos"
+                ctx.log(f"[sutlm] zero-shot cross-modal transfer (row 4): sentence {LABEL_NAMES[label]} classifier "
+                        "text <-> units")
+                train, test = (read_aligned(data / "aligned" / f"{split}.jsonl") for split in ("train", "test"))
+                labels = labels_for(label, world=ctx.world, cover=[u.words for u in (*train, *test)])
+                transfer = zero_shot(model, task.source_dictionary, renderer, train, test, labels=labels, label=label,
+                                     where=name)
             if name == budget.rows[-1]:
                 voiced = _voice(ctx, model, task, renderer, items[: budget.voiced], out / "voiced", row=name)
     return _report(results, ckpts=ckpts, data=data, budget=budget, ctx=ctx, transfer=transfer, voiced=voiced)
@@ -280,7 +283,7 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
     )
     if transfer is not None:
         acc = {r.name: r.accuracy for r in transfer.results}
-        text += (f" Zero-shot cross-modal transfer (row 4, sentence part of speech): text -> speech "
+        text += (f" Zero-shot cross-modal transfer (row 4, sentence {LABEL_NAMES[transfer.label]}): text -> speech "
                  f"{fmt_pct(acc['t->u'])} %, speech -> text {fmt_pct(acc['u->t'])} % against a majority baseline of "
                  f"{fmt_pct(transfer.majority)} % (within text {fmt_pct(acc['t->t'])} %, within speech "
                  f"{fmt_pct(acc['u->u'])} %).")
@@ -290,11 +293,11 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
 
 def _transfer_table(z: ZeroShotReport) -> Table:
     return Table(
-        title="SUTLM zero-shot cross-modal transfer (row 4): sentence part-of-speech accuracy % [95 % CI]",
+        title=f"SUTLM zero-shot cross-modal transfer (row 4): sentence {LABEL_NAMES[z.label]} accuracy % [95 % CI]",
         headers=["train -> test", "accuracy", "chance", "majority"],
         rows=[[f"{r.train} -> {r.test}", fmt_pct(r.accuracy, r.ci), fmt_pct(z.chance), fmt_pct(z.majority)]
               for r in z.results],
-        note=f"Label: the WordNet part of speech of the synset whose example each sentence is ({len(z.classes)} classes). "
+        note=f"Label: {LABEL_MEANINGS[z.label]} ({len(z.classes)} classes: {', '.join(z.classes)}). "
              f"Features: row 4's last hidden states mean-pooled over the utterance in one modality; logistic "
              f"regression on standardised features, trained on {z.train_items} train utterances, tested on "
              f"{z.test_items} test utterances (new sentences). text -> speech and speech -> text are the zero-shot "

@@ -20,9 +20,11 @@ PELM: for ``u2t`` and ``t2t``, the joint LM samples a text continuation of each 
 of the true continuations (reference), the prompt-copy rate and distinct-1 / distinct-2, and the
 number of empty continuations (excluded).
 
-``--zero-shot``: a sentence classifier (WordNet part of speech or lexname of each sentence) on the
-LM's mean-pooled hidden states, trained on the train split in one modality and tested on the
-items in each (:mod:`.transfer`), with chance and majority baselines.
+``--zero-shot``: a sentence classifier on the LM's mean-pooled hidden states, trained on the train
+split in one modality and tested on the items in each (:mod:`.transfer`), with chance and majority
+baselines. Its label belongs to the corpus's world: WordNet part of speech or lexname of each
+sentence, or a story sentence's tense or subject number; by default ``pos`` or ``tense``, after the
+world of the corpus that ``sutlm-data`` recorded (its ``corpus.json``), else of the items' words.
 """
 
 from __future__ import annotations
@@ -40,14 +42,15 @@ from ..core.errors import ConfigError
 from ..core.io import atomic_write
 from ..core.runtime import torch_threads
 from ..data.speakers import SpeakerMap, id_speaker, read_speaker_map
+from ..synth.text import World
 from .align import AlignedUtterance
-from .data import read_aligned
+from .data import META_NAME, read_aligned
 from .generate import prompt_tokens, sample_continuations
 from .metrics import CANDIDATE_POOLS, CandidatePool, bootstrap_ci, candidate_sets, copy_rate, distinct_n, retrieved
 from .score import continuation_logprobs, indices, load_lm
 from .sequences import Renderer
 from .tokens import Modality, Tokenizer, decode_text
-from .transfer import sentence_labels, zero_shot
+from .transfer import LABELS, default_label, guess_world, labels_for, zero_shot
 
 CONDITIONS: dict[str, tuple[Modality, Modality]] = {
     "u2u": ("speech", "speech"), "u2t": ("speech", "text"), "t2u": ("text", "speech"), "t2t": ("text", "text"),
@@ -231,6 +234,22 @@ def renderer_for(data: Path, *, text_model: Path | None = None) -> Renderer:
                     text=Tokenizer(text_model or data.parent / "text.model", kind="text"))
 
 
+def data_world(data: Path) -> World | None:
+    """The world of the corpus a ``sutlm-data`` folder was made of (``data``: one of its unit folders), or
+    None where its metadata or the corpus's ``corpus.json`` is not there (the corpus moved, or is not a
+    ``synth-corpus`` folder)."""
+    from ..synth.minimal_pairs import corpus_world
+
+    path = data.parent / META_NAME
+    if not path.is_file():
+        return None
+    try:
+        corpus = json.loads(path.read_text())["corpus"]
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: unreadable ({e}); remake the data with 'spokenlm sutlm-data'") from None
+    return corpus_world(Path(corpus))
+
+
 def fmt_pct(v: float | None, ci: Sequence[float] | None = None) -> str:
     if v is None:
         return "n/a"
@@ -268,10 +287,15 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
                         help="also zero-shot cross-modal transfer: a classifier trained on text, tested on units and back")
     parser.add_argument("--zero-shot-train", type=Path, default=None,
                         help="its training utterances (default: train.jsonl beside --items)")
-    parser.add_argument("--zero-shot-label", choices=["pos", "lexname"], default="pos",
-                        help="sentence label: WordNet part of speech (default) or lexicographer file of its synset")
+    parser.add_argument("--zero-shot-label", choices=list(LABELS), default=None,
+                        help="sentence label, of the corpus's world: pos / lexname (WordNet sentences: part of speech "
+                             "or lexicographer file of the synset it exemplifies), tense / number (story sentences: "
+                             "present or past verb, singular or plural subject); default tense for a story corpus, "
+                             "else pos (the world of the corpus recorded in DATA/../sutlm-data.json, else of the "
+                             "items' words)")
     parser.add_argument("--zero-shot-min-count", type=int, default=5, help="drop classes with fewer training items")
-    parser.add_argument("--wordnet", type=Path, default=None, help="WordNet 3.0 folder (default: /usr/share/wordnet)")
+    parser.add_argument("--wordnet", type=Path, default=None,
+                        help="WordNet 3.0 folder of the pos / lexname labels (default: /usr/share/wordnet)")
     parser.add_argument("--json", type=Path, default=None, help="write the results here")
 
 
@@ -311,9 +335,13 @@ def run(args: argparse.Namespace) -> int:
                       f"{fmt_pct(p.distinct_1)} / {fmt_pct(p.distinct_2)} %, {p.empty}/{p.prompts} empty)")
         if args.zero_shot:
             train_items = args.zero_shot_train or args.items.parent / "train.jsonl"
-            z = zero_shot(model, task.source_dictionary, renderer, read_aligned(train_items), read_aligned(args.items),
-                          labels=sentence_labels(wordnet=args.wordnet, label=args.zero_shot_label),
-                          label=args.zero_shot_label, min_count=args.zero_shot_min_count,
+            train, test = read_aligned(train_items), read_aligned(args.items)
+            words = [u.words for u in (*train, *test)]
+            world = data_world(args.data) or guess_world(words)
+            label = args.zero_shot_label or default_label(world)
+            z = zero_shot(model, task.source_dictionary, renderer, train, test,
+                          labels=labels_for(label, world=world, wordnet=args.wordnet, cover=words),
+                          label=label, min_count=args.zero_shot_min_count,
                           resamples=args.ci_resamples, where=str(args.items))
             results["zero_shot"] = asdict(z)
             print(f"zero-shot {z.label} ({len(z.classes)} classes, {z.train_items} train / {z.test_items} test "

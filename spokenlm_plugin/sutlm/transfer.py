@@ -1,13 +1,20 @@
 """Zero-shot cross-modal transfer: a sentence classifier on joint-LM features, trained in one modality, tested in the other.
 
-The paper's SLU finding (fine-tune on text, test on speech) on data available offline. Label of a
-corpus sentence: the WordNet synset whose usage example it is (the first one in database order, as
-:func:`spokenlm_plugin.synth.text.load_sentences` deduplicates), either its lexicographer file
-(``lexname``, e.g. ``noun.artifact``: 45 classes, WordNet's ``lexnames`` list) or its part of speech
-(``pos``: noun / verb / adj / adv, satellites counted as adj; the default: on the demo's ~900
-training sentences the 30-odd lexnames with >= 5 items each are too sparse for a linear classifier
-to beat the majority class even within a modality). Classes with fewer than ``min_count`` training
-items are dropped (from both splits).
+The paper's SLU finding (fine-tune on text, test on speech) on data available offline. Each label
+belongs to the world a corpus speaks (``synth-corpus --text``; :data:`LABEL_WORLD`):
+
+- WordNet (:func:`sentence_labels`): the synset whose usage example a sentence is (the first one in
+  database order, as :func:`spokenlm_plugin.synth.text.load_sentences` deduplicates), either its
+  lexicographer file (``lexname``, e.g. ``noun.artifact``: 45 classes, WordNet's ``lexnames`` list)
+  or its part of speech (``pos``: noun / verb / adj / adv, satellites counted as adj; the WordNet
+  default: on the demo's ~900 training sentences the 30-odd lexnames with >= 5 items each are too
+  sparse for a linear classifier to beat the majority class even within a modality);
+- stories (:func:`story_labels`, from each sentence's parse in :mod:`spokenlm_plugin.synth.stories`):
+  the ``tense`` of its verb (present / past: one tense per story, about half each; the story default)
+  or the ``number`` of its subject (singular / plural: about 3 in 4 singular).
+
+:func:`labels_for` gives a label's sentences and refuses a label of the other world. Classes with
+fewer than ``min_count`` training items are dropped (from both splits).
 
 Features: the joint LM's last hidden states (after its final layer norm), mean-pooled over the
 content tokens of ``</s> [MARKER] tokens ...`` (one whole utterance in one modality). Classifier:
@@ -21,18 +28,37 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from typing import Literal, Sequence
+from functools import lru_cache
+from typing import Collection, Iterable, Literal, Sequence
 
 import numpy as np
 
 from ..core.errors import ConfigError
+from ..synth.text import World
 from .align import AlignedUtterance
 from .metrics import bootstrap_ci
 from .score import indices
 from .sequences import Renderer
 from .tokens import MARKER_OF, Modality
 
-Label = Literal["lexname", "pos"]
+Label = Literal["lexname", "pos", "tense", "number"]
+WordNetLabel = Literal["lexname", "pos"]
+StoryLabel = Literal["tense", "number"]
+LABELS: tuple[Label, ...] = ("pos", "lexname", "tense", "number")
+#: The world whose sentences a label describes.
+LABEL_WORLD: dict[str, World] = {"pos": "wordnet", "lexname": "wordnet", "tense": "stories", "number": "stories"}
+#: A label's words in reports.
+LABEL_NAMES: dict[str, str] = {"pos": "part of speech", "lexname": "lexicographer file", "tense": "tense",
+                               "number": "subject number"}
+#: What a label is, for a report's note.
+LABEL_MEANINGS: dict[str, str] = {
+    "pos": "the WordNet part of speech of the synset whose example each sentence is",
+    "lexname": "the WordNet lexicographer file of the synset whose example each sentence is",
+    "tense": "the tense of each story sentence's verb", "number": "the number of each story sentence's subject"}
+WORLD_NAMES: dict[World, str] = {"wordnet": "WordNet", "stories": "story"}
+#: Sentences of the story world's aligned pool labelled at least (about a second to generate): every
+#: sentence that a corpus of up to ~2.5 hours speaks (a 1-hour corpus reads about 7,400 of them).
+STORY_SENTENCES = 20_000
 #: WordNet 3.0's lexicographer files, by ``lex_filenum`` (lexnames(5WN)).
 LEXNAMES = (
     "adj.all", "adj.pert", "adv.all", "noun.Tops", "noun.act", "noun.animal", "noun.artifact", "noun.attribute",
@@ -49,7 +75,8 @@ DIRECTIONS: tuple[tuple[Modality, Modality], ...] = (
 SHORT = {"text": "t", "speech": "u"}
 
 
-def sentence_labels(*, wordnet: str | os.PathLike | None = None, label: Label = "pos") -> dict[tuple[str, ...], str]:
+def sentence_labels(*, wordnet: str | os.PathLike | None = None,
+                    label: WordNetLabel = "pos") -> dict[tuple[str, ...], str]:
     """Transcript words -> label of every clean WordNet example sentence (the corpus' sentences)."""
     from ..synth.text import POS_FILES, normalize_example, wordnet_dir
     from ..synth.text import _EXAMPLE  # the same example pattern as the corpus' sentences
@@ -69,6 +96,67 @@ def sentence_labels(*, wordnet: str | os.PathLike | None = None, label: Label = 
                     if normalized is not None:
                         out.setdefault(normalized[1], value)
     return out
+
+
+def default_label(world: World | None) -> Label:
+    """The label of a corpus's world: ``tense`` for stories, else ``pos``."""
+    return "tense" if world == "stories" else "pos"
+
+
+def guess_world(sentences: Iterable[Sequence[str]]) -> World | None:
+    """``stories`` when every sentence is made of the story world's words only, else None (unknown)."""
+    from ..synth.stories import vocabulary
+
+    vocab = frozenset(vocabulary())
+    sentences = list(sentences)
+    return "stories" if sentences and all(vocab.issuperset(words) for words in sentences) else None
+
+
+@lru_cache(maxsize=4)
+def _story_parses(sentences: int) -> dict[tuple[str, ...], tuple[str, str]]:
+    """Words -> (tense, number) of the first ``sentences`` of the story world's aligned pool."""
+    from ..synth.stories import pool_sentences
+
+    out: dict[tuple[str, ...], tuple[str, str]] = {}
+    for s in pool_sentences("aligned", sentences):
+        assert s.parse is not None  # every generated sentence has one
+        out[s.words] = (s.parse.verb.tense, "plural" if s.parse.plural_subject else "singular")
+    return out
+
+
+def story_labels(*, label: StoryLabel = "tense",
+                 cover: Collection[Sequence[str]] = ()) -> dict[tuple[str, ...], str]:
+    """Transcript words -> label of the story world's spoken (aligned pool) sentences: the first
+    :data:`STORY_SENTENCES`, and more while a sentence of ``cover`` made of story words is not among them
+    (up to 4 pool sentences per such sentence: a corpus reads its splits' sentences from one pool prefix)."""
+    from ..synth.stories import vocabulary
+
+    vocab = frozenset(vocabulary())
+    wanted = {tuple(w) for w in cover if vocab.issuperset(w)}
+    n = STORY_SENTENCES
+    parses = _story_parses(n)
+    while not wanted <= parses.keys() and n < 4 * len(wanted):
+        n *= 2
+        parses = _story_parses(n)
+    field = 0 if label == "tense" else 1
+    return {words: value[field] for words, value in parses.items()}
+
+
+def labels_for(label: Label, *, world: World | None = None, wordnet: str | os.PathLike | None = None,
+               cover: Collection[Sequence[str]] = (), option: str = "--zero-shot-label") -> dict[tuple[str, ...], str]:
+    """Transcript words -> ``label`` of its world's sentences (``cover``: sentences the story labels must
+    include, see :func:`story_labels`); ``world``: the corpus's, where known: a label of the other world
+    is refused (``option`` names the choice in the message)."""
+    if label not in LABEL_WORLD:
+        raise ConfigError(f"{option} {label}: not a label; use one of {', '.join(LABELS)}")
+    own = LABEL_WORLD[label]
+    if world is not None and world != own:
+        usable = " or ".join(name for name in LABELS if LABEL_WORLD[name] == world)
+        raise ConfigError(f"{option} {label}: {WORLD_NAMES[own]} labels; this corpus speaks the "
+                          f"{WORLD_NAMES[world]} world: use {usable}")
+    if own == "stories":
+        return story_labels(label="tense" if label == "tense" else "number", cover=cover)
+    return sentence_labels(wordnet=wordnet, label="lexname" if label == "lexname" else "pos")
 
 
 def labelled(train: Sequence[AlignedUtterance], test: Sequence[AlignedUtterance], labels: dict[tuple[str, ...], str], *,
@@ -144,6 +232,11 @@ def zero_shot(model, dictionary, renderer: Renderer, train: Sequence[AlignedUtte
     from sklearn.preprocessing import StandardScaler
 
     tr, te = labelled(train, test, labels, min_count=min_count)
+    if train and not any(u.words in labels for u in train):
+        world = LABEL_WORLD.get(label)
+        of = f" ({WORLD_NAMES[world]} sentences only)" if world else ""
+        raise ConfigError(f"{where}: none of the {len(train)} training utterances has a {label} label{of}: use a "
+                          "label of the corpus's world (WordNet: pos or lexname; stories: tense or number)")
     classes = sorted({y for _, y in tr})
     if len(classes) < 2 or not te:
         raise ConfigError(f"{where}: {len(classes)} {label} class(es) with >= {min_count} training items and "
