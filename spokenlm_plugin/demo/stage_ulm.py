@@ -29,6 +29,7 @@ and a warm-up of a quarter of the updates.
 
 from __future__ import annotations
 
+import itertools
 import math
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -48,6 +49,7 @@ from ..ulm.discrimination import (
     SyntacticResult,
     lexical_accuracy,
     paired_difference,
+    read_gold,
     syntactic_accuracy,
 )
 from ..ulm.generate import continue_units
@@ -216,6 +218,37 @@ def _evaluate(ckpt: Path, info: dict[str, Any], pairs: Path | None, *, dedup: bo
     return {"ppl": math.exp(-sums.sum() / counts.sum()), **_flat(results)}, results
 
 
+def _unit_consistency(info: dict[str, Any], pairs: Path, *, dedup: bool) -> dict[str, float] | None:
+    """How much the units of one lexical item change between the test voices, against how much a word's
+    units differ from its non-word's in one voice (normalised edit distances, means over items).
+
+    An LM can only prefer the word if the second is larger: the units must carry the phone that
+    tells them apart more than they carry the voice.
+    """
+    import editdistance
+
+    km = _pairs_km(info, "lexical")
+    gold = pairs / "lexical" / "gold.csv"
+    if km is None or not gold.is_file():
+        return None
+    ids = read_manifest(pairs / "manifests" / "lexical.tsv").utt_ids
+    rows = dict(zip(ids, (deduplicate(r)[0] if dedup else r for r in read_km(km, allow_empty=False))))
+    items: dict[tuple[str, bool], dict[str, list[int]]] = {}  # (id, correct) -> voice -> units
+    for row in read_gold(gold, task="lexical"):
+        voice, pid = row.key
+        items.setdefault((pid, row.correct), {})[voice] = rows[row.filename]
+
+    def distance(a: Sequence[int], b: Sequence[int]) -> float:
+        return editdistance.eval(a, b) / max(len(a), len(b), 1)
+
+    across = [distance(a, b) for by_voice in items.values() for a, b in itertools.combinations(by_voice.values(), 2)]
+    pair = [distance(units, items[(pid, False)][voice]) for (pid, correct), by_voice in items.items()
+            if correct for voice, units in by_voice.items() if voice in items.get((pid, False), {})]
+    if not across or not pair:
+        return None
+    return {"across_voices": float(np.mean(across)), "word_vs_nonword": float(np.mean(pair))}
+
+
 def _phone_units(corpus: Path, pairs: Path | None, out: Path) -> dict[str, Any]:
     """Gold 50 Hz phone labels as units (ids from the corpus' dict.phn.txt) for every split and pair set."""
     km_dir, dict_path = out / "km", corpus / "labels" / "dict.phn.txt"
@@ -239,8 +272,6 @@ def _comparisons(default: bool) -> list[tuple[str, LMRow, LMRow]]:
         ("centroid vs random init (fine-tuned units)", LMRow("finetuned", "random", d),
          LMRow("finetuned", "centroids", d)),
         (f"{seq} vs {other} (fine-tuned units)", LMRow("finetuned", "centroids", o), LMRow("finetuned", "centroids", d)),
-        (f"{seq} vs {other} (logits units)", LMRow("finetuned-logits", "random", o),
-         LMRow("finetuned-logits", "random", d)),
         (f"{seq} vs {other} (gold phones)", LMRow(PHONES, "random", o), LMRow(PHONES, "random", d)),
         ("gold phones vs logits-argmax units", LMRow("finetuned-logits", "random", d), LMRow(PHONES, "random", d)),
     ]
@@ -368,13 +399,17 @@ def run(ctx: DemoContext) -> StageResult:
                 if ra is not None and rb is not None:
                     d = paired_difference(ra, rb)
                     differences[label][f"{kind}{'' if score == 'sum' else '_mean'}"] = [d.difference, *(d.ci or ())]
+    consistency = {u: c for u in dict.fromkeys(r.units for r in rows)
+                   if pairs is not None and (c := _unit_consistency(units[u], pairs, dedup=DEFAULT_DEDUP)) is not None}
     return _result(rows=rows, metrics=metrics, differences=differences, length=length, phones=phones,
-                   vocab=vocab, jobs=jobs, metas=metas, continuations=continuations, chosen=chosen, out=out)
+                   vocab=vocab, jobs=jobs, metas=metas, continuations=continuations, chosen=chosen, out=out,
+                   consistency=consistency)
 
 
 def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differences: dict[str, dict[str, Any]],
             length: dict[bool, Results], phones: dict[str, Any], vocab: dict[str, int], jobs: dict[LMRow, dict],
-            metas: dict, continuations: list[list[int]], chosen: LMRow, out: Path) -> StageResult:
+            metas: dict, continuations: list[list[int]], chosen: LMRow, out: Path,
+            consistency: dict[str, dict[str, float]]) -> StageResult:
     def name(u: str) -> str:
         return "gold phones (topline)" if u == PHONES else u
 
@@ -419,6 +454,16 @@ def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differ
         note="Paired percentile bootstrap over pair ids (1000 resamples): each resample recomputes both accuracies on "
              "the same ids, so an interval that excludes 0 is a difference the pair sets can tell apart.",
     )
+    consistency_table = Table(
+        title="What the units of the lexical pairs carry: the voice or the phone",
+        headers=["units", "one item, two test voices", "word vs its non-word, one voice", "LM sWUGGY sum %"],
+        rows=[[name(u), f"{c['across_voices']:.3f}", f"{c['word_vs_nonword']:.3f}",
+               _pct(metrics.get(LMRow(u, "centroids" if u in ("base", "finetuned") else "random",
+                                      DEFAULT_DEDUP).key, {}).get("lexical"))] for u, c in consistency.items()],
+        note=f"Mean edit distance between {'deduplicated ' if DEFAULT_DEDUP else ''}unit sequences, divided by the "
+             "longer one's length. A word and its non-word differ in one phone; an LM can prefer the word only when "
+             "the units of one item change less from voice to voice than from word to non-word.",
+    )
     sample = " ".join(map(str, continuations[0][:40])) if continuations else ""
     size = jobs[chosen]["size"]
     trained = sorted({(r.units, r.dedup) for r in rows})
@@ -433,8 +478,9 @@ def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differ
     )
     aliases = {f"{r.units}/{r.init}": metrics[r.key] for r in rows if r.dedup == DEFAULT_DEDUP}
     return StageResult(
-        name="ulm", text=text, tables=[table, diff_table], plots=[_plot(metrics, ordered, out)],
+        name="ulm", text=text, tables=[table, diff_table, consistency_table], plots=[_plot(metrics, ordered, out)],
         metrics={"rows": metrics, **aliases, "dedup_default": DEFAULT_DEDUP, "differences": differences,
+                 "consistency": consistency,
                  "length": _flat({"sum": length[DEFAULT_DEDUP]}),
                  "length_other": _flat({"sum": length[not DEFAULT_DEDUP]})},
     )

@@ -136,8 +136,13 @@ def _lm_checks(ulm: Mapping[str, Any]) -> list[Check]:
         v, ci = ft["lexical"], ft.get("lexical_ci")
         cause = ""
         if gold is not None and gold.get("lexical") is not None:
-            cause = (f"the same recipe on gold phones reaches {_pct(gold['lexical'])} %: the units, not the LM, "
-                     "lose the words (see the units stage's PNMI and ABX)")
+            cause = f"the same recipe on gold phones reaches {_pct(gold['lexical'])} %: the units, not the LM, lose the words"
+            c, g = ulm.get("consistency", {}).get("finetuned"), ulm.get("consistency", {}).get("phones")
+            if c is not None:
+                cause += (f"; the units of one word said by the two test voices differ by {c['across_voices']:.2f} (edit "
+                          f"distance / length), a word and its non-word said by one voice by {c['word_vs_nonword']:.2f}"
+                          + (f" (gold phones: {g['across_voices']:.2f} and {g['word_vs_nonword']:.2f})" if g else "")
+                          + ": the units carry the voice more than the phone that makes the word")
         checks.append(Check("LM on fine-tuned units, centroid init: sWUGGY", ">= 70.0 %",
                             f"{_pct(v)} %" + (f" [{_pct(ci[0])}, {_pct(ci[1])}]" if ci else ""), v >= 0.70, cause))
     vs_base = diffs.get("fine-tuned vs base units (centroid init)", {}).get("lexical")
