@@ -75,6 +75,19 @@ def test_missed_targets_state_their_measured_cause() -> None:
     assert not lex.met and "64.0 %" in lex.cause  # the gold-phone topline of the same run
     paired = checks["fine-tuned units above base units (sWUGGY, paired)"]
     assert not paired.met and "+3.0 [-2.0, +8.0]" in paired.measured
+    assert "fine-tuned units above base units (sBLIMP, paired)" not in checks  # no syntactic difference measured
+
+
+def test_the_judge_and_the_paired_syntactic_row_cite_their_measurements() -> None:
+    metrics = _metrics(ft_acc=0.75, base_across=0.31, lexical=0.53)
+    metrics["finetune"]["recognizer"] = {"frame_accuracy": 0.77, "updates": 200, "labelled_seconds": 2880.0}
+    metrics["vocoder"]["original_per"] = 0.32
+    metrics["ulm"]["differences"]["fine-tuned vs base units (centroid init)"]["syntactic"] = [0.11, 0.01, 0.22]
+    checks = {c.target: c for c in target_checks(metrics)}
+    judge = checks["resynthesis judge: PER on the original test audio"]
+    assert not judge.met and "77.0 % after 200 updates on all 48 min of train labels" in judge.cause
+    syn = checks["fine-tuned units above base units (sBLIMP, paired)"]
+    assert syn.met and syn.measured.startswith("+11.0 [+1.0, +22.0]")
 
 
 def test_report_carries_the_targets_table(tmp_path: Path) -> None:
