@@ -179,3 +179,23 @@ def test_resynth_eval_decodes_as_asked(corpus_dir: Path, phone_model: Path, tmp_
     assert viterbi.frames(wav) == expected and len(collapse(expected)) < len(collapse(recognizer.frames(wav)))
     with pytest.raises(ConfigError, match="switch probability"):
         PhoneRecognizer(phone_model, decode="viterbi")
+
+
+def test_phone_scores_add_the_smoothed_per_of_each_utterance() -> None:
+    """PhoneScores' smoothed PER: the Viterbi path of each utterance's labelled frames, scored like greedy."""
+    from spokenlm_plugin.core.phone_metrics import PhoneScores
+
+    rng = np.random.default_rng(0)
+    logits = torch.tensor(rng.normal(size=(2, 12, 4)))
+    target = torch.tensor(rng.integers(0, 4, size=(2, 12)))
+    mask = torch.ones(2, 12, dtype=torch.bool)
+    mask[1, 9:] = False  # padding: not scored
+    log_probs = logits.log_softmax(-1)
+    scores = PhoneScores()
+    scores.add(logits.argmax(-1), target, mask, sil=0, log_probs=log_probs, switch_prob=0.2)
+    expected = sum(phone_errors(viterbi_frames(log_probs[b][mask[b]], switch_prob=0.2), target[b][mask[b]], sil=0)[0]
+                   for b in range(2))
+    assert scores.smoothed_edits == expected and scores.per_smoothed == expected / scores.ref_phones
+    assert PhoneScores().per_smoothed is None  # not computed
+    with pytest.raises(ValueError, match="go together"):
+        PhoneScores().add(logits.argmax(-1), target, mask, sil=0, log_probs=log_probs)
