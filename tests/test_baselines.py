@@ -23,13 +23,7 @@ from spokenlm_plugin.units.phone_classifier import linear_phone_baseline, stack_
 from spokenlm_plugin.units.shards import open_shards
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _phones(corpus: Path) -> list[str]:

@@ -17,14 +17,14 @@ from spokenlm_plugin.core.errors import AlignmentError, ConfigError
 from spokenlm_plugin.core.io import ManifestRow
 from spokenlm_plugin.core.io import write_manifest as io_write_manifest
 from spokenlm_plugin.core.phones import INVENTORY, num_frames
-from tests.test_data_labels import textgrid_long, write_audio
+from tests.data_support import textgrid_long, write_noise
 
 
 def write_manifest(path: Path, root: Path, rows: list[ManifestRow]) -> None:
     """A manifest and its audio (noise of each row's length, unless already there): items open the audio."""
     for row in rows:
         if not (root / row.relpath).is_file():
-            write_audio(root / row.relpath, row.num_samples)
+            write_noise(root / row.relpath, row.num_samples)
     io_write_manifest(path, root, rows)
 
 # u1 (1 s, 49 frames): K is 5 ms long (no frame centre); T and AE-as-triphone end at 1.0 s, past the

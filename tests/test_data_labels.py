@@ -7,9 +7,7 @@ import random
 from fractions import Fraction
 from pathlib import Path
 
-import numpy as np
 import pytest
-import soundfile as sf
 
 from spokenlm_plugin.cli import main
 from spokenlm_plugin.data.alignments import Alignment, Alignments, Segment, parse_textgrid, read_textgrid
@@ -18,46 +16,16 @@ from spokenlm_plugin.core.errors import AlignmentError, LabelMismatchError
 from spokenlm_plugin.core.io import read_manifest, write_manifest, ManifestRow
 from spokenlm_plugin.core.phones import INVENTORY, SIL, num_frames
 from tests.conftest import run_cli
-from tests.test_data_manifest import assert_user_error
+from tests.data_support import assert_user_error, textgrid_long, textgrid_short, write_noise
 
 # ---------------------------------------------------------------------------------------- fixtures
-
-
-def textgrid_long(xmax: float, tiers: dict[str, list[tuple[float, float, str]]]) -> str:
-    """Praat's long text format, written the way Praat / MFA write it."""
-    out = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "xmin = 0 ", f"xmax = {xmax} ",
-           "tiers? <exists> ", f"size = {len(tiers)} ", "item []: "]
-    for k, (name, entries) in enumerate(tiers.items(), start=1):
-        out += [f"    item [{k}]:", '        class = "IntervalTier" ', f'        name = "{name}" ',
-                "        xmin = 0 ", f"        xmax = {xmax} ", f"        intervals: size = {len(entries)} "]
-        for j, (a, b, text) in enumerate(entries, start=1):
-            text = text.replace('"', '""')
-            out += [f"        intervals [{j}]:", f"            xmin = {a} ", f"            xmax = {b} ",
-                    f'            text = "{text}" ']
-    return "\n".join(out) + "\n"
-
-
-def textgrid_short(xmax: float, tiers: dict[str, list[tuple[float, float, str]]]) -> str:
-    """Praat's short text format: values only."""
-    out = ['File type = "ooTextFile"', 'Object class = "TextGrid"', "", "0", str(xmax), "<exists>", str(len(tiers))]
-    for name, entries in tiers.items():
-        out += ['"IntervalTier"', f'"{name}"', "0", str(xmax), str(len(entries))]
-        for a, b, text in entries:
-            out += [str(a), str(b), f'"{text}"']
-    return "\n".join(out) + "\n"
-
-
-def write_audio(path: Path, num_samples: int) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    rng = np.random.default_rng(num_samples)
-    sf.write(path, (0.1 * rng.standard_normal(num_samples)).astype("float32"), 16000)
 
 
 def make_corpus(tmp_path: Path, utts: dict[str, tuple[str, int]]) -> Path:
     """Real audio files ``audio/<speaker>/<utt>.flac`` and a manifest of them (utt -> (speaker, samples))."""
     rows = []
     for utt, (spk, n) in utts.items():
-        write_audio(tmp_path / "audio" / spk / f"{utt}.flac", n)
+        write_noise(tmp_path / "audio" / spk / f"{utt}.flac", n)
         rows.append(ManifestRow(f"{spk}/{utt}.flac", n))
     write_manifest(tmp_path / "manifests" / "train.tsv", tmp_path / "audio", rows)
     return tmp_path / "manifests" / "train.tsv"
@@ -356,7 +324,7 @@ def test_committed_example_is_what_the_tools_write(tmp_path: Path) -> None:
     example = Path(__file__).resolve().parents[1] / "manifests" / "example"
     rows = read_manifest(example / "train.tsv").rows
     for r in rows:
-        write_audio(tmp_path / "audio" / r.relpath, r.num_samples)
+        write_noise(tmp_path / "audio" / r.relpath, r.num_samples)
     write_manifest(tmp_path / "train.tsv", tmp_path / "audio", rows)
     sources = {"textgrid": "alignments/textgrid", "frames": "alignments/frames_100hz.txt", "json": "alignments/json"}
     for fmt, ali in sources.items():

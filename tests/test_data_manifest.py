@@ -13,6 +13,7 @@ from spokenlm_plugin.data.manifest import build_manifest
 from spokenlm_plugin.core.errors import AudioFormatError, ManifestError
 from spokenlm_plugin.core.io import read_manifest
 from tests.conftest import run_cli
+from tests.data_support import assert_user_error
 
 
 def write_audio(path: Path, num_samples: int, *, sr: int = 16000, channels: int = 1, seed: int = 0) -> np.ndarray:
@@ -24,17 +25,6 @@ def write_audio(path: Path, num_samples: int, *, sr: int = 16000, channels: int 
     path.parent.mkdir(parents=True, exist_ok=True)
     sf.write(path, data.astype("float32"), sr)
     return data
-
-
-def assert_user_error(proc, *needles: str) -> None:
-    """Exit 2, one line on stderr naming what is wrong, no traceback."""
-    assert proc.returncode == 2, proc.stderr
-    err = proc.stderr.strip()
-    assert "Traceback" not in err
-    lines = [line for line in err.splitlines() if not line.startswith("INFO:")]  # fairseq's import-time log
-    assert len(lines) == 1, err
-    for needle in needles:
-        assert needle in lines[0], lines[0]
 
 
 @pytest.fixture

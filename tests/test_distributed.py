@@ -19,8 +19,8 @@ import torch
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.km import write_km
 from tests.conftest import REPO, VENV_BIN
-from tests.test_finetune import _common_args, _frame_args, corpus, tiny_base  # noqa: F401  (fixtures)
-from tests.test_ulm import K, _markov_units, _train_args
+from tests.finetune_support import frame_args
+from tests.ulm_support import K, markov_units, train_args
 from tests.units_support import make_hubert_checkpoint, write_noise_corpus
 
 pytestmark = pytest.mark.slow
@@ -82,14 +82,14 @@ def _check_disjoint(per_rank: list[list[list[int]]], *, total: int) -> None:
     assert seen[0] | seen[1] == set(range(total))
 
 
-def test_phoneme_frame_cls_on_two_ranks(corpus, tiny_base, tmp_path):  # noqa: F811
+def test_phoneme_frame_cls_on_two_ranks(corpus, tiny_base, tmp_path):
     from spokenlm_plugin.finetune.evaluate import load_frame_classifier
 
     base = tmp_path / "base.pt"
     shutil.copy(tiny_base, base)
     # One epoch: the train split once, each rank its half.
     train_rows = len((corpus / "manifests" / "train.tsv").read_text().splitlines()) - 1
-    args = _frame_args(corpus, base, tmp_path / "ckpt", max_update=1000)[1:]
+    args = frame_args(corpus, base, tmp_path / "ckpt", max_update=1000)[1:]
     args += ["--max-epoch", "1", "--freeze-finetune-updates", "0", "--disable-validation"]
     per_rank = _train_two_ranks(args, tmp_path / "ids")
     _check_disjoint(per_rank, total=train_rows)
@@ -106,15 +106,15 @@ def test_phoneme_frame_cls_on_two_ranks(corpus, tiny_base, tmp_path):  # noqa: F
 def test_unit_lm_on_two_ranks(tmp_path):
     from spokenlm_plugin.ulm.score import load_unit_lm, sequence_logprobs
 
-    rows = _markov_units(np.random.default_rng(0), 120)
+    rows = markov_units(np.random.default_rng(0), 120)
     (tmp_path / "km").mkdir()
     write_km(tmp_path / "km" / "train.km", rows[:100])
     write_km(tmp_path / "km" / "valid.km", rows[100:])
     assert cli.main(["lm-data", "--units-dir", str(tmp_path / "km"), "--splits", "train", "valid",
                      "--out", str(tmp_path / "bin"), "--vocab-size", str(K)]) == 0
     # --sample-break-mode eos: one sample per utterance, so sample ids are train.km line numbers.
-    args = _train_args(tmp_path / "bin", tmp_path / "ckpt", "unit_lstm_lm_small", "--decoder-embed-dim", "16",
-                       "--decoder-hidden-size", "32", "--decoder-out-embed-dim", "16")[1:]
+    args = train_args(tmp_path / "bin", tmp_path / "ckpt", "unit_lstm_lm_small", "--decoder-embed-dim", "16",
+                      "--decoder-hidden-size", "32", "--decoder-out-embed-dim", "16")[1:]
     args[args.index("--sample-break-mode") + 1] = "eos"
     args[args.index("--max-update") + 1] = "1000"
     args += ["--max-epoch", "1", "--max-tokens", "256"]

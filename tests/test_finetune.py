@@ -13,36 +13,7 @@ import torch
 
 from spokenlm_plugin.demo import stage_finetune
 from tests.conftest import REPO, run_cli
-
-PLUGIN = str(REPO / "spokenlm_plugin")
-
-
-@pytest.fixture(scope="module")
-def corpus(corpus_dir, tmp_path_factory) -> Path:
-    """The committed corpus's manifests and labels, copied with manifests pointing at this checkout's audio."""
-    out = tmp_path_factory.mktemp("corpus")
-    shutil.copytree(corpus_dir / "labels", out / "labels")
-    (out / "manifests").mkdir()
-    for tsv in (corpus_dir / "manifests").glob("*.tsv"):
-        lines = tsv.read_text().splitlines()
-        lines[0] = str(corpus_dir / "audio" / tsv.stem)
-        (out / "manifests" / tsv.name).write_text("\n".join(lines) + "\n")
-    return out
-
-
-@pytest.fixture(scope="module")
-def tiny_base(corpus, tmp_path_factory) -> Path:
-    """A tiny HuBERT pretrained for a few updates by fairseq-train's hubert_pretraining (MFCC k-means targets)."""
-    from spokenlm_plugin.pretrain.hubert import PretrainSettings, SmallHubert, pretrain_small_hubert
-
-    out = tmp_path_factory.mktemp("pretrain")
-    return pretrain_small_hubert(
-        corpus,
-        out,
-        model=SmallHubert(conv_channels=32, layers=2, dim=64, ffn_dim=128, heads=2, conv_pos=16, final_dim=32),
-        settings=PretrainSettings(max_update=8, warmup_updates=2, max_tokens=160_000, k=16, kmeans_frames=20_000),
-        threads=2,
-    )
+from tests.finetune_support import PLUGIN, common_args, frame_args
 
 
 def _train_log(stdout: str) -> list[dict]:
@@ -53,26 +24,6 @@ def _train_log(stdout: str) -> list[dict]:
 def _valid_log(stdout: str) -> dict:
     lines = [line.split("| valid | ", 1)[1] for line in stdout.splitlines() if "| valid | " in line]
     return json.loads(lines[-1])
-
-
-def _common_args(corpus: Path, save_dir: Path, *, max_update: int) -> list[str]:
-    return [
-        str(corpus / "manifests"), "--user-dir", PLUGIN, "--label-dir", str(corpus / "labels"),
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-08",
-        "--lr", "0.002", "--lr-scheduler", "tri_stage", "--phase-ratio", "[0.1,0.4,0.5]",
-        "--init-lr-scale", "0.01", "--final-lr-scale", "0.05", "--clip-norm", "5.0",
-        "--max-update", str(max_update), "--max-tokens", "160000", "--seed", "1",
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--num-workers", "0",
-        "--log-format", "json", "--log-interval", "1",
-    ]
-
-
-def _frame_args(corpus: Path, base: Path, save_dir: Path, *, max_update: int) -> list[str]:
-    return [
-        "fairseq-train", *_common_args(corpus, save_dir, max_update=max_update),
-        "--task", "phoneme_frame_cls", "--arch", "hubert_frame_cls", "--w2v-path", str(base),
-        "--criterion", "frame_phoneme_ce",
-    ]
 
 
 def _losses_fall(log: list[dict]) -> tuple[float, float]:
@@ -91,7 +42,7 @@ def frame_run(corpus, tiny_base, tmp_path_factory):
     work = tmp_path_factory.mktemp("frame")
     base = work / "base.pt"
     shutil.copy(tiny_base, base)
-    proc = run_cli(*_frame_args(corpus, base, work / "ckpt", max_update=30), "--freeze-finetune-updates", "5")
+    proc = run_cli(*frame_args(corpus, base, work / "ckpt", max_update=30), "--freeze-finetune-updates", "5")
     pretrained = _hubert_weights(base)
     base.unlink()
     return proc, work / "ckpt" / "checkpoint_last.pt", pretrained
@@ -145,7 +96,7 @@ def test_frame_cls_checkpoint_reloads_without_pretrained_file(frame_run):
 
 def test_linear_probe_keeps_encoder_unchanged(corpus, tiny_base, tmp_path):
     proc = run_cli(
-        *_frame_args(corpus, tiny_base, tmp_path / "ckpt", max_update=4),
+        *frame_args(corpus, tiny_base, tmp_path / "ckpt", max_update=4),
         "--freeze-finetune-updates", "1000", "--disable-validation",
     )
     assert len(_train_log(proc.stdout)) == 4
@@ -164,7 +115,7 @@ def test_ctc_variant_with_fairseq_ctc_criterion(corpus, tiny_base, tmp_path):
     base = tmp_path / "base.pt"
     shutil.copy(tiny_base, base)
     proc = run_cli(
-        "fairseq-train", *_common_args(corpus, tmp_path / "ckpt", max_update=30),
+        "fairseq-train", *common_args(corpus, tmp_path / "ckpt", max_update=30),
         "--task", "phoneme_ctc", "--labels", '["phnseq"]',
         "--arch", "hubert_phone_ctc", "--w2v-path", str(base), "--apply-mask", "--mask-prob", "0.75",
         "--mask-channel-prob", "0.5", "--mask-channel-length", "10", "--layerdrop", "0.1",
@@ -203,7 +154,7 @@ def test_labels_for_another_manifest_stop_before_training(corpus, tiny_base, tmp
     labels = tmp_path / "labels"
     shutil.copytree(corpus / "labels", labels)
     (labels / "train.phn").write_text((corpus / "labels" / "valid.phn").read_text())
-    args = _frame_args(corpus, tiny_base, tmp_path / "ckpt", max_update=3)
+    args = frame_args(corpus, tiny_base, tmp_path / "ckpt", max_update=3)
     args[args.index("--label-dir") + 1] = str(labels)
     proc = run_cli(*args, check=False)
     out = proc.stdout + proc.stderr
@@ -220,7 +171,7 @@ def test_not_hubert_checkpoint_stops_before_training(corpus, tiny_base, tmp_path
     state["cfg"]["model"]["_name"] = "wav2vec2"
     fake = tmp_path / "wav2vec2.pt"
     torch.save(state, fake)
-    proc = run_cli(*_frame_args(corpus, fake, tmp_path / "ckpt", max_update=3), check=False)
+    proc = run_cli(*frame_args(corpus, fake, tmp_path / "ckpt", max_update=3), check=False)
     out = proc.stdout + proc.stderr
     assert proc.returncode != 0
     assert "fairseq-train: error: " in out and "'wav2vec2' model, not a pretrained HuBERT" in out

@@ -13,50 +13,23 @@ import shutil
 from pathlib import Path
 
 import pytest
-import torch
 
-import spokenlm_plugin
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.errors import ConfigError, DictionaryError, FeatureError
 from spokenlm_plugin.core.km import write_km
-from spokenlm_plugin.core.runtime import torch_threads
 from spokenlm_plugin.sutlm.data import DataConfig, build
 from spokenlm_plugin.sutlm.sequences import AstConfig
 from spokenlm_plugin.ulm.data import write_dictionary
 
 from .conftest import REPO, fails_in_one_line, run_cli
+from .ulm_support import untrained_checkpoint
 from .vocoder_support import phone_km, tiny_train
 
 K = 30  # units of the unit LM
 ENV = {"OMP_NUM_THREADS": "1"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with torch_threads(1):
-        yield
-
-
-
-
-def _checkpoint(path: Path, argv: list[str]) -> Path:
-    """An untrained LM saved as fairseq-train saves it, built from fairseq-train's arguments ``argv``."""
-    from fairseq import options, tasks
-    from fairseq.dataclass.utils import convert_namespace_to_omegaconf
-    from omegaconf import OmegaConf
-
-    spokenlm_plugin.register()
-    torch.manual_seed(0)
-    cfg = convert_namespace_to_omegaconf(options.parse_args_and_arch(options.get_training_parser(), argv))
-    task = tasks.setup_task(cfg.task)
-    model = task.build_model(cfg.model)
-    torch.save({
-        "args": None, "cfg": OmegaConf.to_container(cfg, resolve=True, enum_to_str=True), "model": model.state_dict(),
-        "criterion": None, "optimizer_history": [{"criterion_name": "CrossEntropyCriterion", "optimizer_name": "Adam",
-                                                  "lr_scheduler_state": {}, "num_updates": 0}],
-        "task_state": {}, "extra_state": {"epoch": 1}, "last_optimizer_state": None,
-    }, path)
-    return path
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ------------------------------------------------------------------------------ unit LM
@@ -70,9 +43,9 @@ def unit_lm(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     write_dictionary(d / "d20" / "dict.txt", 20)
     write_km(d / "u.km", [[1, 2, 3], [4, 5], [29, 0]])
     (d / "u.ids").write_text("a\nb\nc\n")
-    lm = _checkpoint(d / "lm.pt", [str(d / "data"), "--task", "language_modeling", "--arch", "unit_lstm_lm_small",
-                                   "--decoder-embed-dim", "8", "--decoder-hidden-size", "8",
-                                   "--decoder-out-embed-dim", "8"])
+    lm = untrained_checkpoint(d / "lm.pt", [str(d / "data"), "--task", "language_modeling", "--arch", "unit_lstm_lm_small",
+                                            "--decoder-embed-dim", "8", "--decoder-hidden-size", "8",
+                                            "--decoder-out-embed-dim", "8"])
     return {"lm": lm, "d20": d / "d20", "km": d / "u.km", "ids": d / "u.ids"}
 
 
@@ -164,9 +137,9 @@ def joint(tmp_path_factory: pytest.TempPathFactory, corpus_dir: Path) -> dict[st
                      ast=AstConfig(per_utterance=0))
     build(corpus, tmp / "km", tmp / "out", cfg=cfg)
     data = tmp / "out" / "units-raw"
-    lm = _checkpoint(tmp / "joint.pt", [str(data), "--task", "speech_text_lm", "--arch", "sutlm_transformer_lm_tiny",
-                                        "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
-                                        "--decoder-layers", "1", "--decoder-attention-heads", "2"])
+    lm = untrained_checkpoint(tmp / "joint.pt", [str(data), "--task", "speech_text_lm", "--arch", "sutlm_transformer_lm_tiny",
+                                                 "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
+                                                 "--decoder-layers", "1", "--decoder-attention-heads", "2"])
     tiny_train(corpus_dir, km["train"], tmp / "voc", steps=1)
     tiny_train(corpus_dir, km["train"], tmp / "voc_dur", steps=1, duration_predictor=True)
     return {"out": tmp / "out", "data": data, "lm": lm, "vocoder": tmp / "voc" / "vocoder.pt",

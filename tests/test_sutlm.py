@@ -16,7 +16,7 @@ from spokenlm_plugin.sutlm.score import continuation_logprobs, indices, load_lm
 from spokenlm_plugin.sutlm.tokens import modality_of
 
 from .conftest import run_cli
-from .test_sutlm_data import CFG, _small_corpus
+from .sutlm_support import CFG, small_corpus
 from .vocoder_support import phone_km, tiny_train
 
 TRAIN = ["--arch", "sutlm_transformer_lm_tiny", "--decoder-embed-dim", "64", "--decoder-ffn-embed-dim", "256",
@@ -29,7 +29,7 @@ ENV = {"OMP_NUM_THREADS": "1"}
 @pytest.fixture(scope="module")
 def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     tmp = tmp_path_factory.mktemp("sutlm")
-    corpus, km = _small_corpus(tmp)
+    corpus, km = small_corpus(tmp)
     build(corpus, km, tmp / "out", cfg=CFG, workers=2)
     return tmp / "out"
 

@@ -20,6 +20,7 @@ from spokenlm_plugin.sutlm.sequences import AstConfig, Renderer
 from spokenlm_plugin.sutlm.tokens import MARKERS, Tokenizer, unit_char
 
 from .conftest import fails_in_one_line, run_cli
+from .ulm_support import untrained_checkpoint
 from .vocoder_support import phone_km
 
 #: speaker -> its units (its "voice": no unit is shared between speakers)
@@ -216,8 +217,6 @@ def test_cli_refuses_a_bad_pool_and_ids_without_a_speaker(tmp_path: Path, capsys
 
 def test_cli_same_speaker_sets_on_the_corpus(corpus_dir: Path, tmp_path: Path) -> None:
     """sutlm-eval on the corpus' test split (4 + 4 utterances of 2 speakers) with an untrained joint LM."""
-    from .test_lm_errors import _checkpoint
-
     corpus = tmp_path / "corpus"
     for sub in ("manifests", "transcripts", "alignments"):
         shutil.copytree(corpus_dir / sub, corpus / sub)
@@ -226,9 +225,9 @@ def test_cli_same_speaker_sets_on_the_corpus(corpus_dir: Path, tmp_path: Path) -
         vocab_size=40, unit_vocab_sizes=(0,), text_vocab_size=200, text_max_sentences=150,
         ast=AstConfig(per_utterance=0)))
     data = tmp_path / "out" / "units-raw"
-    lm = _checkpoint(tmp_path / "joint.pt", [str(data), "--task", "speech_text_lm", "--arch", "sutlm_transformer_lm_tiny",
-                                             "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
-                                             "--decoder-layers", "1", "--decoder-attention-heads", "2"])
+    lm = untrained_checkpoint(tmp_path / "joint.pt", [str(data), "--task", "speech_text_lm", "--arch", "sutlm_transformer_lm_tiny",
+                                                      "--decoder-embed-dim", "16", "--decoder-ffn-embed-dim", "16",
+                                                      "--decoder-layers", "1", "--decoder-attention-heads", "2"])
     args = ["spokenlm", "sutlm-eval", "--checkpoint", str(lm), "--data", str(data), "--items",
             str(tmp_path / "out" / "aligned" / "test.jsonl"), "--conditions", "u2u", "t2u", "--candidates", "3",
             "--ci-resamples", "0"]

@@ -14,10 +14,10 @@ from spokenlm_plugin.sutlm.data import DataConfig, build
 from spokenlm_plugin.sutlm.metrics import copy_rate, distinct_n, retrieved
 from spokenlm_plugin.sutlm.sequences import AstConfig, Renderer, ast_spans, render
 from spokenlm_plugin.sutlm.tokens import MARKERS, SentencePieceError, Tokenizer, modality_of, train_sentencepiece, units_to_string
-from spokenlm_plugin.units.phone_units import write_phone_units
 
 from .conftest import CORPUS
-from .test_data_labels import textgrid_long
+from .data_support import textgrid_long
+from .sutlm_support import CFG, small_corpus
 
 
 def test_word_cuts_known_inputs() -> None:
@@ -92,21 +92,8 @@ def test_metrics_definitions() -> None:
     assert distinct_n([["a", "a", "a"]], n=1) == pytest.approx(1 / 3)
 
 
-def _small_corpus(tmp: Path) -> tuple[Path, Path]:
-    corpus = tmp / "corpus"
-    for d in ("manifests", "transcripts", "alignments"):
-        shutil.copytree(CORPUS / d, corpus / d)
-    km = tmp / "km"
-    for s in ("train", "valid", "test"):
-        write_phone_units(CORPUS / "labels" / f"{s}.phn", CORPUS / "labels" / "dict.phn.txt", km / f"{s}.km")
-    return corpus, km
-
-
-CFG = DataConfig(vocab_size=40, unit_vocab_sizes=(0, 60), text_vocab_size=200, text_max_sentences=150)
-
-
 def test_bad_inputs_leave_nothing(tmp_path: Path) -> None:
-    corpus, km = _small_corpus(tmp_path)
+    corpus, km = small_corpus(tmp_path)
     # units of the 3rd train utterance cut to 20 frames: the alignment no longer fits them
     lines = (km / "train.km").read_text().splitlines()
     lines[2] = " ".join(lines[2].split()[:20])
@@ -114,7 +101,7 @@ def test_bad_inputs_leave_nothing(tmp_path: Path) -> None:
     with pytest.raises(AlignmentError, match=rf"^{km / 'train.km'}:3: the alignment of '\S+' ends at"):
         build(corpus, km, tmp_path / "out", cfg=CFG)
     assert not (tmp_path / "out").exists() and not list(tmp_path.glob(".out.*"))
-    _, km = _small_corpus(tmp_path / "b")
+    _, km = small_corpus(tmp_path / "b")
     wrd = corpus / "transcripts" / "valid.wrd"
     wrd.write_text("\n".join(wrd.read_text().splitlines()[:-1]) + "\n")
     with pytest.raises(AlignmentError, match=rf"^{wrd}:9: transcript missing for utterance"):
@@ -141,7 +128,7 @@ def _textgrids(corpus: Path, out: Path) -> Path:
 
 
 def test_textgrid_word_tiers_align_like_the_corpus_json(tmp_path: Path) -> None:
-    corpus, km = _small_corpus(tmp_path)
+    corpus, km = small_corpus(tmp_path)
     tg = WordAlignments(_textgrids(corpus, tmp_path / "mfa"), "textgrid")
     shutil.rmtree(corpus / "transcripts")  # the word tier is the transcript
     for split in ("train", "valid", "test"):
@@ -152,7 +139,7 @@ def test_textgrid_word_tiers_align_like_the_corpus_json(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sutlm_data_from_textgrids_gives_the_same_subsets(tmp_path: Path) -> None:
-    corpus, km = _small_corpus(tmp_path)
+    corpus, km = small_corpus(tmp_path)
     cfg = DataConfig(vocab_size=40, unit_vocab_sizes=(0,), text_vocab_size=200, text_max_sentences=150)
     build(corpus, km, tmp_path / "json", cfg=cfg, workers=2)
     tg = _textgrids(corpus, tmp_path / "mfa")
@@ -175,7 +162,7 @@ def test_sutlm_data_from_textgrids_gives_the_same_subsets(tmp_path: Path) -> Non
 
 
 def test_bad_textgrids_are_one_line_and_leave_nothing(tmp_path: Path) -> None:
-    corpus, km = _small_corpus(tmp_path)
+    corpus, km = small_corpus(tmp_path)
     shutil.rmtree(corpus / "transcripts")
     mfa = _textgrids(corpus, tmp_path / "mfa")
     grids = sorted(mfa.rglob("*.TextGrid"))

@@ -24,8 +24,8 @@ from spokenlm_plugin.synth.flite import Flite
 from spokenlm_plugin.synth.speakers import SPEAKERS, speakers_for
 from spokenlm_plugin.synth.text import load_sentences, normalize_example, shuffled
 from tests.conftest import CORPUS, VENV_BIN, run_cli
+from tests.synth_support import VOWELS, best_shift, energy_contrast, frication_contrast
 
-VOWELS = {"AA", "AE", "AH", "AO", "AW", "AY", "EH", "ER", "EY", "IH", "IY", "OW", "OY", "UH", "UW"}
 SMALL = dict(voices=["slt", "rms", "awb"], speakers_per_voice=2, seed=3, valid_fraction=0.2, test_fraction=0.2)
 
 
@@ -48,34 +48,6 @@ def corpus_files(root: Path) -> dict[str, bytes]:
 
 
 # --------------------------------------------------------------------------- labels vs audio
-
-
-def _best_shift(samples: np.ndarray, phones: list, *, score) -> float:
-    """The label shift (s) in [-100, 100] ms that maximises ``score(frame features, labels)``."""
-    hop = 80  # 5 ms analysis frames
-    n = len(samples) // hop
-    frames = samples[: n * hop].astype(np.float64).reshape(n, hop)
-    log_rms = np.log(np.sqrt((frames**2).mean(axis=1)) + 1.0)
-    zcr = (np.diff(np.sign(frames), axis=1) != 0).mean(axis=1)
-    starts = np.array([p[0] for p in phones])
-    names = np.array([p[2] for p in phones])
-    shifts = np.arange(-0.1, 0.1001, 0.005)
-    scores = []
-    for shift in shifts:
-        centres = (np.arange(n) * hop + hop / 2) / 16000 - shift
-        labels = names[np.clip(np.searchsorted(starts, centres, side="right") - 1, 0, len(names) - 1)]
-        scores.append(score(log_rms, zcr, labels))
-    return float(shifts[int(np.argmax(scores))])
-
-
-def _energy_contrast(log_rms, zcr, labels) -> float:
-    vowel = np.isin(labels, list(VOWELS))
-    return log_rms[vowel].mean() - log_rms[labels == SIL].mean()
-
-
-def _frication_contrast(log_rms, zcr, labels) -> float:
-    fricative = np.isin(labels, ["S", "SH", "Z", "F"])
-    return zcr[fricative].mean() - zcr[np.isin(labels, list(VOWELS))].mean()
 
 
 @pytest.mark.parametrize("speaker_id", ["slt-a", "slt-c", "rms-a", "rms-b", "awb-a", "awb-b"])
@@ -107,11 +79,11 @@ def test_alignment_agrees_with_audio(engine, speaker_id):
     assert median_rms({SIL}) < 0.02 * median_rms(VOWELS)
     # Boundaries are where the audio changes: the labels fit the audio best unshifted (within one
     # 20 ms frame) - vowels loud against pauses, fricatives noisy against vowels.
-    assert abs(_best_shift(x, phones, score=_energy_contrast)) <= 0.02
-    assert abs(_best_shift(x, phones, score=_frication_contrast)) <= 0.02
+    assert abs(best_shift(x, phones, score=energy_contrast)) <= 0.02
+    assert abs(best_shift(x, phones, score=frication_contrast)) <= 0.02
     # The check can fail: labels displaced by 80 ms are detected as displaced.
     late = [[s + 0.08, e + 0.08, p] for s, e, p in phones]
-    assert _best_shift(x, late, score=_energy_contrast) <= -0.06
+    assert best_shift(x, late, score=energy_contrast) <= -0.06
 
 
 def test_synthesis_is_reproducible(engine):

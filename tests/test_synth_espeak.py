@@ -23,7 +23,7 @@ from spokenlm_plugin.synth.espeak import HELDOUT_ESPEAK, Espeak, heldout_speaker
 from spokenlm_plugin.synth.pretrain_corpus import ESPEAK
 from spokenlm_plugin.synth.speakers import aligned_speakers, pretrain_speakers
 from spokenlm_plugin.synth.text import load_sentences, sentence_pool
-from tests.test_synth import _best_shift, _energy_contrast, _frication_contrast
+from tests.synth_support import best_shift, energy_contrast, frication_contrast
 
 SENTENCES = (
     "The children ran to the playground.",
@@ -138,8 +138,8 @@ def test_alignment_agrees_with_audio(engine, speaker):
     syn = engine.synthesize(" ".join(SENTENCES), speaker)
     x = syn.samples.astype(np.float64)
     phones = [list(p) for p in syn.phones]
-    assert abs(_best_shift(x, phones, score=_energy_contrast)) <= 0.02
-    assert abs(_best_shift(x, phones, score=_frication_contrast)) <= 0.02
+    assert abs(best_shift(x, phones, score=energy_contrast)) <= 0.02
+    assert abs(best_shift(x, phones, score=frication_contrast)) <= 0.02
     # Pauses are silent.
     sil = np.concatenate([x[int(s * 16000) : int(e * 16000)] for s, e, p in phones if p == SIL])
     assert np.sqrt((sil**2).mean()) < 0.02 * np.sqrt((x**2).mean())

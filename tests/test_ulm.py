@@ -20,85 +20,30 @@ import spokenlm_plugin  # noqa: F401  (registers the unit LMs; fixes torch.load 
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.errors import ConfigError
 from spokenlm_plugin.core.km import write_km
-from spokenlm_plugin.core.runtime import torch_threads
 from spokenlm_plugin.ulm.embedding import LSTM_INIT_STD, transformer_init_std
 from spokenlm_plugin.ulm.discrimination import lexical_accuracy, syntactic_accuracy
 from spokenlm_plugin.ulm.score import load_unit_lm, read_submission
 from tests.conftest import REPO, run_cli
+from tests.ulm_support import D, ENV, K, USER_DIR, train_args
 
-K = 30  # units
-D = 24  # centroid dimension
-USER_DIR = str(REPO / "spokenlm_plugin")
-#: One intra-op thread: on a small shared CPU, torch's spinning threads slow training ~10x.
-ENV = {"OMP_NUM_THREADS": "1"}
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Small models, many small ops: one thread (a busy CPU makes torch's thread pool spin)."""
-    with torch_threads(1):
-        yield
-
-
-def _markov_units(rng: np.random.Generator, n: int) -> list[list[int]]:
-    """Frame-like unit sequences: a sparse Markov chain over K units, each unit repeated 1-3 times."""
-    trans = rng.dirichlet(np.full(K, 0.05), size=K)
-    rows = []
-    for _ in range(n):
-        units = [int(rng.integers(K))]
-        while len(units) < rng.integers(15, 45):
-            units += [int(rng.choice(K, p=trans[units[-1]]))] * int(rng.integers(1, 4))
-        rows.append(units)
-    return rows
-
-
-@pytest.fixture(scope="module")
-def units(tmp_path_factory) -> Path:
-    d = tmp_path_factory.mktemp("ulm_units")
-    rng = np.random.default_rng(0)
-    rows = _markov_units(rng, 180)
-    write_km(d / "train.km", rows[:140])
-    write_km(d / "valid.km", rows[140:160])
-    write_km(d / "test.km", rows[160:])
-    (d / "test.ids").write_text("".join(f"utt{i}\n" for i in range(20)))
-    np.save(d / "centroids.npy", rng.normal(size=(K, D)).astype(np.float32) + 3.0)
-    return d
-
-
-@pytest.fixture(scope="module")
-def lm_data(units: Path) -> Path:
-    out = units.parent / "ulm_bin"
-    assert cli.main(["lm-data", "--units-dir", str(units), "--out", str(out), "--vocab-size", str(K)]) == 0
-    return out
-
-
-def _train_args(data: Path, save: Path, arch: str, *extra: str) -> list[str]:
-    return [
-        "fairseq-train", str(data), "--user-dir", USER_DIR, "--task", "language_modeling", "--arch", arch,
-        # ZeroSpeech 2021 baseline optimisation, with a short warm-up for a few updates
-        "--optimizer", "adam", "--adam-betas", "(0.9, 0.98)", "--clip-norm", "0.0",
-        "--lr-scheduler", "inverse_sqrt", "--lr", "0.002", "--warmup-updates", "2", "--warmup-init-lr", "1e-07",
-        "--dropout", "0.1", "--weight-decay", "0.01", "--sample-break-mode", "none",
-        "--tokens-per-sample", "128", "--max-tokens", "1024", "--max-update", "8",
-        "--save-dir", str(save), "--no-epoch-checkpoints", "--log-format", "simple", "--cpu", "--seed", "1", *extra,
-    ]
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")
 def lstm_ckpt(lm_data: Path, units: Path) -> Path:
     save = lm_data.parent / "lstm"
-    run_cli(*_train_args(lm_data, save, "unit_lstm_lm_small", "--decoder-embed-dim", "16", "--decoder-hidden-size",
-                         "32", "--decoder-out-embed-dim", "16", "--unit-centroids", str(units / "centroids.npy"),
-                         "--centroid-init", "pca"), env=ENV)
+    run_cli(*train_args(lm_data, save, "unit_lstm_lm_small", "--decoder-embed-dim", "16", "--decoder-hidden-size",
+                        "32", "--decoder-out-embed-dim", "16", "--unit-centroids", str(units / "centroids.npy"),
+                        "--centroid-init", "pca"), env=ENV)
     return save / "checkpoint_best.pt"
 
 
 @pytest.fixture(scope="module")
 def transformer_ckpt(lm_data: Path, units: Path) -> Path:
     save = lm_data.parent / "transformer"
-    run_cli(*_train_args(lm_data, save, "unit_transformer_lm_small", "--decoder-embed-dim", "32",
-                         "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2",
-                         "--unit-centroids", str(units / "centroids.npy"), "--centroid-init", "project"), env=ENV)
+    run_cli(*train_args(lm_data, save, "unit_transformer_lm_small", "--decoder-embed-dim", "32",
+                        "--decoder-ffn-embed-dim", "64", "--decoder-attention-heads", "2",
+                        "--unit-centroids", str(units / "centroids.npy"), "--centroid-init", "project"), env=ENV)
     return save / "checkpoint_best.pt"
 
 

@@ -16,7 +16,7 @@ from spokenlm_plugin.core.errors import CheckpointError
 from spokenlm_plugin.core.km import write_km
 from spokenlm_plugin.ulm.score import load_unit_lm
 from tests.conftest import run_cli
-from tests.test_ulm import ENV, K, _markov_units, _train_args
+from tests.ulm_support import ENV, K, markov_units, train_args
 
 D = 24  # centroid size: wider than the embedding (8), so a project-mode reload must know it
 
@@ -24,7 +24,7 @@ D = 24  # centroid size: wider than the embedding (8), so a project-mode reload 
 @pytest.fixture(scope="module")
 def lm_data(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ulm_ckpt")
-    rows = _markov_units(np.random.default_rng(1), 100)
+    rows = markov_units(np.random.default_rng(1), 100)
     write_km(d / "train.km", rows[:80])
     write_km(d / "valid.km", rows[80:90])
     write_km(d / "test.km", rows[90:])
@@ -41,8 +41,8 @@ def _train(lm_data: Path, save: Path, arch: str, mode: str) -> tuple[Path, Path]
              "--decoder-layers", "1"] if arch == "unit_lstm_lm_small" else
             ["--decoder-embed-dim", "8", "--decoder-ffn-embed-dim", "16", "--decoder-attention-heads", "2",
              "--decoder-layers", "1"])
-    run_cli(*_train_args(lm_data / "bin", save, arch, *dims, "--max-update", "2",
-                         "--unit-centroids", str(centroids), "--centroid-init", mode), env=ENV)
+    run_cli(*train_args(lm_data / "bin", save, arch, *dims, "--max-update", "2",
+                        "--unit-centroids", str(centroids), "--centroid-init", mode), env=ENV)
     return save / "checkpoint_best.pt", centroids
 
 

@@ -20,7 +20,7 @@ from spokenlm_plugin import cli
 from spokenlm_plugin.demo import stage_ulm
 from spokenlm_plugin.ulm.score import load_unit_lm, read_submission
 from tests.conftest import REPO, run_cli
-from tests.test_ulm import ENV, K, USER_DIR, lm_data, units  # noqa: F401  (fixtures)
+from tests.ulm_support import ENV, K, USER_DIR
 
 CONFIG_DIR = REPO / "examples" / "ulm" / "config"
 #: Which config holds the recipe of each unit sequence (LMSize FULL[dedup]).
@@ -117,7 +117,7 @@ def test_demo_configs_default_budget_is_the_demo_one(dedup: bool) -> None:
     assert OmegaConf.is_missing(cfg.task, "data") and OmegaConf.is_missing(cfg.common, "user_dir")
 
 
-def test_fairseq_hydra_train_demo_config_checkpoint_scores(lm_data: Path, units: Path, tmp_path: Path) -> None:  # noqa: F811
+def test_fairseq_hydra_train_demo_config_checkpoint_scores(lm_data: Path, units: Path, tmp_path: Path) -> None:
     """The README's command line trains, and lm-score reads the checkpoint."""
     save = tmp_path / "ckpt"
     run_cli("fairseq-hydra-train", "--config-dir", str(CONFIG_DIR), "--config-name", "demo",

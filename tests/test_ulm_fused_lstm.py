@@ -25,18 +25,14 @@ from fairseq.tasks.language_modeling import LanguageModelingTask
 from omegaconf import OmegaConf, open_dict
 from spokenlm_plugin import cli
 from spokenlm_plugin.core.km import write_km
-from spokenlm_plugin.core.runtime import torch_threads
 from spokenlm_plugin.ulm.models import FusedLSTMDecoder, UnitLSTMLMConfig
 from tests.conftest import run_cli
-from tests.test_ulm import ENV, K, _markov_units, _train_args
+from tests.ulm_support import ENV, K, markov_units, train_args
 
 ATOL = 1e-5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    with torch_threads(1):
-        yield
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _task() -> LanguageModelingTask:
@@ -200,7 +196,7 @@ def test_same_seed_builds_fairseqs_lstm_lm() -> None:
 @pytest.fixture(scope="module")
 def lm_bin(tmp_path_factory) -> Path:
     d = tmp_path_factory.mktemp("ulm_fused")
-    rows = _markov_units(np.random.default_rng(3), 60)
+    rows = markov_units(np.random.default_rng(3), 60)
     write_km(d / "train.km", rows[:50])
     write_km(d / "valid.km", rows[50:])
     assert cli.main(["lm-data", "--units-dir", str(d), "--splits", "train", "valid", "--out", str(d / "bin"),
@@ -231,7 +227,7 @@ def test_fairseq_lstm_lm_checkpoint_loads_into_the_fused_model(lm_bin: Path) -> 
     """A checkpoint of fairseq's own lstm_lm (the per-step decoder the unit LSTM used) from the
     real fairseq-train: its weights load strictly into unit_lstm_lm and score the same."""
     save = lm_bin.parent / "fairseq_lstm_lm"
-    run_cli(*_train_args(lm_bin, save, "lstm_lm", *CLI_DIMS, "--max-update", "3"), env=ENV)
+    run_cli(*train_args(lm_bin, save, "lstm_lm", *CLI_DIMS, "--max-update", "3"), env=ENV)
     old = _reload(save / "checkpoint_best.pt")
     assert type(old.decoder) is LSTMDecoder
     task = _task()
@@ -247,7 +243,7 @@ def test_unit_lstm_lm_small_trains_and_its_checkpoint_loads_into_fairseqs_decode
     """--arch unit_lstm_lm_small through the real fairseq-train (fused path, dropout on), and the
     checkpoint's weights load strictly into fairseq's lstm_lm with the same scores."""
     save = lm_bin.parent / "unit_lstm"
-    proc = run_cli(*_train_args(lm_bin, save, "unit_lstm_lm_small", *CLI_DIMS, "--max-update", "3"), env=ENV)
+    proc = run_cli(*train_args(lm_bin, save, "unit_lstm_lm_small", *CLI_DIMS, "--max-update", "3"), env=ENV)
     assert "num_updates 3" in proc.stdout + proc.stderr
     new = _reload(save / "checkpoint_best.pt")
     assert type(new.decoder) is FusedLSTMDecoder

@@ -25,13 +25,7 @@ from tests.conftest import run_cli
 ZEROSPEECH = {"max_size_group": 10, "max_x_across": 5, "distance": "angular", "frequency": 50, "progress": False}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def log_mel(wav: np.ndarray) -> np.ndarray:

@@ -6,7 +6,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from spokenlm_plugin.demo import stage_units
 from spokenlm_plugin.demo.context import DemoContext
@@ -19,13 +18,7 @@ from spokenlm_plugin.units.quality import unit_quality
 from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoint
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def test_stage_units_quick(corpus_dir: Path, pairs_dir: Path, tmp_path: Path) -> None:

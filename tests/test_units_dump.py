@@ -28,13 +28,7 @@ from tests.units_support import make_frame_cls_checkpoint, make_hubert_checkpoin
 LENGTHS = [16000, 12345, 12345, 8000, 7999, 400, 23000, 5120, 5119, 30000, 2000, 16000]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One torch thread: on a shared 2-core machine two OpenMP threads mostly wait for each other."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -23,9 +23,7 @@ from .conftest import run_cli
 from .vocoder_support import CHANNELS, K, interrupt_at_batch, phone_km, tiny_train
 
 
-@pytest.fixture(autouse=True)
-def _one_thread() -> None:
-    torch.set_num_threads(1)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

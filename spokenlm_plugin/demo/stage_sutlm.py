@@ -40,11 +40,12 @@ import numpy as np
 
 from ..core.errors import SpokenLMError
 from ..core.km import write_km
+from ..core.report import pct
 from ..core.runtime import torch_threads
 from ..core.tools import run_tool
 from ..sutlm.data import DataConfig, build, read_aligned, variant_name
 from ..sutlm.align import AlignedUtterance
-from ..sutlm.evaluate import CONDITIONS, cra, eval_items, fmt_pct, pelm, renderer_for
+from ..sutlm.evaluate import CONDITIONS, cra, eval_items, pelm, renderer_for
 from ..sutlm.generate import prompt_tokens, sample_continuations
 from ..sutlm.metrics import paired_difference_ci
 from ..sutlm.score import indices, load_lm
@@ -230,9 +231,9 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
     rows = []
     for name, r in results.items():
         u2t, t2t = r["pelm"]["u2t"], r["pelm"]["t2t"]
-        pelm_cells = ([ppl(u2t.pelm), ppl(t2t.pelm), f"{fmt_pct(t2t.copy_rate)} / {fmt_pct(t2t.distinct_2)}",
+        pelm_cells = ([ppl(u2t.pelm), ppl(t2t.pelm), f"{pct(t2t.copy_rate)} / {pct(t2t.distinct_2)}",
                        f"{u2t.empty + t2t.empty}/{u2t.prompts + t2t.prompts}"] if u2t else ["n/a (quick)"] * 4)
-        rows.append([name, *[fmt_pct(r["cra"][c].accuracy, r["cra"][c].ci) for c in CONDITIONS], *pelm_cells])
+        rows.append([name, *[pct(r["cra"][c].accuracy, r["cra"][c].ci) for c in CONDITIONS], *pelm_cells])
     t2t_any = next(iter(results.values()))["pelm"]["t2t"]
     reference = t2t_any.reference_ppl if t2t_any else None
     table = Table(
@@ -284,9 +285,9 @@ def _report(results: dict[str, dict], *, ckpts: dict, data: Path, budget: Budget
     if transfer is not None:
         acc = {r.name: r.accuracy for r in transfer.results}
         text += (f" Zero-shot cross-modal transfer (row 4, sentence {LABEL_NAMES[transfer.label]}): text -> speech "
-                 f"{fmt_pct(acc['t->u'])} %, speech -> text {fmt_pct(acc['u->t'])} % against a majority baseline of "
-                 f"{fmt_pct(transfer.majority)} % (within text {fmt_pct(acc['t->t'])} %, within speech "
-                 f"{fmt_pct(acc['u->u'])} %).")
+                 f"{pct(acc['t->u'])} %, speech -> text {pct(acc['u->t'])} % against a majority baseline of "
+                 f"{pct(transfer.majority)} % (within text {pct(acc['t->t'])} %, within speech "
+                 f"{pct(acc['u->u'])} %).")
     return _result(results, text=text, tables=tables, transfer=transfer, ckpts=ckpts, data=data, ctx=ctx, chance=chance,
                    sp_gain=sp_gain, ast_gain=ast_gain, voiced=voiced)
 
@@ -295,7 +296,7 @@ def _transfer_table(z: ZeroShotReport) -> Table:
     return Table(
         title=f"SUTLM zero-shot cross-modal transfer (row 4): sentence {LABEL_NAMES[z.label]} accuracy % [95 % CI]",
         headers=["train -> test", "accuracy", "chance", "majority"],
-        rows=[[f"{r.train} -> {r.test}", fmt_pct(r.accuracy, r.ci), fmt_pct(z.chance), fmt_pct(z.majority)]
+        rows=[[f"{r.train} -> {r.test}", pct(r.accuracy, r.ci), pct(z.chance), pct(z.majority)]
               for r in z.results],
         note=f"Label: {LABEL_MEANINGS[z.label]} ({len(z.classes)} classes: {', '.join(z.classes)}). "
              f"Features: row 4's last hidden states mean-pooled over the utterance in one modality; logistic "

@@ -10,6 +10,7 @@ import numpy as np
 from ..core.audio import read_audio
 from ..core.io import read_manifest
 from ..core.phones import SAMPLE_RATE
+from ..core.report import save_figure, use_agg
 from ..synth.corpus import build_corpus
 from ..synth.minimal_pairs import build_pairs
 from .context import DemoContext, StageResult, Table
@@ -20,9 +21,7 @@ QUICK = {"hours": 0.25, "n_lexical": 8, "n_syntactic": 4}  # >= 10 min of train 
 
 
 def _plot_example(corpus: Path, out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
 
     manifest = read_manifest(corpus / "manifests" / "test.tsv")
@@ -42,10 +41,7 @@ def _plot_example(corpus: Path, out: Path) -> Path:
     ax2.set_xlabel("time (s)")
     ax2.set_ylabel("Hz")
     fig.tight_layout()
-    path = out / "example_utterance.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "example_utterance.png", dpi=110)
 
 
 def run(ctx: DemoContext) -> StageResult:

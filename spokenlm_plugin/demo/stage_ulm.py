@@ -41,6 +41,7 @@ import numpy as np
 from ..core.errors import SpokenLMError
 from ..core.io import read_manifest
 from ..core.km import deduplicate, read_km, write_km
+from ..core.report import pct, save_figure, use_agg
 from ..core.runtime import torch_threads
 from ..core.tools import run_tool
 from ..ulm.data import make_lm_dataset
@@ -278,9 +279,7 @@ def _comparisons(default: bool) -> list[tuple[str, LMRow, LMRow]]:
 
 
 def _plot(metrics: dict[str, dict[str, Any]], rows: Sequence[LMRow], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.6))
@@ -297,20 +296,7 @@ def _plot(metrics: dict[str, dict[str, Any]], rows: Sequence[LMRow], out: Path) 
         ax.axhline(50, color="0.5", lw=0.8, ls="--")
         ax.set_ylim(0, 100)
     fig.tight_layout()
-    path = out / "ulm_metrics.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    return path
-
-
-def _pct(v: float | None, ci: Sequence[float] | None = None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{100 * v:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
-
-
-def _signed(d: float, ci: Sequence[float] | None) -> str:
-    return f"{100 * d:+.1f}" + ("" if ci is None else f" [{100 * ci[0]:+.1f}, {100 * ci[1]:+.1f}]")
+    return save_figure(fig, out / "ulm_metrics.png", dpi=100)
 
 
 def _rows(units: dict[str, Any], quick: bool) -> list[LMRow]:
@@ -417,16 +403,16 @@ def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differ
         m = metrics[r.key]
         init = r.init if r.init == "random" else f"centroids ({jobs[r]['mode']})"
         return [name(r.units), init, "dedup" if r.dedup else "raw", f"{jobs[r]['size'].updates} x {jobs[r]['size'].max_tokens}",
-                _pct(m.get("lexical"), m.get("lexical_ci")), _pct(m.get("lexical_mean"), m.get("lexical_mean_ci")),
-                _pct(m.get("syntactic"), m.get("syntactic_ci")),
-                _pct(m.get("syntactic_mean"), m.get("syntactic_mean_ci")), round(m["ppl"], 2)]
+                pct(m.get("lexical"), m.get("lexical_ci")), pct(m.get("lexical_mean"), m.get("lexical_mean_ci")),
+                pct(m.get("syntactic"), m.get("syntactic_ci")),
+                pct(m.get("syntactic_mean"), m.get("syntactic_mean_ci")), round(m["ppl"], 2)]
 
     def length_row(dedup: bool) -> list[Any]:
         r = length[dedup]
         lex, syn = r.get("lexical"), r.get("syntactic")
         return ["any (baseline)", "no LM: length only", "dedup" if dedup else "raw", 0,
-                _pct(lex.all if lex else None, lex.all_ci if lex else None), "",
-                _pct(syn.all if syn else None, syn.all_ci if syn else None), "", "n/a"]
+                pct(lex.all if lex else None, lex.all_ci if lex else None), "",
+                pct(syn.all if syn else None, syn.all_ci if syn else None), "", "n/a"]
 
     ordered = sorted(rows, key=lambda r: (r.dedup != DEFAULT_DEDUP, [u for u, _ in ROWS].index(r.units), r.init))
     table = Table(
@@ -444,7 +430,7 @@ def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differ
              "54.87 on HuBERT L11 units, 68.85 / 56.17 fine-tuned L12 with centroid init, 73.4 logits (L13), gold "
              "phones 81.6.",
     )
-    diff_rows = [[label, *[_signed(v[0], v[1:] or None) if (v := d.get(k)) else "n/a"
+    diff_rows = [[label, *[pct(v[0], v[1:] or None, signed=True) if (v := d.get(k)) else "n/a"
                            for k in ("lexical", "lexical_mean", "syntactic", "syntactic_mean")]]
                  for label, d in differences.items()]
     diff_table = Table(
@@ -458,7 +444,7 @@ def _result(*, rows: Sequence[LMRow], metrics: dict[str, dict[str, Any]], differ
         title="What the units of the lexical pairs carry: the voice or the phone",
         headers=["units", "one item, two test voices", "word vs its non-word, one voice", "LM sWUGGY sum %"],
         rows=[[name(u), f"{c['across_voices']:.3f}", f"{c['word_vs_nonword']:.3f}",
-               _pct(metrics.get(LMRow(u, "centroids" if u in ("base", "finetuned") else "random",
+               pct(metrics.get(LMRow(u, "centroids" if u in ("base", "finetuned") else "random",
                                       DEFAULT_DEDUP).key, {}).get("lexical"))] for u, c in consistency.items()],
         note=f"Mean edit distance between {'deduplicated ' if DEFAULT_DEDUP else ''}unit sequences, divided by the "
              "longer one's length. A word and its non-word differ in one phone; an LM can prefer the word only when "

@@ -28,6 +28,7 @@ import torch
 
 from ..core.io import read_manifest
 from ..core.km import read_km_arrays, write_km
+from ..core.report import pct, save_figure, use_agg
 from ..units.abx import Speaker, abx, abx_units_many
 from ..units.baseline import SpectralKind, dump_baseline_features
 from ..units.encoder import DenseModel, Layer
@@ -138,9 +139,7 @@ def _baselines(corpus: Path, manifests: dict[str, Path], item: Path, out: Path, 
 
 
 def _plot(features: dict[str, dict[str, float]], units: dict[str, dict[str, float]], out: Path) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
 
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4), gridspec_kw={"width_ratios": [3, 2]})
@@ -162,10 +161,7 @@ def _plot(features: dict[str, dict[str, float]], units: dict[str, dict[str, floa
     ax3.set_ylim(0, 1)
     ax3.set_ylabel("PNMI")
     fig.tight_layout()
-    path = out / "units_abx_pnmi.png"
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, out / "units_abx_pnmi.png", dpi=110)
 
 
 def run(ctx: DemoContext) -> StageResult:
@@ -270,16 +266,14 @@ def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, di
             models: dict[str, tuple[Path, int]], size: dict[str, int], out: Path,
             timings: dict[str, float], *,
             baselines: tuple[dict[str, dict[str, float]], dict[str, dict[str, float]]] = ({}, {})) -> StageResult:
-    def pct(v: float) -> str:
-        return f"{100 * v:.2f}"
-
     model_abx, model_units = feature_abx, unit_metrics
     feature_abx, unit_metrics = {**feature_abx, **baselines[0]}, {**unit_metrics, **baselines[1]}
 
     feature_table = Table(
         title="Triphone ABX error (%) of continuous features, test split (held-out speakers)",
         headers=["model", "layer", "within speaker", "across speaker"],
-        rows=[[*key.split(" ", 1), pct(v["abx_within"]), pct(v["abx_across"])] for key, v in feature_abx.items()],
+        rows=[[*key.split(" ", 1), pct(v["abx_within"], digits=2), pct(v["abx_across"], digits=2)]
+              for key, v in feature_abx.items()],
         note="fastabx, angular distance, 50 Hz, ZeroSpeech 2021 subsampling; fastabx's slicing (keeps each "
              "item's last frame, unlike Libri-light's tool). Baselines: log-mel (40 mels) and MFCC (13 + deltas + "
              "delta-deltas) frames at HuBERT's 50 Hz frames, each utterance mean / variance normalised; topline: "
@@ -289,7 +283,7 @@ def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, di
     for name, m in unit_metrics.items():
         layer = ("logits argmax" if name == "finetuned-logits" else f"L{models[name][1]}, k={size['k']}"
                  if name in models else f"k-means, k={size['k']} (baseline)")
-        unit_rows.append([name, layer, pct(m["abx_within"]), pct(m["abx_across"]), f"{m['pnmi']:.3f}",
+        unit_rows.append([name, layer, pct(m["abx_within"], digits=2), pct(m["abx_across"], digits=2), f"{m['pnmi']:.3f}",
                           f"{m['phone_purity']:.3f}", f"{m['cluster_purity']:.3f}", m["units_used"]])
     unit_table = Table(
         title="Units on the test split: ABX (one-hot, %) and quality against the frame labels",
@@ -311,9 +305,10 @@ def _result(feature_abx: dict[str, dict[str, float]], unit_metrics: dict[str, di
     logmel, topline = baselines[0].get("log-mel 40 mels (baseline)"), baselines[0].get("gold-phones one-hot (topline)")
     if logmel is not None and topline is not None:
         text += (
-            f" For reference: log-mel frames have {pct(logmel['abx_within'])} / {pct(logmel['abx_across'])} % ABX "
+            f" For reference: log-mel frames have {pct(logmel['abx_within'], digits=2)} / "
+            f"{pct(logmel['abx_across'], digits=2)} % ABX "
             f"error (within / across speaker) and their k-means units a PNMI of {baselines[1]['log-mel']['pnmi']:.3f}; "
-            f"the gold phones (topline) {pct(topline['abx_within'])} / {pct(topline['abx_across'])} %."
+            f"the gold phones (topline) {pct(topline['abx_within'], digits=2)} / {pct(topline['abx_across'], digits=2)} %."
         )
     return StageResult(
         name="units",

@@ -30,6 +30,7 @@ import numpy as np
 from ..core.audio import read_audio
 from ..core.io import read_lines, read_manifest, write_manifest
 from ..core.km import read_km, write_km
+from ..core.report import pct, save_figure, use_agg
 from ..core.runtime import torch_threads
 from ..vocoder.config import DiscriminatorConfig, TrainConfig
 from ..vocoder.data import UnitSet, read_unit_rows
@@ -84,12 +85,8 @@ def _tradeoff_plot(results: dict[str, dict[str, Any]], lexical: dict[str, float]
     points = [(results[n]["mcd"], 100 * lexical[n], n) for n in results if n in lexical]
     if not points:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
-
-    from ..core.io import atomic_path
 
     fig, ax = plt.subplots(figsize=(4.5, 3.5))
     for x, y, n in points:
@@ -99,10 +96,7 @@ def _tradeoff_plot(results: dict[str, dict[str, Any]], lexical: dict[str, float]
     ax.set_ylabel("sWUGGY accuracy % (unit LM, centroid init)")
     ax.set_title("Units: language vs expressivity", fontsize=9)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
 
 
 def _continuations(ctx: DemoContext, vocoders: dict[str, dict[str, Path]], out: Path, n: int) -> list[Path]:
@@ -190,9 +184,6 @@ def run(ctx: DemoContext) -> StageResult:
         plots.append(tradeoff)
     timings["plots_and_continuations"] = time.perf_counter() - t0
     ctx.artifacts["vocoder"] = {"vocoders": vocoders, "continuations": continuation_wavs}
-
-    def pct(v: float) -> str:
-        return "n/a" if v is None or math.isnan(v) else f"{100 * v:.1f}"
 
     table = Table(
         title=f"Resynthesis of {len(rows)} test utterances (held-out speakers)",

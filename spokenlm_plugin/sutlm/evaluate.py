@@ -40,6 +40,7 @@ import numpy as np
 
 from ..core.errors import ConfigError
 from ..core.io import atomic_write
+from ..core.report import pct
 from ..core.runtime import torch_threads
 from ..data.speakers import SpeakerMap, id_speaker, read_speaker_map
 from ..synth.text import World
@@ -250,12 +251,6 @@ def data_world(data: Path) -> World | None:
     return corpus_world(Path(corpus))
 
 
-def fmt_pct(v: float | None, ci: Sequence[float] | None = None) -> str:
-    if v is None:
-        return "n/a"
-    return f"{100 * v:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
-
-
 # ----------------------------------------------------------------------------------------- CLI
 
 
@@ -324,15 +319,15 @@ def run(args: argparse.Namespace) -> int:
             r = cra(model, task.source_dictionary, renderer, utts, condition=cond, candidates=args.candidates,
                     pool=args.candidate_pool, speakers=speakers, resamples=args.ci_resamples, where=str(args.items))
             results["cra"].append(asdict(r))
-            print(f"CRA {cond}: {fmt_pct(r.accuracy, r.ci)} %  ({r.describe()})")
+            print(f"CRA {cond}: {pct(r.accuracy, r.ci)} %  ({r.describe()})")
         if args.text_lm is not None:
             for cond in ("u2t", "t2t"):
                 p = pelm(model, task, renderer, utts[: args.pelm_prompts], condition=cond, text_model=text_model,
                          text_task=text_task, where=str(args.items))
                 results["pelm"].append(asdict(p))
                 print(f"PELM {cond}: {p.pelm if p.pelm is None else round(p.pelm, 1)} (true continuations "
-                      f"{p.reference_ppl and round(p.reference_ppl, 1)}; copy rate {fmt_pct(p.copy_rate)} %, distinct-1/2 "
-                      f"{fmt_pct(p.distinct_1)} / {fmt_pct(p.distinct_2)} %, {p.empty}/{p.prompts} empty)")
+                      f"{p.reference_ppl and round(p.reference_ppl, 1)}; copy rate {pct(p.copy_rate)} %, distinct-1/2 "
+                      f"{pct(p.distinct_1)} / {pct(p.distinct_2)} %, {p.empty}/{p.prompts} empty)")
         if args.zero_shot:
             train_items = args.zero_shot_train or args.items.parent / "train.jsonl"
             train, test = read_aligned(train_items), read_aligned(args.items)
@@ -345,8 +340,8 @@ def run(args: argparse.Namespace) -> int:
                           resamples=args.ci_resamples, where=str(args.items))
             results["zero_shot"] = asdict(z)
             print(f"zero-shot {z.label} ({len(z.classes)} classes, {z.train_items} train / {z.test_items} test "
-                  f"sentences; chance {fmt_pct(z.chance)} %, majority {fmt_pct(z.majority)} %): "
-                  + ", ".join(f"{r.name} {fmt_pct(r.accuracy, r.ci)} %" for r in z.results))
+                  f"sentences; chance {pct(z.chance)} %, majority {pct(z.majority)} %): "
+                  + ", ".join(f"{r.name} {pct(r.accuracy, r.ci)} %" for r in z.results))
     if args.json is not None:
         with atomic_write(args.json) as f:
             json.dump(results, f, indent=1)

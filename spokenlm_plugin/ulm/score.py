@@ -35,6 +35,7 @@ import numpy as np
 
 from ..core.errors import CheckpointError, ConfigError, DictionaryError, LabelMismatchError
 from ..core.io import atomic_write, read_lines, read_manifest
+from ..core.report import pct
 from ..core.runtime import resolve_device, torch_threads
 from .checkpoint import check_dictionary_fits, read_lm_state
 from ..core.km import read_km
@@ -187,10 +188,6 @@ def length_scores(units: str | os.PathLike, *, utt_ids: Sequence[str]) -> dict[s
     return dict(zip(utt_ids, unit_count_scores(rows).tolist()))
 
 
-def _interval(ci: tuple[float, float] | None) -> str:
-    return "" if ci is None else f" [{100 * ci[0]:.2f}, {100 * ci[1]:.2f}]"
-
-
 def write_submission(path: str | os.PathLike, scores: dict[str, float]) -> None:
     """ZeroSpeech 2021 lexical / syntactic submission file: ``<filename> <score>`` per line."""
     with atomic_write(path) as f:
@@ -287,12 +284,12 @@ def run(args: argparse.Namespace) -> int:
     write_submission(args.out, scores)
     print(f"{len(scores)} scores -> {args.out}")
     if isinstance(result, LexicalResult):
-        in_vocab = "n/a" if result.in_vocab is None else f"{100 * result.in_vocab:.2f}{_interval(result.in_vocab_ci)}"
-        print(f"sWUGGY all {100 * result.all:.2f}{_interval(result.all_ci)} %  in-vocab {in_vocab} %  "
+        in_vocab = pct(result.in_vocab, result.in_vocab_ci, digits=2)
+        print(f"sWUGGY all {pct(result.all, result.all_ci, digits=2)} %  in-vocab {in_vocab} %  "
               f"({result.n_ids} ids, {result.n_in_vocab_ids} in vocabulary, {result.n_pairs} pairs"
               f"{'; 95 % bootstrap intervals over ids' if args.ci_resamples else ''})")
     elif isinstance(result, SyntacticResult):
-        print(f"sBLIMP {100 * result.all:.2f}{_interval(result.all_ci)} %  ({result.n_ids} ids, {result.n_pairs} pairs"
+        print(f"sBLIMP {pct(result.all, result.all_ci, digits=2)} %  ({result.n_ids} ids, {result.n_pairs} pairs"
               f"{'; 95 % bootstrap interval over ids' if args.ci_resamples else ''})")
     if result is not None and args.results is not None:
         with atomic_write(args.results) as f:

@@ -8,14 +8,12 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from ..core.io import atomic_path
+from ..core.report import save_figure, use_agg
 
 
 def plot_mels(waves: Sequence[tuple[str, np.ndarray]], path: Path, *, title: str = "") -> Path:
     """One log-mel panel per (label, 16 kHz waveform), on a shared colour scale; PNG, atomic."""
-    import matplotlib
-
-    matplotlib.use("Agg")
+    use_agg()
     import matplotlib.pyplot as plt
 
     from .losses import LogMel
@@ -34,7 +32,4 @@ def plot_mels(waves: Sequence[tuple[str, np.ndarray]], path: Path, *, title: str
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=80, format="png")
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=80)
