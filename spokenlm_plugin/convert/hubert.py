@@ -61,7 +61,8 @@ from ..core.io import atomic_path
 
 if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not wait seconds for torch and fairseq
     import torch
-    from fairseq.models.hubert.hubert import HubertConfig
+    from fairseq.data import Dictionary
+    from fairseq.models.hubert.hubert import HubertConfig, HubertModel
     from fairseq.tasks.hubert_pretraining import HubertPretrainingConfig
 
 Layout = Literal["torchaudio", "hf", "hubert-phoneme"]
@@ -520,10 +521,7 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
     encoder parameter must come from the source; anything else is a :class:`CheckpointError`
     naming the source file and key.
     """
-    import torch
-    from fairseq.data import Dictionary
     from fairseq.dataclass.configs import FairseqConfig
-    from fairseq.models.hubert.hubert import HubertModel
     from omegaconf import OmegaConf
 
     arch, path = source.arch, source.path
@@ -537,17 +535,56 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
         final_dim = 0  # fairseq's default: the model width
     normalize = arch.extractor_mode == "layer_norm" if normalize is None else normalize
     model_cfg, task_cfg = _configs(arch, final_dim=final_dim, normalize=normalize, path=path)
+    model, dictionary = _fresh_model(model_cfg, task_cfg, units=labels[1].shape[0] if labels is not None else 1)
+    target = model.state_dict()
+    mapped = _mapped_weights(source, tensors=tensors, labels=labels, target=target, nspecial=dictionary.nspecial)
+    model.load_state_dict({**target, **mapped}, strict=True)
+    created = tuple(k for k in target if k not in mapped)
+
+    cfg = OmegaConf.to_container(
+        OmegaConf.structured(FairseqConfig(model=model_cfg, task=task_cfg)), resolve=True, enum_to_str=True
+    )
+    checkpoint = {
+        "args": None,
+        "cfg": cfg,
+        "model": model.state_dict(),
+        "criterion": None,
+        "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "none",
+                               "lr_scheduler_state": {}, "num_updates": 0}],
+        "task_state": {"dictionaries": [dictionary]},
+        "extra_state": {"converted_from": {"layout": source.layout, "path": str(path.resolve()),
+                                           "created": list(created), "dropped": list(source.dropped)}},
+    }
+    return checkpoint, created
+
+
+def _fresh_model(model_cfg: HubertConfig, task_cfg: HubertPretrainingConfig, *,
+                 units: int) -> tuple[HubertModel, Dictionary]:
+    """fairseq's HubertModel of the configs, initialised with :data:`INIT_SEED` (the global random
+    state left as it was), and its dictionary of ``units`` units."""
+    import torch
+    from fairseq.data import Dictionary
+    from fairseq.models.hubert.hubert import HubertModel
 
     dictionary = Dictionary()
-    for unit in range(labels[1].shape[0] if labels is not None else 1):
+    for unit in range(units):
         dictionary.add_symbol(str(unit))
     with torch.random.fork_rng(), warnings.catch_warnings():
         # fairseq builds the positional conv with the deprecated weight_norm (its names weight_g/v are the format).
         warnings.filterwarnings("ignore", message=r"`torch.nn.utils.weight_norm` is deprecated", category=FutureWarning)
         torch.manual_seed(INIT_SEED)
         model = HubertModel(model_cfg, task_cfg, [dictionary])
-    target = model.state_dict()
+    return model, dictionary
 
+
+def _mapped_weights(source: SourceWeights, *, tensors: Mapping[str, tuple[str, torch.Tensor]],
+                    labels: tuple[str, torch.Tensor] | None, target: Mapping[str, torch.Tensor],
+                    nspecial: int) -> dict[str, torch.Tensor]:
+    """The source's ``tensors`` (and unit embeddings ``labels``) under fairseq's names, in the dtypes of
+    ``target`` (the fresh model's state), checked to cover every parameter but :data:`_OPTIONAL` ones."""
+    import torch
+
+    arch, path = source.arch, source.path
     mapped: dict[str, torch.Tensor] = {}
     for name, (key, value) in tensors.items():
         fairseq_name = _fairseq_name(name, arch.extractor_mode)
@@ -569,31 +606,14 @@ def build_checkpoint(source: SourceWeights, *, normalize: bool | None = None) ->
         if value.shape[1] != fresh.shape[1]:
             raise CheckpointError(f"{path}: {key!r} has width {value.shape[1]}, final_proj has {fresh.shape[1]}")
         # torchaudio numbers units from 0; a fairseq Dictionary puts 4 special symbols first.
-        mapped["label_embs_concat"] = torch.cat([fresh[: dictionary.nspecial], value.to(fresh.dtype)])
+        mapped["label_embs_concat"] = torch.cat([fresh[:nspecial], value.to(fresh.dtype)])
     missing = [k for k in target if k not in mapped and k not in _OPTIONAL]
     if missing:
         raise CheckpointError(
             f"{path}: no weights for fairseq's {missing[0]!r} ({len(missing)} missing in all) in a HuBERT of "
             f"{arch.describe()}: the state dict is incomplete or its architecture is not the one stated"
         )
-    model.load_state_dict({**target, **mapped}, strict=True)
-    created = tuple(k for k in target if k not in mapped)
-
-    cfg = OmegaConf.to_container(
-        OmegaConf.structured(FairseqConfig(model=model_cfg, task=task_cfg)), resolve=True, enum_to_str=True
-    )
-    checkpoint = {
-        "args": None,
-        "cfg": cfg,
-        "model": model.state_dict(),
-        "criterion": None,
-        "optimizer_history": [{"criterion_name": "HubertCriterion", "optimizer_name": "none",
-                               "lr_scheduler_state": {}, "num_updates": 0}],
-        "task_state": {"dictionaries": [dictionary]},
-        "extra_state": {"converted_from": {"layout": source.layout, "path": str(path.resolve()),
-                                           "created": list(created), "dropped": list(source.dropped)}},
-    }
-    return checkpoint, created
+    return mapped
 
 
 def convert_hubert(src: str | Path, out: str | Path, *, layout: Literal["torchaudio", "hf"], config: str | Path | None = None,

@@ -21,7 +21,7 @@ import contextlib
 import os
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Literal
@@ -184,11 +184,47 @@ def make_labels(
     phones = load_inventory(inventory)
     source = Alignments(alignments, fmt, frame_rate=frame_rate)
     stem = manifest.stem
-    kept: list[ManifestRow] = []
-    lines: list[str] = []
-    seqs: list[str] = []
-    counts: Counter[str] = Counter()
-    skipped: list[tuple[str, str]] = []
+    labelled = _label_rows(man, manifest=manifest, source=source, phones=phones, timing=timing, sequence=sequence,
+                           skip_bad=skip_bad)
+    filtered = _write_filtered_manifest(out_dir / f"{stem}.tsv", man=man, manifest=manifest, labelled=labelled)
+    labels_path = out_dir / f"{stem}.phn"
+    with atomic_write(labels_path) as f:
+        f.writelines(f"{line}\n" for line in labelled.lines)
+    seq_path = None
+    if sequence:
+        seq_path = out_dir / f"{stem}.phnseq"
+        with atomic_write(seq_path) as f:
+            f.writelines(f"{line}\n" for line in labelled.seqs)
+    dict_path = out_dir / "dict.phn.txt"
+    write_dictionary(dict_path, phones, labelled.counts)
+    return LabelsReport(
+        labels=labels_path,
+        dictionary=dict_path,
+        sequence=seq_path,
+        num_utterances=len(labelled.kept),
+        num_frames=sum(labelled.counts.values()),
+        skipped=tuple(labelled.skipped),
+        manifest=filtered if labelled.skipped else None,
+    )
+
+
+@dataclass
+class _Labelled:
+    """The rows that could be labelled, their label lines (frames, and phone sequences when asked for)
+    and phone counts, and the rows skipped."""
+
+    kept: list[ManifestRow] = field(default_factory=list)
+    lines: list[str] = field(default_factory=list)
+    seqs: list[str] = field(default_factory=list)
+    counts: Counter[str] = field(default_factory=Counter)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (utt_id, reason)
+
+
+def _label_rows(man: Manifest, *, manifest: Path, source: Alignments, phones: Sequence[str], timing: LabelTiming,
+                sequence: bool, skip_bad: bool) -> _Labelled:
+    """The frame labels of every row; with ``skip_bad`` a row whose audio or alignment is bad is
+    skipped (with the reason), else its error raised. Labelling no row at all is an error."""
+    done = _Labelled()
     for lineno, row in enumerate(man.rows, start=2):
         try:
             check_row_audio(man, row, where=f"{manifest}:{lineno}")
@@ -197,53 +233,39 @@ def make_labels(
         except SpokenLMError as e:
             if not skip_bad:
                 raise
-            skipped.append((row.utt_id, str(e)))
+            done.skipped.append((row.utt_id, str(e)))
             continue
-        kept.append(row)
-        lines.append(" ".join(labels))
-        counts.update(labels)
+        done.kept.append(row)
+        done.lines.append(" ".join(labels))
+        done.counts.update(labels)
         if sequence:
-            seqs.append(" ".join(phone_sequence(labels)))
-    if not kept:
+            done.seqs.append(" ".join(phone_sequence(labels)))
+    if not done.kept:
         raise LabelMismatchError(
-            f"{manifest}: none of its {len(man)} utterances could be labelled; the first problem: {skipped[0][1]}"
+            f"{manifest}: none of its {len(man)} utterances could be labelled; the first problem: {done.skipped[0][1]}"
         )
+    return done
 
+
+def _write_filtered_manifest(filtered: Path, *, man: Manifest, manifest: Path, labelled: _Labelled) -> Path:
+    """``filtered`` (``out_dir/<stem>.tsv``) and its list of skipped rows, as the rows labelled require;
+    returns ``filtered``."""
     # out_dir/<stem>.tsv, when there is one, is always the manifest the labels belong to: written
     # when rows were skipped, and refreshed (never left stale) when an earlier run had skipped some.
-    filtered = out_dir / f"{stem}.tsv"
     same = filtered.resolve() == manifest.resolve()
-    if skipped and same:
+    if labelled.skipped and same:
         raise ConfigError(
             f"{manifest}: rows were skipped and the filtered manifest would overwrite it; choose another --out"
         )
-    if not same and (skipped or filtered.exists()):
-        write_manifest(filtered, man.root, kept)
-    if skipped:
+    if not same and (labelled.skipped or filtered.exists()):
+        write_manifest(filtered, man.root, labelled.kept)
+    if labelled.skipped:
         with atomic_write(skipped_list_path(filtered)) as f:
-            f.writelines(f"{utt}\t{reason}\n" for utt, reason in skipped)
+            f.writelines(f"{utt}\t{reason}\n" for utt, reason in labelled.skipped)
     else:
         with contextlib.suppress(FileNotFoundError):
             skipped_list_path(filtered).unlink()
-    labels_path = out_dir / f"{stem}.phn"
-    with atomic_write(labels_path) as f:
-        f.writelines(f"{line}\n" for line in lines)
-    seq_path = None
-    if sequence:
-        seq_path = out_dir / f"{stem}.phnseq"
-        with atomic_write(seq_path) as f:
-            f.writelines(f"{line}\n" for line in seqs)
-    dict_path = out_dir / "dict.phn.txt"
-    write_dictionary(dict_path, phones, counts)
-    return LabelsReport(
-        labels=labels_path,
-        dictionary=dict_path,
-        sequence=seq_path,
-        num_utterances=len(kept),
-        num_frames=sum(counts.values()),
-        skipped=tuple(skipped),
-        manifest=filtered if skipped else None,
-    )
+    return filtered
 
 
 def add_alignment_arguments(parser: argparse.ArgumentParser) -> None:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..core.errors import ConfigError, DictionaryError, LabelMismatchError
-from ..core.io import atomic_path, atomic_write, read_lines, read_manifest, write_manifest
+from ..core.io import Manifest, atomic_path, atomic_write, read_lines, read_manifest, write_manifest
 from ..core.phones import SAMPLE_RATE, num_frames
 from .speakers import SpeakerFrom, add_speaker_arguments, speaker_map_for, speaker_of
 
@@ -94,27 +94,7 @@ def make_subset(
     manifest, labels, out_dir = Path(manifest), Path(labels), Path(out_dir)
     man = read_manifest(manifest)
     spk_map = speaker_map_for(speaker_from, speaker_map)
-    lines = read_lines(labels)
-    if len(lines) != len(man):
-        raise LabelMismatchError(
-            f"{labels}: {len(lines)} lines but {manifest} has {len(man)} utterances; "
-            "make the labels from this manifest (spokenlm labels)"
-        )
-    for lineno, (row, line) in enumerate(zip(man.rows, lines, strict=True), start=1):
-        n, expected = len(line.split()), num_frames(row.num_samples)
-        if abs(n - expected) > 1:
-            raise LabelMismatchError(
-                f"{labels}:{lineno}: {n} label frames for utterance {row.utt_id!r} whose audio has {expected} frames; "
-                "the labels do not belong to this manifest"
-            )
-    seq_path = labels.with_suffix(".phnseq")
-    seq_lines = read_lines(seq_path) if seq_path.is_file() else None
-    if seq_lines is not None and len(seq_lines) != len(man):
-        raise LabelMismatchError(f"{seq_path}: {len(seq_lines)} lines but {manifest} has {len(man)} utterances")
-    src_dict = labels.parent / "dict.phn.txt"
-    if src_dict.is_file():
-        _check_phones(src_dict, labels, lines)
-
+    lines, seq_lines = _read_labels(man, manifest=manifest, labels=labels)
     durations = [r.num_samples / SAMPLE_RATE for r in man.rows]
     available = sum(durations)
     if seconds <= 0:
@@ -135,30 +115,13 @@ def make_subset(
             f"({min(durations):.1f} s at least); ask for more"
         )
 
-    stem = manifest.stem
-    out_manifest, out_labels, out_seq = (out_dir / f"{stem}{ext}" for ext in (".tsv", ".phn", ".phnseq"))
-    inputs = {p.resolve() for p in (manifest, labels, seq_path)}
-    for out in (out_manifest, out_labels, out_seq):
-        if out.resolve() in inputs:
-            raise ConfigError(f"{out}: the subset would overwrite its input; choose another --out")
-    write_manifest(out_manifest, man.root, [man.rows[i] for i in chosen])
-    with atomic_write(out_labels) as f:
-        f.writelines(f"{lines[i]}\n" for i in chosen)
-    if seq_lines is not None:
-        with atomic_write(out_seq) as f:
-            f.writelines(f"{seq_lines[i]}\n" for i in chosen)
-    else:
-        # A sequence file left by an earlier run would not match this subset.
-        out_seq.unlink(missing_ok=True)
-    out_dict = out_dir / "dict.phn.txt"
-    if src_dict.is_file() and src_dict.resolve() != out_dict.resolve():
-        with atomic_path(out_dict) as tmp:
-            shutil.copyfile(src_dict, tmp)
+    out_manifest, out_labels = _write_subset(out_dir, man=man, manifest=manifest, labels=labels, lines=lines,
+                                             seq_lines=seq_lines, chosen=chosen)
     per_speaker: dict[str, float] = defaultdict(float)
     for i in chosen:
         per_speaker[speakers[i]] += durations[i]
     total = sum(durations[i] for i in chosen)
-    with atomic_write(out_dir / f"{stem}.subset.json") as f:
+    with atomic_write(out_dir / f"{manifest.stem}.subset.json") as f:
         json.dump(
             {
                 "manifest": str(manifest),
@@ -175,6 +138,59 @@ def make_subset(
             indent=1,
         )
     return SubsetReport(out_manifest, out_labels, total, seconds, dict(per_speaker))
+
+
+def _read_labels(man: Manifest, *, manifest: Path, labels: Path) -> tuple[list[str], list[str] | None]:
+    """The frame label lines of ``labels`` and of the ``.phnseq`` beside it (None without one), checked
+    against the manifest (and the phones against the ``dict.phn.txt`` beside them)."""
+    lines = read_lines(labels)
+    if len(lines) != len(man):
+        raise LabelMismatchError(
+            f"{labels}: {len(lines)} lines but {manifest} has {len(man)} utterances; "
+            "make the labels from this manifest (spokenlm labels)"
+        )
+    for lineno, (row, line) in enumerate(zip(man.rows, lines, strict=True), start=1):
+        n, expected = len(line.split()), num_frames(row.num_samples)
+        if abs(n - expected) > 1:
+            raise LabelMismatchError(
+                f"{labels}:{lineno}: {n} label frames for utterance {row.utt_id!r} whose audio has {expected} frames; "
+                "the labels do not belong to this manifest"
+            )
+    seq_path = labels.with_suffix(".phnseq")
+    seq_lines = read_lines(seq_path) if seq_path.is_file() else None
+    if seq_lines is not None and len(seq_lines) != len(man):
+        raise LabelMismatchError(f"{seq_path}: {len(seq_lines)} lines but {manifest} has {len(man)} utterances")
+    src_dict = labels.parent / "dict.phn.txt"
+    if src_dict.is_file():
+        _check_phones(src_dict, labels, lines)
+    return lines, seq_lines
+
+
+def _write_subset(out_dir: Path, *, man: Manifest, manifest: Path, labels: Path, lines: Sequence[str],
+                  seq_lines: Sequence[str] | None, chosen: Sequence[int]) -> tuple[Path, Path]:
+    """The chosen rows' manifest, labels and phone sequences (a stale one removed), and a copy of the
+    dictionary beside ``labels``; returns the manifest and labels written."""
+    stem = manifest.stem
+    seq_path = labels.with_suffix(".phnseq")
+    out_manifest, out_labels, out_seq = (out_dir / f"{stem}{ext}" for ext in (".tsv", ".phn", ".phnseq"))
+    inputs = {p.resolve() for p in (manifest, labels, seq_path)}
+    for out in (out_manifest, out_labels, out_seq):
+        if out.resolve() in inputs:
+            raise ConfigError(f"{out}: the subset would overwrite its input; choose another --out")
+    write_manifest(out_manifest, man.root, [man.rows[i] for i in chosen])
+    with atomic_write(out_labels) as f:
+        f.writelines(f"{lines[i]}\n" for i in chosen)
+    if seq_lines is not None:
+        with atomic_write(out_seq) as f:
+            f.writelines(f"{seq_lines[i]}\n" for i in chosen)
+    else:
+        # A sequence file left by an earlier run would not match this subset.
+        out_seq.unlink(missing_ok=True)
+    src_dict, out_dict = labels.parent / "dict.phn.txt", out_dir / "dict.phn.txt"
+    if src_dict.is_file() and src_dict.resolve() != out_dict.resolve():
+        with atomic_path(out_dict) as tmp:
+            shutil.copyfile(src_dict, tmp)
+    return out_manifest, out_labels
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

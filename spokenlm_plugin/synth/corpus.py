@@ -407,6 +407,52 @@ def build_corpus(
     ``text``: the sentences' world; with ``stories``, ``text_only_sentences`` (default
     :data:`TEXT_ONLY_SENTENCES`) sentences of its text-only pool go to ``text_only.txt``.
     """
+    n_text_only = _check_options(hours=hours, jobs=jobs, valid_fraction=valid_fraction, test_fraction=test_fraction,
+                                 engine=engine, text=text, text_only_sentences=text_only_sentences)
+    out_dir = Path(out_dir)
+    split_speakers, voices, speakers_per_voice = _split_speakers(
+        engine=engine, voices=voices, speakers_per_voice=speakers_per_voice, seed=seed, flite_lib_dir=flite_lib_dir
+    )
+    make_engine(engine, flite_lib_dir)  # fail now, with the install hint, rather than in a worker
+    sentences_of = split_sentences(
+        text, hours=hours, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
+    )
+    share = split_shares(valid_fraction, test_fraction)
+
+    progress = _Progress()
+    selected = _synthesize_splits(
+        out_dir, split_speakers=split_speakers, sentences_of=sentences_of,
+        budget_s={split: hours * 3600 * share[split] for split in SPLITS}, engine=engine, jobs=jobs,
+        flite_lib_dir=flite_lib_dir, progress=progress,
+    )
+    keep = {job.utt_id: split for split, chosen in selected.items() for job, _ in chosen}
+    removed = remove_stale(out_dir, keep)
+    if removed:
+        print(f"synth-corpus: removed {removed} utterance files that are not part of this corpus", file=sys.stderr)
+
+    # train last: labels/dict.phn.txt then holds the training counts.
+    for split in ("valid", "test", "train"):
+        prepare_split(out_dir, split)
+    text_only: dict | None = None
+    if text == "stories":
+        write_text_only(out_dir, n_text_only)
+        text_only = {"file": TEXT_ONLY_FILE, "sentences": n_text_only, "pool": "text"}
+    elif (out_dir / TEXT_ONLY_FILE).is_file():
+        (out_dir / TEXT_ONLY_FILE).unlink()  # left by a story corpus made here before
+
+    metadata = _metadata(
+        engine=engine, text=text, text_only=text_only, seed=seed, hours=hours, voices=voices,
+        speakers_per_voice=speakers_per_voice, split_speakers=split_speakers, selected=selected, progress=progress,
+    )
+    with atomic_write(out_dir / "corpus.json") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    return metadata
+
+
+def _check_options(*, hours: float, jobs: int, valid_fraction: float, test_fraction: float, engine: Engine,
+                   text: World, text_only_sentences: int | None) -> int:
+    """Refuse bad options of :func:`build_corpus` (one line each); returns the text-only sentences to write."""
     if not (math.isfinite(hours) and hours > 0):
         raise ConfigError(f"--hours: {hours} is not a positive number of hours")
     if jobs < 1:
@@ -424,7 +470,14 @@ def build_corpus(
     n_text_only = TEXT_ONLY_SENTENCES if text_only_sentences is None else text_only_sentences
     if n_text_only < 1:
         raise ConfigError(f"--text-only-sentences: {n_text_only} must be at least 1")
-    out_dir = Path(out_dir)
+    return n_text_only
+
+
+def _split_speakers(
+    *, engine: Engine, voices: Sequence[str] | None, speakers_per_voice: int | None, seed: int,
+    flite_lib_dir: str | None,
+) -> tuple[Mapping[Split, Sequence[AnySpeaker]], list[str], int | None]:
+    """Each split's speakers, and the voices and speakers per voice they come from (defaults filled in)."""
     split_speakers: Mapping[Split, Sequence[AnySpeaker]]
     if engine == "flite":
         voices = list(VOICES) if voices is None else list(voices)
@@ -440,13 +493,14 @@ def build_corpus(
             raise ConfigError("--flite-lib-dir: flite only; espeak-ng reads $SPOKENLM_ESPEAK_DATA")
         voices = [s.id for s in HELDOUT_ESPEAK] if voices is None else list(voices)
         split_speakers = heldout_split(heldout_speakers(voices))
-    make_engine(engine, flite_lib_dir)  # fail now, with the install hint, rather than in a worker
-    sentences_of = split_sentences(
-        text, hours=hours, seed=seed, valid_fraction=valid_fraction, test_fraction=test_fraction
-    )
-    share = split_shares(valid_fraction, test_fraction)
+    return split_speakers, voices, speakers_per_voice
 
-    progress = _Progress()
+
+def _synthesize_splits(
+    out_dir: Path, *, split_speakers: Mapping[Split, Sequence[AnySpeaker]], sentences_of: Mapping[Split, Sequence[Sentence]],
+    budget_s: Mapping[Split, float], engine: Engine, jobs: int, flite_lib_dir: str | None, progress: _Progress,
+) -> dict[Split, list[tuple[Job, int]]]:
+    """Each split's utterances (:func:`synthesize_split`), synthesized in ``jobs`` processes."""
     selected: dict[Split, list[tuple[Job, int]]] = {}
     if jobs == 1:
         _init_worker(flite_lib_dir, engine)
@@ -464,31 +518,25 @@ def build_corpus(
             selected[split] = synthesize_split(
                 planned_jobs(out_dir, split, split_speakers[split], sentences_of[split]),
                 split=split,
-                budget_s=hours * 3600 * share[split],
+                budget_s=budget_s[split],
                 executor=executor,
                 window=2 * jobs,
                 progress=progress,
             )
-    keep = {job.utt_id: split for split, chosen in selected.items() for job, _ in chosen}
-    removed = remove_stale(out_dir, keep)
-    if removed:
-        print(f"synth-corpus: removed {removed} utterance files that are not part of this corpus", file=sys.stderr)
+    return selected
 
-    # train last: labels/dict.phn.txt then holds the training counts.
-    for split in ("valid", "test", "train"):
-        prepare_split(out_dir, split)
-    text_only: dict | None = None
-    if text == "stories":
-        write_text_only(out_dir, n_text_only)
-        text_only = {"file": TEXT_ONLY_FILE, "sentences": n_text_only, "pool": "text"}
-    elif (out_dir / TEXT_ONLY_FILE).is_file():
-        (out_dir / TEXT_ONLY_FILE).unlink()  # left by a story corpus made here before
 
+def _metadata(
+    *, engine: Engine, text: World, text_only: dict | None, seed: int, hours: float, voices: Sequence[str],
+    speakers_per_voice: int | None, split_speakers: Mapping[Split, Sequence[AnySpeaker]],
+    selected: Mapping[Split, Sequence[tuple[Job, int]]], progress: _Progress,
+) -> dict:
+    """The contents of corpus.json."""
     speakers_meta: dict[str, dict] = {}
     for split in SPLITS:  # a speaker's split is the first it speaks in (espeak: train speakers also speak valid)
         for s in split_speakers[split]:
             speakers_meta.setdefault(s.id, {**s.as_dict(), "split": split})
-    metadata = {
+    return {
         "engine": "flite" if engine == "flite" else "espeak-ng",
         "world": text,
         "text": WORLD_DESCRIPTIONS[text],
@@ -511,10 +559,6 @@ def build_corpus(
         },
         "synthesis_seconds": round(time.monotonic() - progress.started, 1),
     }
-    with atomic_write(out_dir / "corpus.json") as f:
-        json.dump(metadata, f, indent=2)
-        f.write("\n")
-    return metadata
 
 
 def configure_parser(parser: argparse.ArgumentParser) -> None:

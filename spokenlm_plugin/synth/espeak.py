@@ -534,10 +534,27 @@ def align(
     if not starts:
         raise AlignmentError(f"espeak-ng {what}: no phoneme events")
     owner = word_of_phonemes(starts, text, word_phonemes, what=what)
-    mnemonics = [_bare(m) for _, m, _ in starts]
+    intervals = _phone_intervals(starts, owner, n=len(samples), what=what)
+    out, up, down = _resample(samples, rate)
+    words_text = [w for _, _, w in _tokens(text)]
+    phones_out, spans = _timed_phones(intervals, total=len(out), up=up, down=down)
+    unknown = sorted({p for _, _, p in phones_out if p not in INVENTORY})
+    if unknown:  # MNEMONICS holds ARPAbet-39 only: a guard against a bad edit of the table
+        raise AlignmentError(f"espeak-ng {what}: phones {' '.join(unknown)} are outside ARPAbet-39 + SIL")
+    if [t for _, _, t in spans] != list(range(len(words_text))):
+        raise AlignmentError(
+            f"espeak-ng {what}: the words' phones are not contiguous or some word has none "
+            f"(token order {[t for _, _, t in spans]})"
+        )
+    words = tuple((s, e, words_text[t]) for s, e, t in spans)
+    return Synthesis(samples=out, words=words, phones=tuple(phones_out))
 
-    # Intervals at the engine's rate: [start, end, ARPAbet phone, token index or None].
-    n = len(samples)
+
+def _phone_intervals(
+    starts: Sequence[tuple[int, str, int]], owner: Sequence[int | None], *, n: int, what: str
+) -> list[list]:
+    """Intervals at the engine's rate of the ``n`` samples: [start, end, ARPAbet phone, token index or None]."""
+    mnemonics = [_bare(m) for _, m, _ in starts]
     intervals: list[list] = []
     if starts[0][0] > 0:
         intervals.append([0, starts[0][0], SIL, None])
@@ -573,8 +590,11 @@ def align(
         for j, phone in enumerate(phones):
             if cuts[j + 1] > cuts[j]:
                 intervals.append([cuts[j], cuts[j + 1], phone, tokens_of[j]])
+    return intervals
 
-    # Resample to 16 kHz; times scale with the samples (rounded to the output sample).
+
+def _resample(samples: np.ndarray, rate: int) -> tuple[np.ndarray, int, int]:
+    """``samples`` at 16 kHz (int16), and the factors ``up`` / ``down`` that took them there."""
     g = math.gcd(SAMPLE_RATE, rate)
     up, down = SAMPLE_RATE // g, rate // g
     if (up, down) != (1, 1):
@@ -584,9 +604,14 @@ def align(
         out = np.clip(np.round(out), -32768, 32767).astype(np.int16)
     else:
         out = samples.astype(np.int16)
-    total = len(out)
+    return out, up, down
 
-    words_text = [w for _, _, w in _tokens(text)]
+
+def _timed_phones(
+    intervals: Sequence[list], *, total: int, up: int, down: int
+) -> tuple[list[tuple[float, float, str]], list[list]]:
+    """The intervals in seconds of the resampled audio (``total`` samples; times scale with the
+    samples, rounded to the output sample): phones (pauses merged) and each token's [start, end, index]."""
     phones_out: list[tuple[float, float, str]] = []
     spans: list[list] = []  # [start, end, token index]
     start_t = 0.0
@@ -604,13 +629,4 @@ def align(
             else:
                 spans.append([start_t, end_t, token])
         start_t = end_t
-    unknown = sorted({p for _, _, p in phones_out if p not in INVENTORY})
-    if unknown:  # MNEMONICS holds ARPAbet-39 only: a guard against a bad edit of the table
-        raise AlignmentError(f"espeak-ng {what}: phones {' '.join(unknown)} are outside ARPAbet-39 + SIL")
-    if [t for _, _, t in spans] != list(range(len(words_text))):
-        raise AlignmentError(
-            f"espeak-ng {what}: the words' phones are not contiguous or some word has none "
-            f"(token order {[t for _, _, t in spans]})"
-        )
-    words = tuple((s, e, words_text[t]) for s, e, t in spans)
-    return Synthesis(samples=out, words=words, phones=tuple(phones_out))
+    return phones_out, spans

@@ -556,6 +556,46 @@ def build_pairs(
 
     ``text``: the world of the sentences and words (default: the world of ``vocab_from``, else
     wordnet); ``oov_fraction`` defaults to :data:`DEFAULT_OOV_FRACTION` of that world."""
+    world, oov_fraction = _pairs_world(n_lexical=n_lexical, n_syntactic=n_syntactic, jobs=jobs, text=text,
+                                       vocab_from=vocab_from, oov_fraction=oov_fraction)
+    out_dir = Path(out_dir)
+    engine = Flite(flite_lib_dir)
+    every_sentence = load_sentences()
+    source = _pairs_text(world, every_sentence=every_sentence, vocab_from=vocab_from, voices=voices)
+    speakers = [speaker(v) for v in (source.voices or DEFAULT_SPEAKERS)]
+    if len({s.id for s in speakers}) != len(speakers):
+        raise ConfigError(f"--voices: {' '.join(source.voices or DEFAULT_SPEAKERS)} names a speaker twice")
+
+    print("synth-pairs: pronouncing the WordNet vocabulary", file=sys.stderr, flush=True)
+    speech = PhoneSpeech(engine, speakers)
+    lexicon, lexical, variant = _lexical_pairs_of(world, engine=engine, every_sentence=every_sentence,
+                                                  frequencies=source.frequencies, n=n_lexical,
+                                                  oov_fraction=oov_fraction, seed=seed, speech=speech)
+    syntactic = syntactic_pairs(
+        source.sentences, set(source.frequencies) if source.train else None, exclude=set(source.train), n=n_syntactic,
+        seed=seed, same_phone_count=lambda pair: same_phone_count(engine, pair, speakers), variant=variant,
+    )
+    print(f"synth-pairs: speaking {len(lexical)} lexical and {len(syntactic)} syntactic pairs "
+          f"x {len(speakers)} voices", file=sys.stderr, flush=True)
+    lexical_diffs = write_lexical(engine, out_dir, lexical, speakers, seed=seed, speech=speech)
+    syntactic_diffs = write_syntactic(
+        engine, out_dir, syntactic, speakers, seed=seed, jobs=jobs, flite_lib_dir=flite_lib_dir
+    )
+    for task in ("lexical", "syntactic"):
+        manifest = out_dir / "manifests" / f"{task}.tsv"
+        manifest_and_labels(out_dir / task, manifest, alignments=out_dir / "alignments", labels_dir=out_dir / "labels")
+    metadata = _pairs_metadata(world=world, seed=seed, speakers=speakers, frequency_source=source.frequency_source,
+                               lexicon=lexicon, lexical=lexical, lexical_diffs=lexical_diffs, syntactic=syntactic,
+                               syntactic_diffs=syntactic_diffs)
+    with atomic_write(out_dir / "pairs.json") as f:
+        json.dump(metadata, f, indent=2)
+        f.write("\n")
+    return metadata
+
+
+def _pairs_world(*, n_lexical: int, n_syntactic: int, jobs: int, text: World | None, vocab_from: str | Path | None,
+                 oov_fraction: float | None) -> tuple[World, float]:
+    """The world of the pairs and their share of out-of-vocabulary words, the options checked."""
     if n_lexical < 1 or n_syntactic < 1:
         raise ConfigError(f"--n-lexical / --n-syntactic: {n_lexical} / {n_syntactic}; both must be at least 1")
     if jobs < 1:
@@ -572,9 +612,22 @@ def build_pairs(
     oov_fraction = DEFAULT_OOV_FRACTION[world] if oov_fraction is None else oov_fraction
     if not 0 <= oov_fraction <= 1:
         raise ConfigError(f"--oov-fraction: {oov_fraction} must be between 0 and 1")
-    out_dir = Path(out_dir)
-    engine = Flite(flite_lib_dir)
-    every_sentence = load_sentences()
+    return world, oov_fraction
+
+
+class _PairsText(NamedTuple):
+    """What the pairs are drawn from and measured against."""
+
+    sentences: Sequence[Sentence]  # the syntactic pairs' candidates
+    train: list[tuple[str, ...]]  # the training text (none without --vocab-from)
+    frequency_source: str
+    frequencies: Counter[str]  # word counts of the training text
+    voices: Sequence[str] | None  # as given, else the test speakers of --vocab-from
+
+
+def _pairs_text(world: World, *, every_sentence: list[Sentence], vocab_from: str | Path | None,
+                voices: Sequence[str] | None) -> _PairsText:
+    """The candidate sentences of ``world``, and the training text of ``vocab_from`` with its word counts."""
     # Never a pretraining sentence (nor, in the story world, one of the text-only corpus).
     sentences: Sequence[Sentence]
     if world == "wordnet":
@@ -591,40 +644,36 @@ def build_pairs(
             f"the first {STORY_PAIR_SENTENCES} sentences of the story world's aligned pool")
     # Without a corpus the whole sentence set stands in for the training text (for frequencies only).
     frequencies = Counter(w for words in (train or [s.words for s in sentences]) for w in words)
-    speakers = [speaker(v) for v in (voices or DEFAULT_SPEAKERS)]
-    if len({s.id for s in speakers}) != len(speakers):
-        raise ConfigError(f"--voices: {' '.join(voices or DEFAULT_SPEAKERS)} names a speaker twice")
+    return _PairsText(sentences, train, frequency_source, frequencies, voices)
 
-    print("synth-pairs: pronouncing the WordNet vocabulary", file=sys.stderr, flush=True)
-    speech = PhoneSpeech(engine, speakers)
+
+def _lexical_pairs_of(
+    world: World, *, engine: Flite, every_sentence: Sequence[Sentence], frequencies: Counter[str], n: int,
+    oov_fraction: float, seed: int, speech: PhoneSpeech,
+) -> tuple[Lexicon, list[LexicalPair], Callable[[Sentence], Variant | None]]:
+    """The lexicon of ``world``, its lexical pairs, and how the world makes a sentence ungrammatical."""
     if world == "wordnet":
         lexicon = Lexicon(engine, every_sentence)
         lexical = lexical_pairs(
-            lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations
+            lexicon, frequencies, n=n, oov_fraction=oov_fraction, seed=seed, durations=speech.durations
         )
-        variant: Callable[[Sentence], Variant | None] = _wordnet_variant
-    else:
-        # A story word absent from WordNet (a name) is a real word too: no non-word may sound like it.
-        lexicon = Lexicon(engine, every_sentence, extra_words=stories.vocabulary())
-        lexical = lexical_pairs(
-            lexicon, frequencies, n=n_lexical, oov_fraction=oov_fraction, seed=seed, durations=speech.durations,
-            words=set(stories.content_words()), min_phones=STORY_MIN_PHONES, per_word=STORY_NONWORDS_PER_WORD,
-        )
-        variant = story_variant(seed=seed)
-    syntactic = syntactic_pairs(
-        sentences, set(frequencies) if train else None, exclude=set(train), n=n_syntactic, seed=seed,
-        same_phone_count=lambda pair: same_phone_count(engine, pair, speakers), variant=variant,
+        return lexicon, lexical, _wordnet_variant
+    # A story word absent from WordNet (a name) is a real word too: no non-word may sound like it.
+    lexicon = Lexicon(engine, every_sentence, extra_words=stories.vocabulary())
+    lexical = lexical_pairs(
+        lexicon, frequencies, n=n, oov_fraction=oov_fraction, seed=seed, durations=speech.durations,
+        words=set(stories.content_words()), min_phones=STORY_MIN_PHONES, per_word=STORY_NONWORDS_PER_WORD,
     )
-    print(f"synth-pairs: speaking {len(lexical)} lexical and {len(syntactic)} syntactic pairs "
-          f"x {len(speakers)} voices", file=sys.stderr, flush=True)
-    lexical_diffs = write_lexical(engine, out_dir, lexical, speakers, seed=seed, speech=speech)
-    syntactic_diffs = write_syntactic(
-        engine, out_dir, syntactic, speakers, seed=seed, jobs=jobs, flite_lib_dir=flite_lib_dir
-    )
-    for task in ("lexical", "syntactic"):
-        manifest = out_dir / "manifests" / f"{task}.tsv"
-        manifest_and_labels(out_dir / task, manifest, alignments=out_dir / "alignments", labels_dir=out_dir / "labels")
-    metadata = {
+    return lexicon, lexical, story_variant(seed=seed)
+
+
+def _pairs_metadata(
+    *, world: World, seed: int, speakers: Sequence[Speaker], frequency_source: str, lexicon: Lexicon,
+    lexical: Sequence[LexicalPair], lexical_diffs: Sequence[float], syntactic: Sequence[SyntacticPair],
+    syntactic_diffs: Sequence[float],
+) -> dict:
+    """The contents of pairs.json."""
+    return {
         "engine": "flite",
         # Absent: wordnet (pair sets made before the story world, tests/data/pairs among them).
         **({"world": world} if world != "wordnet" else {}),
@@ -647,10 +696,6 @@ def build_pairs(
             "duration": duration_balance(syntactic_diffs),
         },
     }
-    with atomic_write(out_dir / "pairs.json") as f:
-        json.dump(metadata, f, indent=2)
-        f.write("\n")
-    return metadata
 
 
 def _count_summary(counts: Sequence[int]) -> dict:

@@ -26,7 +26,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence, TextIO
 
 import numpy as np
 
@@ -214,69 +214,106 @@ def dump_features(
     state = {"model": dense.name, "fingerprint": dense.fingerprint, "layer": dense.layer, "dim": dense.dim,
              "split": split, "rows": [start, end], "per_utterance": per_utterance, "threads": cpu_threads(dense.device),
              "manifest": str(manifest_path), "source": source_digest(manifest, rows)}
-    resuming = npy.is_file() or len_path.is_file()
-    _check_state(npy, state, resuming=resuming)
-    done = _repair(npy, len_path) if resuming else 0
-    if not resuming:
-        len_path.write_text("")
-    if done > len(rows):
-        raise FeatureError(f"{len_path}: {done} rows but the shard has {len(rows)}; the manifest changed, dump again")
+    done = _resume_point(npy, len_path, state, rows=len(rows))
     stop = len(rows) if max_utterances is None else min(len(rows), done + max_utterances)
     batch_samples = int((default_batch_seconds(dense) if batch_seconds is None else batch_seconds) * SAMPLE_RATE)
     plan = _plan(rows, done=done, stop=stop, batch_samples=batch_samples)
     t0 = time.perf_counter()
-    frames_total, audio_total = 0, 0.0
     bar = _progress_bar(sum(r.num_samples for r in rows[done:stop]), done=done, total_rows=len(rows),
                         enabled=progress)
+    shard = _ShardAppender(manifest=manifest, rows=rows, out_dir=out_dir, per_utterance=per_utterance, stop=stop,
+                           bar=bar, t0=t0, next_row=done)
 
     def read(batches: list[list[int]]) -> dict[int, np.ndarray]:
         return {i: read_audio(manifest.path(rows[i]), expected_samples=rows[i].num_samples, downmix=downmix)
                 for batch in batches for i in batch}
 
-    next_row = done
     try:
         with ShardWriter(npy, dim=dense.dim) as feats_file, open(len_path, "a") as len_file, \
                 ThreadPoolExecutor(max_workers=1) as pool:
-            pending = pool.submit(read, plan[0]) if plan else None
-            for k, batches in enumerate(plan):
-                assert pending is not None  # submitted before the loop, and at the end of each step but the last
-                audio = pending.result()
-                if k + 1 < len(plan):  # read the next window while this one is computed
-                    pending = pool.submit(read, plan[k + 1])
-                ready: dict[int, np.ndarray] = {}
-                for batch in batches:
-                    for i, f in zip(batch, dense.batch([audio[i] for i in batch])):
-                        if i >= next_row:  # rows before next_row were written by an earlier run
-                            ready[i] = f.cpu().numpy()
-                    while next_row in ready and next_row < stop:  # write rows in manifest order
-                        x = ready.pop(next_row)
-                        if not np.isfinite(x).all():
-                            raise FeatureError(
-                                f"{manifest.path(rows[next_row])}: the model produced NaN/inf features "
-                                "(try --dtype float32)"
-                            )
-                        if per_utterance:
-                            with atomic_path(out_dir / f"{rows[next_row].utt_id}.npy") as tmp:
-                                np.save(tmp, x)
-                        feats_file.append(x)
-                        len_file.write(f"{len(x)}\n")
-                        len_file.flush()
-                        frames_total += len(x)
-                        seconds = len(audio[next_row]) / SAMPLE_RATE
-                        audio_total += seconds
-                        bar.update(seconds / 3600)
-                        speed = audio_total / (time.perf_counter() - t0)
-                        bar.set_postfix_str(f"{speed:.0f}x real time", refresh=False)
-                        next_row += 1
+            for batches, audio in _read_ahead(plan, read=read, pool=pool):
+                shard.write_window(dense, batches, audio, feats=feats_file, lens=len_file)
     except BaseException:
         bar.close()
-        if next_row == 0:  # nothing of the shard on disk: leave no state that blocks the next run
+        if shard.next_row == 0:  # nothing of the shard on disk: leave no state that blocks the next run
             for path in (npy, len_path, state_path(npy)):
                 path.unlink(missing_ok=True)
         raise
     bar.close()
-    return DumpResult(npy=npy, len=len_path, utterances=next_row, dumped=next_row - done,
-                      frames=frames_total, audio_seconds=audio_total, seconds=time.perf_counter() - t0)
+    return DumpResult(npy=npy, len=len_path, utterances=shard.next_row, dumped=shard.next_row - done,
+                      frames=shard.frames, audio_seconds=shard.audio_seconds, seconds=time.perf_counter() - t0)
+
+
+def _resume_point(npy: Path, len_path: Path, state: dict, *, rows: int) -> int:
+    """The rows of the shard already on disk (after a repair), once the dump's settings are checked
+    against an earlier run's and recorded; a new shard starts with an empty ``.len``."""
+    resuming = npy.is_file() or len_path.is_file()
+    _check_state(npy, state, resuming=resuming)
+    done = _repair(npy, len_path) if resuming else 0
+    if not resuming:
+        len_path.write_text("")
+    if done > rows:
+        raise FeatureError(f"{len_path}: {done} rows but the shard has {rows}; the manifest changed, dump again")
+    return done
+
+
+def _read_ahead(plan: list[list[list[int]]], *, read: Callable[[list[list[int]]], dict[int, np.ndarray]],
+                pool: ThreadPoolExecutor) -> Iterator[tuple[list[list[int]], dict[int, np.ndarray]]]:
+    """Each window's batches and audio; the next window is read in ``pool`` while this one is computed."""
+    pending = pool.submit(read, plan[0]) if plan else None
+    for k, batches in enumerate(plan):
+        assert pending is not None  # submitted before the loop, and at the end of each step but the last
+        audio = pending.result()
+        if k + 1 < len(plan):  # read the next window while this one is computed
+            pending = pool.submit(read, plan[k + 1])
+        yield batches, audio
+
+
+@dataclass
+class _ShardAppender:
+    """Computes the rows of a window and appends them to the shard in manifest order, counting what
+    this call wrote."""
+
+    manifest: Manifest
+    rows: Sequence[ManifestRow]
+    out_dir: Path
+    per_utterance: bool
+    stop: int  # the row to stop before
+    bar: Any  # tqdm
+    t0: float  # when the call started (for the speed shown)
+    next_row: int  # the next row to write
+    frames: int = 0
+    audio_seconds: float = 0.0
+
+    def write_window(self, dense: DenseModel, batches: list[list[int]], audio: dict[int, np.ndarray], *,
+                     feats: ShardWriter, lens: TextIO) -> None:
+        """Compute each batch of the window and write every row whose earlier rows are written."""
+        ready: dict[int, np.ndarray] = {}
+        for batch in batches:
+            for i, f in zip(batch, dense.batch([audio[i] for i in batch])):
+                if i >= self.next_row:  # rows before next_row were written by an earlier run
+                    ready[i] = f.cpu().numpy()
+            while self.next_row in ready and self.next_row < self.stop:  # write rows in manifest order
+                self._append(ready.pop(self.next_row), samples=len(audio[self.next_row]), feats=feats, lens=lens)
+
+    def _append(self, x: np.ndarray, *, samples: int, feats: ShardWriter, lens: TextIO) -> None:
+        """Append the features ``x`` of row ``next_row``: frames first, then its ``.len`` line."""
+        row = self.rows[self.next_row]
+        if not np.isfinite(x).all():
+            raise FeatureError(f"{self.manifest.path(row)}: the model produced NaN/inf features (try --dtype float32)")
+        if self.per_utterance:
+            with atomic_path(self.out_dir / f"{row.utt_id}.npy") as tmp:
+                np.save(tmp, x)
+        feats.append(x)
+        lens.write(f"{len(x)}\n")
+        lens.flush()
+        self.frames += len(x)
+        seconds = samples / SAMPLE_RATE
+        self.audio_seconds += seconds
+        self.bar.update(seconds / 3600)
+        speed = self.audio_seconds / (time.perf_counter() - self.t0)
+        self.bar.set_postfix_str(f"{speed:.0f}x real time", refresh=False)
+        self.next_row += 1
 
 
 def _plan(rows: Sequence[ManifestRow], *, done: int, stop: int, batch_samples: int) -> list[list[list[int]]]:

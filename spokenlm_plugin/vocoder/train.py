@@ -18,7 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Sequence
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:  # imported where used: `spokenlm <command> --help` must not w
     import torch
     from .data import UnitSet, VocoderCorpus
     from .losses import LogMel
-    from .model import SharedGenerators
+    from .model import Discriminators, SharedGenerators
 
 STATE = TRAIN_STATE
 #: Validation utterances synthesised per unit set at each validation.
@@ -112,6 +112,71 @@ def output_paths(out: Path, names: Sequence[str]) -> dict[str, tuple[Path, Path]
     return {n: (out / n / "vocoder.pt", out / n / "config.json") for n in names}
 
 
+#: Entries of ``train_state.pt`` that are a ``state_dict()`` of the :class:`TrainState` field of that name.
+_STATE_DICTS = ("generator", "discriminators", "opt_g", "opt_d", "sched_g", "sched_d")
+
+
+@dataclass
+class TrainState:
+    """What a run resumes from: both networks with their optimisers and schedulers, the segment
+    sampler, the step and the loss history (``OUT/train_state.pt`` holds them under these names,
+    with torch's random state and the run's fingerprints)."""
+
+    generator: SharedGenerators
+    discriminators: Discriminators
+    opt_g: torch.optim.AdamW
+    opt_d: torch.optim.AdamW
+    sched_g: torch.optim.lr_scheduler.ExponentialLR
+    sched_d: torch.optim.lr_scheduler.ExponentialLR
+    sampler: torch.Generator
+    step: int = 0
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def save(self, path: Path, *, fingerprint: dict[str, Any], data: dict[str, str]) -> None:
+        """Write the state to ``path`` atomically, with torch's random state and the fingerprints of the
+        run's options and data."""
+        import torch
+
+        with atomic_path(path) as tmp:
+            torch.save({"fingerprint": fingerprint, "data": data, "step": self.step,
+                        **{k: getattr(self, k).state_dict() for k in _STATE_DICTS},
+                        "sampler": self.sampler.get_state(), "torch_rng": torch.get_rng_state(),
+                        "history": self.history}, tmp)
+
+    def load(self, state: dict[str, Any]) -> None:
+        """Continue from a state :meth:`save` wrote (torch's random state included)."""
+        import torch
+
+        for k in _STATE_DICTS:
+            getattr(self, k).load_state_dict(state[k])
+        self.sampler.set_state(state["sampler"])
+        torch.set_rng_state(state["torch_rng"])
+        self.step, self.history = int(state["step"]), list(state["history"])
+
+
+@dataclass(frozen=True)
+class _Run:
+    """Where a run writes, and what its training state records about its options and data."""
+
+    out: Path
+    gen_cfgs: Sequence[GeneratorConfig]
+    paths: dict[str, tuple[Path, Path]]
+    fingerprint: dict[str, Any]
+    data: dict[str, str]
+
+    def checkpoint(self, state: TrainState, *, finished: bool) -> None:
+        """The training state and log; with ``finished`` also every unit set's vocoder."""
+        from .checkpoint import save_vocoder
+
+        # The state first: a run killed between the two files resumes at the end and writes the vocoders.
+        state.save(self.out / STATE, fingerprint=self.fingerprint, data=self.data)
+        with atomic_write(self.out / "train_log.json") as f:
+            json.dump({"step": state.step, "history": state.history}, f, indent=0)
+        if finished:
+            for i, (checkpoint, config) in enumerate(self.paths.values()):
+                save_vocoder(state.generator.export(i), self.gen_cfgs[i], checkpoint=checkpoint, config=config)
+
+
 def train_vocoder(
     manifest: str | Path,
     unit_sets: Sequence[UnitSet],
@@ -134,16 +199,42 @@ def train_vocoder(
     ``OUT/vocoder.pt`` (per unit set) exists only once training reached ``train.steps``. A state in
     ``out`` from other options or data is refused, or with ``on_change="restart"`` (a pipeline that
     owns ``out``) discarded: training starts afresh."""
-    import torch
-    from .checkpoint import save_vocoder
-    from .data import UnitSet, VocoderCorpus
-    from .losses import LogMel, discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
-    from .model import Discriminators, SharedGenerators
-
-    from tqdm import tqdm
-
     out = Path(out)
     names = [s.name for s in unit_sets]
+    corpus, valid, speaker_names = _corpora(manifest, unit_sets, names=names, train=train, multispeaker=multispeaker,
+                                            valid_manifest=valid_manifest, valid_units=valid_units, downmix=downmix)
+    gen_cfgs = [GeneratorConfig(num_embeddings=s.num_units, upsample_initial_channel=channels,
+                                embedding_dim=embedding_dim, multispkr=multispeaker, num_speakers=len(speaker_names),
+                                speakers=tuple(speaker_names), duration_predictor=duration_predictor)
+                for s in unit_sets]
+    state, mel, duration_baseline = _initial_state(gen_cfgs, corpus, train=train,
+                                                   duration_predictor=duration_predictor)
+    run = _Run(out=out, gen_cfgs=gen_cfgs, paths=output_paths(out, names),
+               fingerprint=_fingerprint(gen_cfgs, names, train), data=corpus.fingerprint())
+    _resume(state, run=run, corpus=corpus, unit_sets=unit_sets, on_change=on_change, log=log)
+    if state.step < train.steps:
+        # A finished vocoder of a shorter run would outlive this one if it is interrupted: vocoder.pt
+        # must only ever hold a finished run's weights.
+        for p in [p for pair in run.paths.values() for p in pair if p.is_file()]:
+            p.unlink()
+            log(f"[vocoder-train] removed {p} (from {state.step} steps; written again at {train.steps})")
+    speaker_index = {s: i for i, s in enumerate(speaker_names)} if multispeaker else None
+    steps_this_run, seconds = _train_steps(state, run=run, corpus=corpus, valid=valid, train=train, mel=mel,
+                                           speaker_index=speaker_index, duration_predictor=duration_predictor,
+                                           progress=progress)
+    return {"steps": state.step, "steps_this_run": steps_this_run, "seconds": seconds,
+            "steps_per_second": steps_this_run / seconds if seconds and steps_this_run else None,
+            "history": state.history, "duration_baseline_mse": duration_baseline,
+            "outputs": {n: {"checkpoint": c, "config": j} for n, (c, j) in run.paths.items()}}
+
+
+def _corpora(manifest: str | Path, unit_sets: Sequence[UnitSet], *, names: Sequence[str], train: TrainConfig,
+             multispeaker: bool, valid_manifest: str | Path | None, valid_units: dict[str, Path] | None,
+             downmix: bool) -> tuple[VocoderCorpus, VocoderCorpus | None, list[str]]:
+    """The training corpus, the validation corpus (if any) and the sorted speaker names (none without
+    ``multispeaker``), checked against the options."""
+    from .data import UnitSet, VocoderCorpus
+
     if len(set(names)) != len(names):
         raise ConfigError(f"unit set names must differ: {names}")
     speakers = _speakers(Path(manifest)) if multispeaker else None
@@ -153,10 +244,6 @@ def train_vocoder(
         raise ConfigError(f"--segment-units {train.segment_units}: longer than every utterance of {manifest} "
                           f"(the longest has {longest} units); use at most {longest}")
     speaker_names = sorted(set(speakers)) if speakers else []
-    gen_cfgs = [GeneratorConfig(num_embeddings=s.num_units, upsample_initial_channel=channels,
-                                embedding_dim=embedding_dim, multispkr=multispeaker, num_speakers=len(speaker_names),
-                                speakers=tuple(speaker_names), duration_predictor=duration_predictor)
-                for s in unit_sets]
     valid = None
     if valid_manifest is not None:
         if not valid_units or set(valid_units) != set(names):
@@ -164,6 +251,16 @@ def train_vocoder(
         valid = VocoderCorpus(valid_manifest, [UnitSet(n, valid_units[n], s.num_units) for n, s in
                                                zip(names, unit_sets)],
                               speakers=_speakers(Path(valid_manifest)) if multispeaker else None, downmix=downmix)
+    return corpus, valid, speaker_names
+
+
+def _initial_state(gen_cfgs: list[GeneratorConfig], corpus: VocoderCorpus, *, train: TrainConfig,
+                   duration_predictor: bool) -> tuple[TrainState, LogMel, float | None]:
+    """The networks, optimisers and sampler of step 0 (seeded), the mel transform, and the duration
+    predictor's baseline MSE (None without one)."""
+    import torch
+    from .losses import LogMel
+    from .model import Discriminators, SharedGenerators
 
     torch.manual_seed(train.seed)
     gen = SharedGenerators(gen_cfgs)
@@ -180,117 +277,111 @@ def train_vocoder(
     mel = LogMel()
     opt_g = torch.optim.AdamW(gen.parameters(), train.lr, betas=train.betas)
     opt_d = torch.optim.AdamW(disc.parameters(), train.lr, betas=train.betas)
-    sched_g = torch.optim.lr_scheduler.ExponentialLR(opt_g, train.lr_decay)
-    sched_d = torch.optim.lr_scheduler.ExponentialLR(opt_d, train.lr_decay)
-    sampler = torch.Generator().manual_seed(train.seed)
-    fingerprint = _fingerprint(gen_cfgs, names, train)
-    data = corpus.fingerprint()
-    step, history = 0, []
-    state_path = out / STATE
-    if state_path.is_file():
-        # A foreign or damaged file is refused, never overwritten silently.
-        state = read_checkpoint(state_path, hint="remove it to start afresh", what="vocoder training state",
-                                loader="pickle", required=())
-        try:
-            _check_resumable(state, state_path, out=out, fingerprint=fingerprint, data=data, corpus=corpus,
-                             unit_sets=unit_sets)
-        except ConfigError as e:
-            if on_change == "refuse":
-                raise
-            log(f"[vocoder-train] starting afresh: {e}")
-            state_path.unlink()
-    if state_path.is_file():
-        gen.load_state_dict(state["generator"])
-        disc.load_state_dict(state["discriminators"])
-        opt_g.load_state_dict(state["opt_g"])
-        opt_d.load_state_dict(state["opt_d"])
-        sched_g.load_state_dict(state["sched_g"])
-        sched_d.load_state_dict(state["sched_d"])
-        sampler.set_state(state["sampler"])
-        torch.set_rng_state(state["torch_rng"])
-        step, history = int(state["step"]), list(state["history"])
-        log(f"[vocoder-train] resuming {out} at step {step}")
-    paths = output_paths(out, names)
-    if step < train.steps:
-        # A finished vocoder of a shorter run would outlive this one if it is interrupted: vocoder.pt
-        # must only ever hold a finished run's weights.
-        for p in [p for pair in paths.values() for p in pair if p.is_file()]:
-            p.unlink()
-            log(f"[vocoder-train] removed {p} (from {step} steps; written again at {train.steps})")
-    speaker_index = {s: i for i, s in enumerate(speaker_names)} if multispeaker else None
+    state = TrainState(generator=gen, discriminators=disc, opt_g=opt_g, opt_d=opt_d,
+                       sched_g=torch.optim.lr_scheduler.ExponentialLR(opt_g, train.lr_decay),
+                       sched_d=torch.optim.lr_scheduler.ExponentialLR(opt_d, train.lr_decay),
+                       sampler=torch.Generator().manual_seed(train.seed))
+    return state, mel, duration_baseline
+
+
+def _resume(state: TrainState, *, run: _Run, corpus: VocoderCorpus, unit_sets: Sequence[UnitSet],
+            on_change: Literal["refuse", "restart"], log: Callable[[str], None]) -> None:
+    """Continue from ``OUT/train_state.pt`` when it holds a run of the same options and data; one of
+    others is refused, or with ``on_change="restart"`` removed (training starts afresh)."""
+    state_path = run.out / STATE
+    if not state_path.is_file():
+        return
+    # A foreign or damaged file is refused, never overwritten silently.
+    saved = read_checkpoint(state_path, hint="remove it to start afresh", what="vocoder training state",
+                            loader="pickle", required=())
+    try:
+        _check_resumable(saved, state_path, out=run.out, fingerprint=run.fingerprint, data=run.data, corpus=corpus,
+                         unit_sets=unit_sets)
+    except ConfigError as e:
+        if on_change == "refuse":
+            raise
+        log(f"[vocoder-train] starting afresh: {e}")
+        state_path.unlink()
+        return
+    state.load(saved)
+    log(f"[vocoder-train] resuming {run.out} at step {state.step}")
+
+
+def _train_steps(state: TrainState, *, run: _Run, corpus: VocoderCorpus, valid: VocoderCorpus | None,
+                 train: TrainConfig, mel: LogMel, speaker_index: dict[str, int] | None, duration_predictor: bool,
+                 progress: bool) -> tuple[int, float]:
+    """Train from ``state.step`` to ``train.steps``, validating and checkpointing on the way; returns
+    the steps taken and the seconds they took."""
+    from tqdm import tqdm
+
     # The recipe decays the LR once per epoch: one segment per utterance.
     steps_per_epoch = max(1, len(corpus) // train.batch_size)
-
-    def checkpoint(*, finished: bool) -> None:
-        # The state first: a run killed between the two files resumes at the end and writes the vocoders.
-        with atomic_path(state_path) as tmp:
-            torch.save({"fingerprint": fingerprint, "data": data, "step": step, "generator": gen.state_dict(),
-                        "discriminators": disc.state_dict(), "opt_g": opt_g.state_dict(),
-                        "opt_d": opt_d.state_dict(), "sched_g": sched_g.state_dict(),
-                        "sched_d": sched_d.state_dict(), "sampler": sampler.get_state(),
-                        "torch_rng": torch.get_rng_state(), "history": history}, tmp)
-        with atomic_write(out / "train_log.json") as f:
-            json.dump({"step": step, "history": history}, f, indent=0)
-        if finished:
-            for i, n in enumerate(names):
-                save_vocoder(gen.export(i), gen_cfgs[i], checkpoint=paths[n][0], config=paths[n][1])
-
-    bar = tqdm(total=train.steps, initial=min(step, train.steps), desc="vocoder-train", unit="step",
+    bar = tqdm(total=train.steps, initial=min(state.step, train.steps), desc="vocoder-train", unit="step",
                disable=not progress)
     t_start = time.perf_counter()
     steps_this_run = 0
-    while step < train.steps:
-        batch = corpus.segments(batch=train.batch_size, segment_units=train.segment_units, generator=sampler,
+    while state.step < train.steps:
+        batch = corpus.segments(batch=train.batch_size, segment_units=train.segment_units, generator=state.sampler,
                                 speaker_index=speaker_index)
-        real = batch["audio"]
-        fake = gen(batch["code"], batch["table"], batch.get("spkr"))
-        adversarial = step >= train.adversarial_from
-        losses: dict[str, float] = {}
-        if adversarial:
-            opt_d.zero_grad()
-            loss_d = discriminator_loss(disc(real), disc(fake.detach()))
-            loss_d.backward()
-            opt_d.step()
-            losses["d"] = loss_d.item()
-        opt_g.zero_grad()
-        loss_mel = mel_loss(mel, real[:, 0], fake[:, 0])
-        loss_g = train.lambda_mel * loss_mel
-        if adversarial:
-            with torch.no_grad():
-                real_out = disc(real)
-            fake_out = disc(fake)
-            adv, fm = generator_adv_loss(fake_out), feature_matching_loss(real_out, fake_out)
-            loss_g = loss_g + adv + train.lambda_fm * fm
-            losses |= {"g_adv": adv.item(), "fm": fm.item()}
-        if duration_predictor:
-            dur = _duration_loss(gen, batch["code"], batch["table"])
-            loss_g = loss_g + dur
-            losses["dur"] = dur.item()
-        loss_g.backward()
-        opt_g.step()
-        step += 1
+        losses = _train_step(state, batch, train=train, mel=mel, duration_predictor=duration_predictor,
+                             steps_per_epoch=steps_per_epoch)
         steps_this_run += 1
-        if step % steps_per_epoch == 0:
-            sched_g.step()
-            if adversarial:  # (the discriminators' LR decays from when they join)
-                sched_d.step()
-        losses["mel"] = loss_mel.item()
-        history.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
+        step = state.step
+        state.history.append({"step": step, **{k: round(v, 5) for k, v in losses.items()}})
         bar.update(1)
         bar.set_postfix({k: f"{v:.3f}" for k, v in losses.items()})
         if valid is not None and train.valid_every and (step % train.valid_every == 0 or step == train.steps):
-            history[-1]["valid_mel"] = validate(gen, valid, out / "valid" / f"step{step:06d}", mel=mel,
-                                                speaker_index=speaker_index)
+            state.history[-1]["valid_mel"] = validate(state.generator, valid, run.out / "valid" / f"step{step:06d}",
+                                                      mel=mel, speaker_index=speaker_index)
         if step % train.checkpoint_every == 0 or step == train.steps:
-            checkpoint(finished=step == train.steps)
+            run.checkpoint(state, finished=step == train.steps)
     bar.close()
-    if steps_this_run == 0 and not all(p.is_file() for pair in paths.values() for p in pair):
-        checkpoint(finished=True)
-    seconds = time.perf_counter() - t_start
-    return {"steps": step, "steps_this_run": steps_this_run, "seconds": seconds,
-            "steps_per_second": steps_this_run / seconds if seconds and steps_this_run else None,
-            "history": history, "duration_baseline_mse": duration_baseline,
-            "outputs": {n: {"checkpoint": c, "config": j} for n, (c, j) in paths.items()}}
+    if steps_this_run == 0 and not all(p.is_file() for pair in run.paths.values() for p in pair):
+        run.checkpoint(state, finished=True)
+    return steps_this_run, time.perf_counter() - t_start
+
+
+def _train_step(state: TrainState, batch: dict[str, torch.Tensor], *, train: TrainConfig, mel: LogMel,
+                duration_predictor: bool, steps_per_epoch: int) -> dict[str, float]:
+    """One update of the discriminators (once adversarial) and of the generator, then of the
+    schedulers at an epoch's end; returns the step's losses."""
+    import torch
+    from .losses import discriminator_loss, feature_matching_loss, generator_adv_loss, mel_loss
+
+    gen, disc = state.generator, state.discriminators
+    real = batch["audio"]
+    fake = gen(batch["code"], batch["table"], batch.get("spkr"))
+    adversarial = state.step >= train.adversarial_from
+    losses: dict[str, float] = {}
+    if adversarial:
+        state.opt_d.zero_grad()
+        loss_d = discriminator_loss(disc(real), disc(fake.detach()))
+        loss_d.backward()
+        state.opt_d.step()
+        losses["d"] = loss_d.item()
+    state.opt_g.zero_grad()
+    loss_mel = mel_loss(mel, real[:, 0], fake[:, 0])
+    loss_g = train.lambda_mel * loss_mel
+    if adversarial:
+        with torch.no_grad():
+            real_out = disc(real)
+        fake_out = disc(fake)
+        adv, fm = generator_adv_loss(fake_out), feature_matching_loss(real_out, fake_out)
+        loss_g = loss_g + adv + train.lambda_fm * fm
+        losses |= {"g_adv": adv.item(), "fm": fm.item()}
+    if duration_predictor:
+        dur = _duration_loss(gen, batch["code"], batch["table"])
+        loss_g = loss_g + dur
+        losses["dur"] = dur.item()
+    loss_g.backward()
+    state.opt_g.step()
+    state.step += 1
+    if state.step % steps_per_epoch == 0:
+        state.sched_g.step()
+        if adversarial:  # (the discriminators' LR decays from when they join)
+            state.sched_d.step()
+    losses["mel"] = loss_mel.item()
+    return losses
 
 
 def validate(gen: SharedGenerators, valid: VocoderCorpus, out: Path, *, mel: LogMel,
