@@ -308,6 +308,22 @@ def _rows(units: dict[str, Any], quick: bool) -> list[LMRow]:
     return rows
 
 
+def _differences(results: dict[LMRow, dict[Score, Results]]) -> dict[str, dict[str, Any]]:
+    """The paired comparisons of :func:`_comparisons` that ran: label -> task[_mean] -> [difference, low, high]."""
+    differences: dict[str, dict[str, Any]] = {}
+    for label, a, b in _comparisons(DEFAULT_DEDUP):
+        if a not in results or b not in results:
+            continue
+        differences[label] = {}
+        for score in SCORES:
+            for kind in TASKS:
+                ra, rb = results[a].get(score, {}).get(kind), results[b].get(score, {}).get(kind)
+                if ra is not None and rb is not None:
+                    d = paired_difference(ra, rb)
+                    differences[label][f"{kind}{'' if score == 'sum' else '_mean'}"] = [d.difference, *(d.ci or ())]
+    return differences
+
+
 def run(ctx: DemoContext) -> StageResult:
     sizes = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("ulm")
@@ -373,18 +389,7 @@ def run(ctx: DemoContext) -> StageResult:
                             "prompts": prompts_km, "continuations": continuations_km}
 
     metrics = {r.key: m for r, (m, _) in evaluated.items()}
-    results = {r: res for r, (_, res) in evaluated.items()}
-    differences: dict[str, dict[str, Any]] = {}
-    for label, a, b in _comparisons(DEFAULT_DEDUP):
-        if a not in results or b not in results:
-            continue
-        differences[label] = {}
-        for score in SCORES:
-            for kind in TASKS:
-                ra, rb = results[a].get(score, {}).get(kind), results[b].get(score, {}).get(kind)
-                if ra is not None and rb is not None:
-                    d = paired_difference(ra, rb)
-                    differences[label][f"{kind}{'' if score == 'sum' else '_mean'}"] = [d.difference, *(d.ci or ())]
+    differences = _differences({r: res for r, (_, res) in evaluated.items()})
     consistency = {u: c for u in dict.fromkeys(r.units for r in rows)
                    if pairs is not None and (c := _unit_consistency(units[u], pairs, dedup=DEFAULT_DEDUP)) is not None}
     return _result(rows=rows, metrics=metrics, differences=differences, length=length, phones=phones,

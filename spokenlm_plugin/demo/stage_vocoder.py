@@ -118,6 +118,50 @@ def _continuations(ctx: DemoContext, vocoders: dict[str, dict[str, Path]], out: 
     return wavs
 
 
+def _resynthesize(corpus: Path, units: dict[str, Any], vocoders: dict[str, dict[str, Path]], out: Path, *,
+                  names: list[str], recognizer: PhoneRecognizer, n: int
+                  ) -> tuple[Path, list[int], dict[str, dict[str, Any]], dict[str, float], float]:
+    """Resynthesise the first ``n`` test utterances with each vocoder and score them (and, once, the originals)."""
+    manifest, labels, rows = _test_subset(corpus, out, n)
+    results: dict[str, dict[str, Any]] = {}
+    speed: dict[str, float] = {}
+    original_per = math.nan
+    with torch_threads(1):
+        for i, name in enumerate(names):
+            km = out / "test_subset" / f"{name}.km"
+            all_rows = read_km(Path(units[name]["km_dir"]) / "test.km")
+            write_km(km, [all_rows[j] for j in rows])
+            vocoder = Vocoder.load(vocoders[name]["checkpoint"], vocoders[name]["config"])
+            stats = synthesize(vocoder, km, out / "resynth" / name, manifest=manifest, progress=False)
+            speed[name] = stats["x_real_time"]
+            metrics = resynthesis_metrics(manifest, out / "resynth" / name, labels=labels, recognizer=recognizer,
+                                          score_original=i == 0)
+            results[name] = metrics["total"]
+            if i == 0:
+                original_per = metrics["total"]["per_original"]
+    return manifest, rows, results, speed, original_per
+
+
+def _text(ctx: DemoContext, trained: dict[str, Any], *, names: list[str], size: dict[str, int], seconds: float,
+          continuations: list[Path]) -> str:
+    """The stage's paragraph: the vocoders' training and where the audio is."""
+    history = trained["history"]
+    links = " ".join(f"[{p.stem}](vocoder/continuations/{p.name})" for p in continuations)
+    return (
+        f"{len(names)} vocoders ({size['channels']} channels, published 512) trained together for "
+        f"{trained['steps']} steps in {seconds:.0f} s (final mel L1 {history[-1]['mel']:.2f}, first "
+        f"{history[0]['mel']:.2f}"
+        + (f"; with a duration predictor for the joint LM's deduplicated units, final log-duration MSE "
+           f"{history[-1]['dur']:.3f}, first {history[0]['dur']:.3f}, against {trained['duration_baseline_mse']:.3f} "
+           "for the constant mean log duration it starts from" if "dur" in history[-1] else "")
+        + "); a CPU demo budget, far from the published 400k steps, so expect buzzy speech: "
+        "the comparison between unit sets, not the absolute numbers, is the point. Resynthesised audio: "
+        "`vocoder/resynth/<units>/`."
+        + (f" Spoken continuations of the {ctx.artifacts['ulm']['units']} unit LM (prompt + continuation): {links}."
+           if continuations else "")
+    )
+
+
 def run(ctx: DemoContext) -> StageResult:
     size = QUICK if ctx.quick else FULL
     out = ctx.stage_dir("vocoder")
@@ -144,28 +188,13 @@ def run(ctx: DemoContext) -> StageResult:
     timings["train"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    manifest, labels, rows = _test_subset(corpus, out, size["test_utterances"])
     judge = ctx.artifacts.get("recognizer")
     # The judge trained on every labelled train utterance (finetune stage); an older demo folder has
     # only the fine-tuned classifier, decoded greedily.
     recognizer = (PhoneRecognizer(judge["checkpoint"], decode="viterbi", switch_prob=float(judge["switch_prob"]))
                   if judge else PhoneRecognizer(ctx.artifacts["finetuned_checkpoint"]))
-    results: dict[str, dict[str, Any]] = {}
-    speed: dict[str, float] = {}
-    original_per = math.nan
-    with torch_threads(1):
-        for i, n in enumerate(names):
-            km = out / "test_subset" / f"{n}.km"
-            all_rows = read_km(Path(units[n]["km_dir"]) / "test.km")
-            write_km(km, [all_rows[j] for j in rows])
-            vocoder = Vocoder.load(vocoders[n]["checkpoint"], vocoders[n]["config"])
-            stats = synthesize(vocoder, km, out / "resynth" / n, manifest=manifest, progress=False)
-            speed[n] = stats["x_real_time"]
-            metrics = resynthesis_metrics(manifest, out / "resynth" / n, labels=labels, recognizer=recognizer,
-                                          score_original=i == 0)
-            results[n] = metrics["total"]
-            if i == 0:
-                original_per = metrics["total"]["per_original"]
+    manifest, rows, results, speed, original_per = _resynthesize(corpus, units, vocoders, out, names=names,
+                                                                 recognizer=recognizer, n=size["test_utterances"])
     timings["resynthesis_and_metrics"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
@@ -197,25 +226,11 @@ def run(ctx: DemoContext) -> StageResult:
              "hundreds of thousands of steps): WER 3.82 / 4.36 / 5.78 (base L11 / FT L12 / FT L13), original 1.69; "
              "MCD 7.32 / 7.97 / 8.85.",
     )
-    history = trained["history"]
-    links = " ".join(f"[{p.stem}](vocoder/continuations/{p.name})" for p in continuation_wavs)
-    text = (
-        f"{len(names)} vocoders ({size['channels']} channels, published 512) trained together for "
-        f"{trained['steps']} steps in {timings['train']:.0f} s (final mel L1 {history[-1]['mel']:.2f}, first "
-        f"{history[0]['mel']:.2f}"
-        + (f"; with a duration predictor for the joint LM's deduplicated units, final log-duration MSE "
-           f"{history[-1]['dur']:.3f}, first {history[0]['dur']:.3f}, against {trained['duration_baseline_mse']:.3f} "
-           "for the constant mean log duration it starts from" if "dur" in history[-1] else "")
-        + "); a CPU demo budget, far from the published 400k steps, so expect buzzy speech: "
-        "the comparison between unit sets, not the absolute numbers, is the point. Resynthesised audio: "
-        "`vocoder/resynth/<units>/`."
-        + (f" Spoken continuations of the {ctx.artifacts['ulm']['units']} unit LM (prompt + continuation): {links}."
-           if continuation_wavs else "")
-    )
+    text = _text(ctx, trained, names=names, size=size, seconds=timings["train"], continuations=continuation_wavs)
     return StageResult(
         name="vocoder", text=text, tables=[table], plots=plots,
         metrics={"resynthesis": results, "original_per": original_per, "x_real_time": speed,
                  "steps": trained["steps"], "channels": size["channels"],
-                 "duration_mse": history[-1].get("dur"), "duration_baseline_mse": trained["duration_baseline_mse"],
+                 "duration_mse": trained["history"][-1].get("dur"), "duration_baseline_mse": trained["duration_baseline_mse"],
                  "seconds": {k: round(v, 1) for k, v in timings.items()}},
     )
