@@ -1,4 +1,4 @@
-"""Can a language model learn the world at all? A text-only check of the story world (issue 16).
+"""Can a language model learn the world at all? A text-only check of the story world.
 
 Before any speech: a small LSTM (2 x 256) trained for a few seconds on the gold phone sequences of
 the training sentences (flite's front end, voice slt, pauses dropped: what a perfect phone recognizer

@@ -1,4 +1,4 @@
-"""Same-format copies of the paper's released files, built locally (issue 17: never downloaded).
+"""Same-format copies of the paper's released files, built locally (never downloaded).
 
 - The fine-tuned HuBERT (``coml/hubert-phoneme-classification``, revisions main / 10min / 1h / 10h /
   ctc-100h): the paper's ``HuBERTPhoneme`` (spokenlm-phoneme ``src/phonslm/model.py``), torchaudio's

@@ -1,4 +1,4 @@
-"""Bad audio and bad options end in one line naming the file or option (issue 15): NaN / inf samples,
+"""Bad audio and bad options end in one line naming the file or option: NaN / inf samples,
 WAV / FLAC files cut short, audio that fairseq's datasets would only reject in a traceback, options of
 ``pretrain-small`` fairseq asserts on, ABX items of another split, stereo in ``baseline-classifier``."""
 

@@ -1,4 +1,4 @@
-"""Bad inputs end in one typed line (issue 11 s.3): each fix, then a fuzz over every command's files.
+"""Bad inputs end in one typed line: each fix, then a fuzz over every command's files.
 
 Every case runs the CLI in-process (``cli.main``) on tiny inputs, except where the behaviour only
 exists in a separate process (faiss's loader noise, a refusal inside ``fairseq-train``).

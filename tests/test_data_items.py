@@ -148,7 +148,7 @@ SLT = ["slt-a/slt-a_00001.flac", "slt-a/slt-a_00002.flac", "slt-b/slt-b_00001.fl
 
 
 def test_items_keep_variants_of_one_voice_apart(tmp_path: Path) -> None:
-    """Issue 8: `--speaker-from prefix` used to merge slt-a and slt-b into 'slt'."""
+    """`--speaker-from prefix` used to merge slt-a and slt-b into 'slt'."""
     manifest = json_corpus(tmp_path, SLT)
     expected = {"slt-a_00001": "slt-a", "slt-a_00002": "slt-a", "slt-b_00001": "slt-b", "rms-a_00003": "rms-a"}
     for mode in ("auto", "alignment", "prefix", "parent"):

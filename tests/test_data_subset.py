@@ -112,7 +112,7 @@ def labelled(tmp_path: Path, relpaths: list[tuple[str, int]]) -> tuple[Path, Pat
 
 
 def test_variants_of_one_voice_are_balanced_as_distinct_speakers(tmp_path: Path) -> None:
-    """Issue 8: `--speaker-from prefix` merged slt-a and slt-b into 'slt', which then got as much
+    """`--speaker-from prefix` merged slt-a and slt-b into 'slt', which then got as much
     audio as rms-a alone. 10 s utterances: slt-a 6, slt-b 6, rms-a 12."""
     rows = [(f"{spk}/{spk}_{j:05d}.flac", 160000) for spk, n in (("slt-a", 6), ("slt-b", 6), ("rms-a", 12))
             for j in range(n)]

@@ -1,5 +1,5 @@
 """Bad inputs of the unit-LM and joint-LM commands end in one line naming the file, and leave no
-output (issue 15): lm-score / lm-generate with another dictionary, lm-data on an empty split or line,
+output: lm-score / lm-generate with another dictionary, lm-data on an empty split or line,
 fairseq-train --task speech_text_lm on a missing folder or an empty subset, sutlm-generate's vocoder
 checked before anything is written, and a prompt unit outside the LM shown as the user wrote it.
 

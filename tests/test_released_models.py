@@ -2,7 +2,7 @@
 
 The section's one bash block is read from README.md and every command in it is run as a user runs
 it (the venv's ``spokenlm`` / ``fairseq-train``, ``OMP_NUM_THREADS=1``) in a fresh folder that holds
-what the block expects (issue 17: nothing is downloaded):
+what the block expects (nothing is downloaded):
 
 - ``released/main``: a HuBERTPhoneme (``model.safetensors`` + ``config.json``) of HuBERT Base's width
   with :data:`~tests.released_support.LAYERS` transformer layers (the paper's has 12);
@@ -42,7 +42,7 @@ SECTION = "## Using the paper's released models"
 #: README value -> this test's, per option: the HuBERTPhoneme here has LAYERS layers, and a training
 #: of 2 updates shows that fairseq-train runs (tri_stage needs 2: its decay phase is max_update // 2).
 SMALLER: dict[str, dict[str | None, str]] = {"--layer": {"12": str(LAYERS)}, "--max-update": {None: "2"}}
-#: What the section covers (issue 17 item 7): each of these runs at least once.
+#: What the section covers: each of these runs at least once.
 STEPS = {"convert-hubert", "dump-features", "abx", "kmeans", "unit-quality", "lm-data", "fairseq-train", "lm-score",
          "vocoder-import", "vocoder-synth", "resynth-eval"}
 #: Output options of spokenlm (cli.OUTPUT_OPTIONS) and of fairseq-train.

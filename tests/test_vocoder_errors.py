@@ -146,7 +146,7 @@ def test_durations_without_a_duration_predictor(setup, capsys, tmp_path) -> None
         load_vocoder(setup["vocoder"], setup["config"], None)
 
 
-# ------------------------------------------------------------------ issue 15: bad inputs found by a probe
+# ------------------------------------------------------------------ bad inputs found by a probe
 
 
 def _wav_copies(setup: dict[str, Path], out: Path, *, split: str = "train", rows: int = 4,

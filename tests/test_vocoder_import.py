@@ -1,4 +1,4 @@
-"""``vocoder-import`` (issue 17 item 4): unit-hifigan ``UnitVocoder`` files -> fairseq vocoder.
+"""``vocoder-import``: unit-hifigan ``UnitVocoder`` files -> fairseq vocoder.
 
 The source files are built here (tests/released_support.py): a reference forward of unit-hifigan's
 layout (written from its published architecture, modules named as unit-hifigan names them, torch's

@@ -1,4 +1,4 @@
-"""Phoneme fine-tuning of HuBERT (paper 1's core method) as fairseq components.
+"""Phoneme fine-tuning of HuBERT (the core method of Poli, Chemla & Dupoux 2024) as fairseq components.
 
 - :mod:`.task` ``phoneme_frame_cls``, :mod:`.model` ``hubert_frame_cls``, :mod:`.criterion`
   ``frame_phoneme_ce``: frame-level phone classification on 50 Hz labels;

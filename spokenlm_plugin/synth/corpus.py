@@ -5,7 +5,7 @@ WordNet example sentences (``--text wordnet``, the default) or the generated sto
 train / valid / test by speaker *and* by sentence: valid and test speakers and sentences never
 occur in train.
 
-``--engine espeak`` makes the held-out corpus of issue 8 instead: the espeak-ng speakers of
+``--engine espeak`` makes the held-out corpus instead: the espeak-ng speakers of
 :data:`.espeak.HELDOUT_ESPEAK` (never heard in pretraining), 4 fixed train and 2 fixed test speakers;
 valid is spoken by the train speakers (its sentences are still held out), since every test voice
 must stay unseen until scoring. Layout of ``DIR`` (both engines)::

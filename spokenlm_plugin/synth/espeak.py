@@ -1,6 +1,6 @@
 """espeak-ng through ``libespeak-ng`` and ctypes: speech with phone and word times from the engine.
 
-The held-out check of issue 8 ("the same commands reach comparable numbers on voices the project
+The held-out check ("the same commands reach comparable numbers on voices the project
 never saw") needs an aligned corpus spoken by another synthesizer: :class:`Espeak` returns the same
 :class:`~.flite.Synthesis` as :meth:`Flite.synthesize` (16 kHz int16 samples, words and ARPAbet-39 +
 SIL phones in seconds), and :data:`HELDOUT_ESPEAK` lists its speakers, disjoint from the espeak-ng

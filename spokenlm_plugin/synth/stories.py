@@ -1,4 +1,4 @@
-"""A spoken story world: short generated stories over a small lexicon (issue 16), the second text
+"""A spoken story world: short generated stories over a small lexicon, the second text
 source of ``synth-corpus --text stories`` beside WordNet's example sentences.
 
 In the spirit of TinyStories, but from a grammar small enough that an hour of speech holds its
