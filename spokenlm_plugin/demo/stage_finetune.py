@@ -51,9 +51,9 @@ class Regime:
 
     minutes: float = 10.0
     max_update: int = 600
-    #: The linear probe's updates: only its head learns, on features that do not change, so half the
-    #: fine-tuning's updates (5 epochs of the subset) fit it.
-    probe_updates: int = 300
+    #: The linear probe's updates: only its head learns, on features that do not change, so a third of
+    #: the fine-tuning's updates (3 epochs of the subset) fit it.
+    probe_updates: int = 200
     lr: float = 1e-3
     freeze_updates: int = 60
     #: 10 s of audio per batch (about 3 utterances of the synthetic corpus).
@@ -77,7 +77,7 @@ class RecognizerRegime:
     twice), Viterbi-smoothed decoding with the switch probability of the train labels.
     """
 
-    max_update: int = 200
+    max_update: int = 150
     lr: float = 5e-4
     max_tokens: int = 160_000
 
