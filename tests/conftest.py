@@ -131,7 +131,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Skip ``@pytest.mark.slow`` tests unless ``--slow``: the default run takes about 5 minutes on 2
+    """Skip ``@pytest.mark.slow`` tests unless ``--slow``: the default run takes about 6.5 minutes on 2
     cores, and the skip (with its reason) shows in the summary instead of vanishing like a deselection."""
     if config.getoption("--slow"):
         return
