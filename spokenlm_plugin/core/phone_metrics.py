@@ -164,14 +164,14 @@ class PhoneScores:
         with ``log_probs`` ``(B, T, K)`` and ``switch_prob``, also the Viterbi-smoothed PER."""
         if (log_probs is None) != (switch_prob is None):
             raise ValueError("log_probs and switch_prob go together")
-        if log_probs is not None and switch_prob is not None:
-            for lp, t, m in zip(log_probs.detach().cpu(), target.cpu(), mask.cpu()):
-                path = viterbi_frames(lp[m], switch_prob=switch_prob)
-                self.smoothed_edits = (self.smoothed_edits or 0) + phone_errors(path, t[m], sil=sil)[0]
         self.frames += int(mask.sum())
         self.correct += int(((predicted == target) & mask).sum())
-        for p, t, m in zip(predicted.cpu(), target.cpu(), mask.cpu()):
+        smoothed = [None] * len(predicted) if log_probs is None else log_probs.detach().cpu()
+        for p, t, m, lp in zip(predicted.cpu(), target.cpu(), mask.cpu(), smoothed):
             p, t = p[m], t[m]
+            if lp is not None and switch_prob is not None:
+                path = viterbi_frames(lp[m], switch_prob=switch_prob)
+                self.smoothed_edits = (self.smoothed_edits or 0) + phone_errors(path, t, sil=sil)[0]
             interior = torch.zeros_like(t, dtype=torch.bool)
             interior[1:-1] = (t[1:-1] == t[:-2]) & (t[1:-1] == t[2:])
             self.interior_frames += int(interior.sum())

@@ -85,21 +85,29 @@ class RecognizerRegime:
 RECOGNIZER = {False: RecognizerRegime(), True: RecognizerRegime(max_update=5)}
 
 
-def train_args(data: Path, base: Path, save_dir: Path, regime: Regime, *, probe: bool) -> list[str]:
-    """``fairseq-train`` arguments of the fine-tuning run (``probe``: the linear probe)."""
-    args = [
+def _frame_cls_args(data: Path, base: Path, save_dir: Path, *, lr: float, max_update: int,
+                    max_tokens: int) -> list[str]:
+    """What every ``fairseq-train`` run of this stage shares (the schedule goes after)."""
+    return [
         str(data), "--user-dir", str(PLUGIN_DIR),
         "--task", "phoneme_frame_cls", "--labels", "phn",
         "--arch", "hubert_frame_cls", "--w2v-path", str(base),
         "--criterion", "frame_phoneme_ce",
         "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-08", "--weight-decay", "0.0",
-        "--lr", str(regime.lr), "--lr-scheduler", "tri_stage", "--phase-ratio", "[0.1,0.4,0.5]",
-        "--init-lr-scale", "0.01", "--final-lr-scale", "0.05", "--clip-norm", "5.0",
-        "--max-update", str(regime.probe_updates if probe else regime.max_update),
-        "--max-tokens", str(regime.max_tokens), "--batch-size", "32",
+        "--lr", str(lr), "--clip-norm", "5.0",
+        "--max-update", str(max_update), "--max-tokens", str(max_tokens), "--batch-size", "32",
         "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--save-interval", "1000000",
         "--disable-validation", "--num-workers", "0", "--seed", "1",
         "--log-format", "simple", "--log-interval", "10",
+    ]
+
+
+def train_args(data: Path, base: Path, save_dir: Path, regime: Regime, *, probe: bool) -> list[str]:
+    """``fairseq-train`` arguments of the fine-tuning run (``probe``: the linear probe)."""
+    args = _frame_cls_args(data, base, save_dir, lr=regime.lr, max_tokens=regime.max_tokens,
+                           max_update=regime.probe_updates if probe else regime.max_update) + [
+        "--lr-scheduler", "tri_stage", "--phase-ratio", "[0.1,0.4,0.5]",
+        "--init-lr-scale", "0.01", "--final-lr-scale", "0.05",
     ]
     if probe:
         return args + [
@@ -157,19 +165,11 @@ def _recognizer_data(corpus: Path, out: Path) -> Path:
 
 
 def _recognizer_args(data: Path, base: Path, tuned: Path, save_dir: Path, regime: RecognizerRegime) -> list[str]:
-    return [
-        str(data), "--user-dir", str(PLUGIN_DIR),
-        "--task", "phoneme_frame_cls", "--labels", "phn", "--arch", "hubert_frame_cls",
-        # the architecture and the base come from the fine-tuned checkpoint; its weights from --finetune-from-model
-        "--w2v-path", str(base), "--finetune-from-model", str(tuned),
-        "--criterion", "frame_phoneme_ce",
-        "--optimizer", "adam", "--adam-betas", "(0.9,0.98)", "--adam-eps", "1e-08", "--weight-decay", "0.0",
-        "--lr", str(regime.lr), "--lr-scheduler", "fixed", "--clip-norm", "5.0",
-        "--max-update", str(regime.max_update), "--max-tokens", str(regime.max_tokens), "--batch-size", "32",
-        "--save-dir", str(save_dir), "--no-epoch-checkpoints", "--save-interval", "1000000",
-        "--disable-validation", "--num-workers", "0", "--seed", "1", "--log-format", "simple",
-        "--log-interval", "10", "--freeze-finetune-updates", "0", "--mask-prob", "0.0", "--mask-channel-prob", "0.0",
-        "--train-cnn",
+    # --w2v-path builds the architecture; --finetune-from-model then loads the fine-tuned weights into it
+    return _frame_cls_args(data, base, save_dir, lr=regime.lr, max_update=regime.max_update,
+                           max_tokens=regime.max_tokens) + [
+        "--finetune-from-model", str(tuned), "--lr-scheduler", "fixed",
+        "--freeze-finetune-updates", "0", "--mask-prob", "0.0", "--mask-channel-prob", "0.0", "--train-cnn",
     ]
 
 
@@ -198,7 +198,8 @@ def _train_recognizer(corpus: Path, base: Path, tuned: dict, out: Path, regime: 
     return result
 
 
-def _train_and_score(name: str, data: Path, base: Path, out: Path, regime: Regime, ctx: DemoContext) -> dict:
+def _train_and_score(name: str, data: Path, base: Path, out: Path, regime: Regime, ctx: DemoContext, *,
+                     switch_prob: float) -> dict:
     done = out / f"{name}.json"
     if done.is_file():
         return json.loads(done.read_text())
@@ -207,8 +208,7 @@ def _train_and_score(name: str, data: Path, base: Path, out: Path, regime: Regim
         "fairseq-train", train_args(data, base, save_dir, regime, probe=name == "probe"),
         log_path=out / f"{name}.log", threads=ctx.jobs, log=ctx.log,
     )
-    scores = evaluate_phones(save_dir / "checkpoint_last.pt", data=data, split="test",
-                             switch_prob=switch_probability(data / "train.phn"))
+    scores = evaluate_phones(save_dir / "checkpoint_last.pt", data=data, split="test", switch_prob=switch_prob)
     # Where the errors come from: the labelled subset itself (fit), its speakers' other utterances
     # (seen), then unseen speakers (test).
     # (The probe's fit says nothing new: only the fine-tuned model is scored there.)
@@ -257,8 +257,10 @@ def run(ctx: DemoContext) -> StageResult:
     subset = json.loads((data / "train.subset.json").read_text())
     ctx.log(f"finetune: {subset['seconds'] / 60:.1f} min of labels from {len(subset['speakers'])} speakers")
 
-    probe = _train_and_score("probe", data, base, out, regime, ctx)
-    tuned = _train_and_score("finetuned", data, base, out, regime, ctx)
+    # the smoothed PER's switch probability, from the labels the models learn (the subset's)
+    switch = switch_probability(data / "train.phn")
+    probe = _train_and_score("probe", data, base, out, regime, ctx, switch_prob=switch)
+    tuned = _train_and_score("finetuned", data, base, out, regime, ctx, switch_prob=switch)
     ctx.log("finetune: baseline: linear classifier on log-mel frames (+-2) of the same subset")
     logmel = _logmel_classifier(data, out)
     recognizer = _train_recognizer(corpus, base, tuned, out, RECOGNIZER[ctx.quick], ctx)

@@ -47,6 +47,7 @@ from ..core.tools import run_tool
 from ..ulm.data import make_lm_dataset
 from ..ulm.discrimination import (
     LexicalResult,
+    PairTask,
     SyntacticResult,
     lexical_accuracy,
     paired_difference,
@@ -61,7 +62,7 @@ from .context import DemoContext, StageResult, Table
 
 Init = Literal["random", "centroids"]
 Score = Literal["sum", "mean"]
-TASKS = ("lexical", "syntactic")
+TASKS: tuple[PairTask, ...] = ("lexical", "syntactic")
 SCORES: tuple[Score, ...] = ("sum", "mean")
 #: The gold-phone topline's unit set name.
 PHONES = "phones"
@@ -183,9 +184,11 @@ def _pair_results(info: dict[str, Any], pairs: Path | None,
         if dedup:
             rows = [deduplicate(r)[0] for r in rows]
         accuracy = lexical_accuracy if kind == "lexical" else syntactic_accuracy
+        gold_path = pairs / kind / "gold.csv"
+        gold = read_gold(gold_path, task=kind)  # once for every score
         for name, values in score(rows).items():
             scores = dict(zip(ids, [float(v) for v in values]))
-            out.setdefault(name, {})[kind] = accuracy(pairs / kind / "gold.csv", scores)
+            out.setdefault(name, {})[kind] = accuracy(gold, scores, source=str(gold_path))
     return out
 
 
